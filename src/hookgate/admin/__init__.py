@@ -1,0 +1,1 @@
+"""Admin API: operators read what happened (events, rejections, decisions)."""

@@ -1,0 +1,154 @@
+"""Read API under /api/v1, guarded by `Authorization: Bearer <admin token>`."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hookgate.ingress.problems import problem
+from hookgate.store.base import EventFilter, Page, Store, StoreError
+from hookgate.store.rows import BadCursor
+from hookgate.timeutil import parse_iso
+from hookgate.verify import any_equal, bearer_token
+
+_encoder = msgspec.json.Encoder()
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """An admin request that gets a problem answer."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    """JSON with bytes rendered as text where possible."""
+    return Response(_encoder.encode(document), status, media_type="application/json")
+
+
+def problem_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An RFC 9457 answer."""
+    return Response(
+        problem(status, code, detail),
+        status,
+        headers=headers,
+        media_type="application/problem+json",
+    )
+
+
+def body_fields(raw: bytes, name: str) -> dict[str, Any]:
+    """A stored body as text when it is UTF-8, and always as base64."""
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {name: text, f"{name}_base64": base64.b64encode(raw).decode()}
+
+
+class AdminApi:
+    """Handlers bound to one store and one token list."""
+
+    def __init__(self, store_ref: Callable[[], Store], tokens: list[str]) -> None:
+        self._store = store_ref
+        self._tokens = [t for t in tokens if t]
+
+    def guarded(self, handler: Handler) -> Handler:
+        """401 unless the request carries a configured admin token."""
+
+        async def run(request: Request) -> Response:
+            token = bearer_token(request.headers.get("authorization"))
+            if token is None or not self._tokens or not any_equal(token, self._tokens):
+                detail = (
+                    "no admin tokens are configured ([admin] tokens)"
+                    if not self._tokens
+                    else "a valid admin bearer token is required"
+                )
+                return problem_response(
+                    401,
+                    "unauthorized",
+                    detail,
+                    {"WWW-Authenticate": 'Bearer realm="hookgate-admin"'},
+                )
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return problem_response(exc.status, exc.code, exc.detail)
+            except BadCursor as exc:
+                return problem_response(400, "bad-cursor", str(exc))
+            except StoreError as exc:
+                return problem_response(503, "storage-unavailable", str(exc), {"Retry-After": "5"})
+
+        return run
+
+    @staticmethod
+    def _limit(request: Request) -> int:
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 500:
+            raise ApiError(400, "bad-parameter", "limit must be an integer from 1 to 500")
+        return int(raw)
+
+    @staticmethod
+    def _page(page: Page) -> Response:
+        return json_response({"items": page.items, "next": page.next})
+
+    async def events(self, request: Request) -> Response:
+        q = request.query_params
+        since = None
+        if q.get("since"):
+            try:
+                since = parse_iso(q["since"])
+            except ValueError:
+                raise ApiError(
+                    400, "bad-parameter", "since must be an ISO 8601 date-time"
+                ) from None
+        where = EventFilter(
+            source=q.get("source"),
+            provider=q.get("provider"),
+            event_type=q.get("type"),
+            status=q.get("status"),
+            since=since,
+        )
+        page = await self._store().list_events(where, q.get("cursor"), self._limit(request))
+        return self._page(page)
+
+    async def event(self, request: Request) -> Response:
+        item = await self._store().get_event(request.path_params["event_id"])
+        if item is None:
+            raise ApiError(404, "not-found", "no event with this id")
+        item.update(body_fields(item.pop("raw_body"), "raw_body"))
+        return json_response(item)
+
+    async def rejections(self, request: Request) -> Response:
+        q = request.query_params
+        page = await self._store().list_rejections(
+            q.get("source"), q.get("cursor"), self._limit(request)
+        )
+        for item in page.items:
+            item.update(body_fields(item.pop("body"), "body"))
+        return self._page(page)
+
+    async def decisions(self, request: Request) -> Response:
+        q = request.query_params
+        page = await self._store().list_decisions(
+            q.get("source"), q.get("cursor"), self._limit(request)
+        )
+        return self._page(page)
+
+    def routes(self) -> list[Route]:
+        """The /api/v1 routes."""
+        return [
+            Route("/api/v1/events", self.guarded(self.events), methods=["GET"]),
+            Route("/api/v1/events/{event_id}", self.guarded(self.event), methods=["GET"]),
+            Route("/api/v1/rejections", self.guarded(self.rejections), methods=["GET"]),
+            Route("/api/v1/decisions", self.guarded(self.decisions), methods=["GET"]),
+        ]

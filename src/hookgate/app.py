@@ -1,0 +1,115 @@
+"""The composition root: builds store, providers, engine and the ASGI app from a Config."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hookgate.admin.api import AdminApi, json_response, problem_response
+from hookgate.authorization import SourcePolicy
+from hookgate.config import Config
+from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
+from hookgate.metrics import Metrics
+from hookgate.oauth import TokenIssuer
+from hookgate.providers import build_providers
+from hookgate.store import Store, StoreError, make_store
+
+log = structlog.get_logger("hookgate")
+
+OAUTH_KEY = "oauth_signing_key"
+
+
+class Gateway:
+    """Everything one running gateway holds, created on start-up and closed on shutdown."""
+
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.store: Store = make_store(config.storage, self.metrics.commit_batch.observe)
+        self.ingress: Ingress | None = None
+
+    async def start(self) -> None:
+        """Open storage and wire the receivers; announce unusable sources."""
+        await self.store.open()
+        key = await self.store.secret(OAUTH_KEY, os.urandom(32))
+        issuer = TokenIssuer(key)
+        providers = build_providers(issuer)
+        for source in self.config.sources:
+            for warning in providers[source.provider].problems(source):
+                log.warning("source misconfigured", source=source.name, problem=warning)
+        if not [t for t in self.config.admin.tokens if t]:
+            log.warning("admin API disabled: [admin] tokens is empty")
+        self.ingress = Ingress(
+            self.config, self.store, providers, SourcePolicy(), issuer, self.metrics
+        )
+        log.info(
+            "hookgate started",
+            sources=[s.name for s in self.config.sources],
+            storage=self.config.storage.url.split("://")[0],
+        )
+
+    async def stop(self) -> None:
+        """Finish background audit writes, flush queued writes, close storage."""
+        if self.ingress is not None:
+            await self.ingress.drain()
+        await self.store.close()
+        log.info("hookgate stopped")
+
+
+def create_app(config: Config) -> Any:
+    """The ASGI application: provider hooks on a lean path, the rest through Starlette."""
+    gateway = Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    async def healthz(_: Request) -> Response:
+        try:
+            await gateway.store.ping()
+        except StoreError as exc:
+            return json_response({"status": "unavailable", "storage": str(exc)}, 503)
+        return json_response({"status": "ok"})
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "error")
+        return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    admin = AdminApi(lambda: gateway.store, config.admin.tokens)
+    web = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin.routes(),
+        ],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        ingress = gateway.ingress
+        if scope["type"] == "http" and ingress is not None and scope["path"].startswith("/hooks/"):
+            await ingress(scope, receive, send)
+        else:
+            await web(scope, receive, send)
+
+    app.gateway = gateway  # type: ignore[attr-defined]
+    return app

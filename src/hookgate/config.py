@@ -1,0 +1,232 @@
+"""Typed settings: one TOML file, `${ENV}` interpolation, validated at start-up.
+
+Every command finds the file the same way: `--config`, else `$HOOKGATE_CONFIG`, else
+`./hookgate.toml`. Errors name the offending key (`sources[1].secrets[0]`), so an
+operator can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+CONFIG_ENV = "HOOKGATE_CONFIG"
+DEFAULT_CONFIG = "hookgate.toml"
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+SourceName = Annotated[str, msgspec.Meta(pattern=_NAME)]
+Policy = Literal["allow", "deny"]
+OnInvalid = Literal["reject", "quarantine"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """HTTP listener settings."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # The address providers use to reach this gateway; `hookgate init` prints URLs from it.
+    public_url: str | None = None
+    access_log: bool = False
+    # Seconds that in-flight requests get to finish on SIGTERM before the server closes.
+    graceful_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
+class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the inbox lives. `sqlite:///path` (default) or `postgresql://...`."""
+
+    url: str = "sqlite:///hookgate.db"
+    # Apply pending migrations on `serve`; otherwise `serve` refuses an outdated schema.
+    auto_migrate: bool = False
+    # Largest number of writes that share one commit (group commit).
+    batch_max: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 512
+    # Bytes of a rejected request's body kept for inspection.
+    rejection_body_bytes: Annotated[int, msgspec.Meta(ge=0, le=1024 * 1024)] = 4096
+    # Seconds a provider is told to wait (Retry-After) when storage is unavailable.
+    retry_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
+
+    def __post_init__(self) -> None:
+        if not (self.url.startswith("sqlite:///") or self.url.startswith("postgresql://")):
+            raise ValueError("url must start with sqlite:/// or postgresql://")
+
+
+class AdminConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bearer tokens that may read the admin API. Empty: the admin API refuses everyone."""
+
+    tokens: list[str] = []
+
+
+class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Structured logs to stderr."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class _Source(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="provider"):
+    name: SourceName
+    on_invalid: OnInvalid = "reject"
+
+    def credentials(self) -> list[str]:
+        """Every secret of the source, for fingerprints and masking."""
+        raise NotImplementedError
+
+    @property
+    def provider(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+
+class ZaptecSource(_Source, tag="zaptec"):
+    """Zaptec Cloud: OAuth password/client-credentials grant or HTTP Basic."""
+
+    auth: Literal["oauth", "basic"] = "oauth"
+    username: str = ""
+    password: str = ""
+    unknown_token: Policy = "deny"
+    on_error: Policy = "deny"
+    deny_status: Annotated[int, msgspec.Meta(ge=400, le=499)] = 403
+    token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 3600
+    decision_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=30000)] = 2000
+
+    def credentials(self) -> list[str]:
+        return [s for s in (self.password,) if s]
+
+
+class AmpecoSource(_Source, tag="ampeco"):
+    """AMPECO notifications signed with HMAC-SHA256 in X-Signature."""
+
+    secrets: list[str] = []
+    signature_header: str = "X-Signature"
+
+    def credentials(self) -> list[str]:
+        return [s for s in self.secrets if s]
+
+
+class EasyParkSource(_Source, tag="easypark"):
+    """EasyPark Fleet parking transactions, HTTP Basic or an API key header."""
+
+    auth: Literal["basic", "api_key"] = "basic"
+    username: str = ""
+    password: str = ""
+    api_key_header: str = "X-Api-Key"
+    api_keys: list[str] = []
+
+    def credentials(self) -> list[str]:
+        if self.auth == "basic":
+            return [s for s in (self.password,) if s]
+        return [s for s in self.api_keys if s]
+
+
+class ZtlmentSource(_Source, tag="ztlment"):
+    """ZTLment object state changes signed with HMAC-SHA512 in X-Payload-Signature."""
+
+    secrets: list[str] = []
+    signature_header: str = "X-Payload-Signature"
+
+    def credentials(self) -> list[str]:
+        return [s for s in self.secrets if s]
+
+
+SourceConfig = ZaptecSource | AmpecoSource | EasyParkSource | ZtlmentSource
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The whole file."""
+
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    sources: list[SourceConfig] = []
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ValueError(f"source name {source.name!r} is used twice")
+            seen.add(source.name)
+
+    def source(self, name: str) -> SourceConfig | None:
+        """The source called `name`, if configured."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        return None
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The file every command reads: --config, else $HOOKGATE_CONFIG, else ./hookgate.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return Path(DEFAULT_CONFIG)
+
+
+def _interpolate(value: Any, path: str, env: dict[str, str] | os._Environ[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def _key_path(message: str) -> str:
+    """Turn msgspec's `- at `$.sources[0].port`` suffix into a leading `sources[0].port:`."""
+    match = re.search(r" - at `\$\.?(.*)`$", message)
+    if not match:
+        return message
+    where = match.group(1) or "(top level)"
+    return f"{where}: {message[: match.start()]}"
+
+
+def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    resolved = _interpolate(data, "", os.environ if env is None else env)
+    try:
+        return msgspec.convert(resolved, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_key_path(str(exc))) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Find, read, interpolate and validate the configuration."""
+    file = find_config(path)
+    if not file.exists():
+        raise ConfigError(
+            f"no configuration at {file}: pass --config, set ${CONFIG_ENV}, "
+            "or run `hookgate init` to write a starter file"
+        )
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None

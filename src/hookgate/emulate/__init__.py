@@ -1,0 +1,1 @@
+"""Faithful provider emulators for hookgate send, tests and benchmarks."""

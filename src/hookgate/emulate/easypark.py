@@ -1,0 +1,121 @@
+"""EasyPark Fleet: parking transactions, Basic or API key, retried until 2xx or 409."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from hookgate.emulate.base import Sent, encode, post
+
+_AREAS = [
+    (291048, "Nyköpings lasarett, besökande", 403, "EuroPark Svenska AB"),
+    (118202, "Stockholm Centralstation P-hus", 17, "Q-Park AB"),
+    (540017, "Göteborg Nordstan", 88, "Parkering Göteborg"),
+]
+
+
+def transaction(parking_id: int, *, legacy: bool = False, seed: int = 0) -> dict[str, Any]:
+    """A realistic completed paid parking with VAT split (25 %) that adds up."""
+    rng = random.Random(parking_id + seed)  # noqa: S311
+    area = _AREAS[parking_id % len(_AREAS)]
+    end = datetime(2025, 12, 4, 13, 12, tzinfo=UTC) + timedelta(minutes=parking_id % 10000)
+    start = end - timedelta(minutes=rng.randint(15, 300))
+    price = Decimal(rng.randint(500, 25000)) / 100
+    net = (price / Decimal("1.25")).quantize(Decimal("0.01"))
+    fee = Decimal("4.95")
+    fee_net = Decimal("3.96")
+    document: dict[str, Any] = {
+        "parkingId": parking_id,
+        "parkingUserId": 8993734,
+        "licenseNumber": f"{'ABCDEFGHJK'[parking_id % 10]}{'LMNOPRSTUW'[parking_id // 10 % 10]}"
+        f"X{parking_id % 1000:03d}",
+        "startDate": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endDate": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "parkingAreaId": area[0],
+        "parkingAreaName": area[1],
+        "parkingOperatorId": area[2],
+        "parkingOperatorName": area[3],
+        "price": float(price),
+        "priceVatAmount": float(price - net),
+        "priceExclusiveVatAmount": float(net),
+        "transactionFeeExclusiveVatAmount": float(fee_net),
+        "transactionFeeVatAmount": float(fee - fee_net),
+        "transactionFee": float(fee),
+        "currency": "SEK",
+    }
+    if legacy:
+        del document["parkingUserId"]
+    return document
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    label: str,
+    *,
+    retry_interval: float,
+    max_attempts: int,
+) -> Sent:
+    """Post until 2xx or 409 (EasyPark retries every other 4xx/5xx, hourly by default)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        sent = await post(client, "easypark", label, url, body, headers)
+        sent.attempts = attempt
+        if sent.ok or attempt >= max_attempts:
+            return sent
+        await asyncio.sleep(retry_interval)
+
+
+async def run(
+    client: httpx.AsyncClient,
+    base_url: str,
+    source: str,
+    *,
+    auth: str = "basic",
+    username: str = "",
+    password: str = "",
+    api_key_header: str = "X-Api-Key",
+    api_key: str = "",
+    count: int = 1,
+    duplicate: bool = False,
+    legacy: bool = False,
+    retry_interval: float = 3600.0,
+    max_attempts: int = 24,
+    first_id: int | None = None,
+) -> list[Sent]:
+    """`count` transactions; with `duplicate`, each delivered twice (the second gets 409)."""
+    url = f"{base_url.rstrip('/')}/hooks/{source}"
+    headers = {"Content-Type": "application/json"}
+    if auth == "basic":
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        )
+    else:
+        headers[api_key_header] = api_key
+    base = first_id if first_id is not None else random.randint(10**9, 9 * 10**9)  # noqa: S311
+    results = []
+    for i in range(count):
+        document = transaction(base + i, legacy=legacy)
+        body = encode(document)
+        for _ in range(2 if duplicate else 1):
+            results.append(
+                await deliver(
+                    client,
+                    url,
+                    body,
+                    headers,
+                    f"parking {document['parkingId']}",
+                    retry_interval=retry_interval,
+                    max_attempts=max_attempts,
+                )
+            )
+    return results

@@ -1,0 +1,436 @@
+"""The HTTP edge for provider calls: `POST /hooks/{source}[/{route}]`.
+
+A lean ASGI handler rather than a framework route, so the hot path does only what it
+must: limits, authentication, verification over the raw bytes, parsing, one durable
+write, the answer. Every refusal is recorded (masked) and never processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from hookgate.authorization import Claim, Decider, Outcome, fallback
+from hookgate.config import Config, SourceConfig, ZaptecSource
+from hookgate.ids import new_id
+from hookgate.ingress.problems import problem
+from hookgate.metrics import Metrics
+from hookgate.oauth import TokenIssuer, redact_form
+from hookgate.providers.base import (
+    Answer,
+    Call,
+    Parsed,
+    Provider,
+    Reject,
+    RouteKind,
+    body_hash,
+    json_answer,
+)
+from hookgate.providers.zaptec import Zaptec
+from hookgate.store.base import Decision, InboundEvent, Rejection, Store, StoreError
+from hookgate.timeutil import utcnow
+from hookgate.verify import mask_headers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = structlog.get_logger("hookgate.ingress")
+
+_JSON = b"application/json"
+_PROBLEM = b"application/problem+json"
+
+
+class _TooLarge(Exception):
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head = head
+        self.size = size
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    remote: str | None
+    started: float
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class Ingress:
+    """ASGI app for provider calls; built by the composition root once storage is open."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        providers: dict[str, Provider[Any]],
+        decider: Decider,
+        issuer: TokenIssuer,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.providers = providers
+        self.decider = decider
+        self.issuer = issuer
+        self.metrics = metrics
+        self.max_body = config.server.max_body_bytes
+        self.sources = {source.name: source for source in config.sources}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- ASGI --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        client = scope.get("client")
+        request = _Request(
+            scope["method"], scope["path"], headers, client[0] if client else None, started
+        )
+        status, body, content_type, extra = await self._handle(request, receive)
+        out = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, receive: Receive, request: _Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _TooLarge(b"", int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                head = b"".join(chunks)
+                raise _TooLarge(head, size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- pipeline ----------------------------------------------------------------------
+
+    async def _handle(
+        self, request: _Request, receive: Receive
+    ) -> tuple[int, bytes, bytes, dict[str, str]]:
+        parts = request.path[len("/hooks/") :].strip("/").split("/", 1)
+        name = parts[0]
+        route = parts[1] if len(parts) > 1 else ""
+        source = self.sources.get(name)
+        provider = self.providers.get(source.provider) if source else None
+        kind: RouteKind | None = provider.routes.get(route) if provider else None
+        body = b""
+        try:
+            if source is None or provider is None:
+                raise Reject(404, "unknown-source", "Not Found", f"no source named {name!r}")
+            if kind is None:
+                raise Reject(
+                    404,
+                    "unknown-route",
+                    "Not Found",
+                    f"source {name!r} ({source.provider}) has no route /{route}",
+                )
+            if request.method != "POST":
+                raise Reject(
+                    405,
+                    "method-not-allowed",
+                    "Method Not Allowed",
+                    f"{request.method} is not allowed here; providers POST",
+                    {"Allow": "POST"},
+                )
+            try:
+                body = await self._read_body(receive, request)
+            except _TooLarge as exc:
+                body = exc.head
+                raise Reject(
+                    413,
+                    "body-too-large",
+                    "Content Too Large",
+                    f"the body exceeds {self.max_body} bytes",
+                ) from None
+            if kind == "token":
+                assert isinstance(source, ZaptecSource)
+                return await self._token(request, source, body)
+            call = Call(route, request.headers, body)
+            provider.authenticate(source, call)
+            if not _is_json(request.headers.get("content-type")):
+                raise Reject(
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported Media Type",
+                    "the body must be application/json",
+                    {"Accept-Post": "application/json"},
+                )
+            provider.verify(source, call)
+            try:
+                parsed = provider.parse(source, call)
+            except Reject as exc:
+                if exc.status != 422 or kind != "ingest" or source.on_invalid != "quarantine":
+                    raise
+                parsed = provider.quarantine(source, call)
+                parsed.document = {"error": exc.detail}
+            event = self._event(request, source, provider, parsed, body)
+            if kind == "authorize":
+                assert isinstance(source, ZaptecSource) and isinstance(provider, Zaptec)
+                answer = await self._authorize(source, provider, parsed, event)
+            elif kind == "session_end":
+                assert isinstance(provider, Zaptec)
+                result = await self.store.record_session_end(event, provider.session_end(parsed))
+                self._count(source, "accepted" if result.stored else "duplicate")
+                answer = provider.accepted(result.event_id)
+            else:
+                ingested = await self.store.ingest(event)
+                self._count(source, "accepted" if ingested.stored else "duplicate")
+                answer = (
+                    provider.accepted(ingested.event_id)
+                    if ingested.stored
+                    else provider.duplicate(ingested.event_id)
+                )
+            self.metrics.ack_seconds.labels(source.provider).observe(
+                time.perf_counter() - request.started
+            )
+            return answer.status, answer.body, answer.content_type.encode(), {}
+        except Reject as exc:
+            await self._reject(request, source, provider, name, exc, body)
+            return (
+                exc.status,
+                problem(exc.status, exc.code, exc.detail, instance=request.path),
+                _PROBLEM,
+                exc.headers,
+            )
+        except StoreError as exc:
+            log.error("storage unavailable", source=name, error=str(exc))
+            self._count(source, "error")
+            retry = str(self.config.storage.retry_after_seconds)
+            return (
+                503,
+                problem(503, "storage-unavailable", "the event could not be stored; retry later"),
+                _PROBLEM,
+                {"Retry-After": retry},
+            )
+
+    def _event(
+        self,
+        request: _Request,
+        source: SourceConfig,
+        provider: Provider[Any],
+        parsed: Parsed,
+        body: bytes,
+    ) -> InboundEvent:
+        return InboundEvent(
+            id=new_id(),
+            source=source.name,
+            provider=source.provider,
+            event_type=parsed.event_type,
+            received_at=utcnow(),
+            dedup_key=parsed.dedup_key,
+            raw_body=body,
+            body_sha256=body_hash(body),
+            headers=mask_headers(
+                request.headers, provider.keep_headers, provider.secret_headers(source)
+            ),
+            document=parsed.document,
+            subject=parsed.subject,
+            status=parsed.status,
+            flags=parsed.flags,
+        )
+
+    def _count(self, source: SourceConfig | None, outcome: str) -> None:
+        self.metrics.requests.labels(source.name if source else "-", outcome).inc()
+
+    async def _reject(
+        self,
+        request: _Request,
+        source: SourceConfig | None,
+        provider: Provider[Any] | None,
+        name: str,
+        exc: Reject,
+        body: bytes,
+    ) -> None:
+        self._count(source, "rejected")
+        self.metrics.rejections.labels(source.name if source else "-", exc.code).inc()
+        keep = provider.keep_headers if provider else frozenset({"content-type", "user-agent"})
+        secret = provider.secret_headers(source) if provider and source else frozenset()
+        cap = self.config.storage.rejection_body_bytes
+        rejection = Rejection(
+            id=new_id(),
+            received_at=utcnow(),
+            source=name[:200],
+            provider=source.provider if source else None,
+            method=request.method,
+            path=request.path[:500],
+            status=exc.status,
+            reason=exc.code,
+            detail=exc.detail,
+            headers=mask_headers(request.headers, keep | {"content-length"}, secret),
+            remote=request.remote,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_size=int(request.headers.get("content-length", "0") or 0)
+            if exc.status == 413
+            else len(body),
+            body=body[:cap],
+        )
+        log.info(
+            "request rejected", source=name, status=exc.status, reason=exc.code, detail=exc.detail
+        )
+        try:
+            await self.store.record_rejection(rejection)
+        except StoreError as err:
+            log.error("rejection not recorded", source=name, error=str(err))
+
+    # -- Zaptec ------------------------------------------------------------------------
+
+    async def _token(
+        self, request: _Request, source: ZaptecSource, body: bytes
+    ) -> tuple[int, bytes, bytes, dict[str, str]]:
+        if source.auth != "oauth":
+            raise Reject(
+                404,
+                "unknown-route",
+                "Not Found",
+                f"source {source.name!r} uses HTTP Basic; it has no token endpoint",
+            )
+        answer = self.issuer.answer(
+            source,
+            request.headers.get("content-type", ""),
+            body,
+            request.headers.get("authorization"),
+        )
+        if answer.failure is not None:
+            rejection = Reject(
+                answer.status, f"oauth-{answer.failure}", "", str(answer.body["error_description"])
+            )
+            await self._reject(
+                request, source, self.providers["zaptec"], source.name, rejection, redact_form(body)
+            )
+        encoded = json_answer(answer.status, answer.body)
+        return answer.status, encoded.body, _JSON, answer.headers
+
+    async def _authorize(
+        self, source: ZaptecSource, provider: Zaptec, parsed: Parsed, event: InboundEvent
+    ) -> Answer:
+        """Decide within the source's deadline; past it, or on failure, `on_error` answers."""
+        started = time.perf_counter()
+        start = provider.start_request(parsed)
+        claim = Claim()
+        decided: list[Decision] = []
+
+        async def decide_and_record() -> Decision:
+            outcome = await self.decider.decide(source, start)
+            decision = self._decision(source, event, start, outcome, started, fallback=False)
+            decided.append(decision)
+            await self.store.record_session_start(
+                event, decision, claim=lambda: claim.take(Claim.WRITER)
+            )
+            return decision
+
+        deadline = source.decision_deadline_ms / 1000
+        task = asyncio.ensure_future(decide_and_record())
+        try:
+            decision = await asyncio.wait_for(asyncio.shield(task), deadline)
+            outcome_message = ""
+        except Exception as exc:
+            why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
+            log.warning("decision fallback", source=source.name, reason=why)
+            outcome = fallback(source, why)
+            decision = self._decision(source, event, start, outcome, started, fallback=True)
+            outcome_message = outcome.message
+            claim.take(Claim.FALLBACK)
+            self._spawn(self._record_fallback(task, claim, event, decision, decided))
+        self.metrics.decisions.labels(
+            source.name, decision.result, str(decision.fallback).lower()
+        ).inc()
+        self._count(source, "accepted")
+        if decision.session_id is not None:
+            return provider.approve(decision.session_id)
+        message = outcome_message or self._message(decision)
+        return provider.deny(source, decision.result, message)
+
+    @staticmethod
+    def _message(decision: Decision) -> str:
+        if decision.result == "UNKNOWN":
+            return "This charge token is not known to the operator."
+        return "Charging is not authorized."
+
+    def _decision(
+        self,
+        source: ZaptecSource,
+        event: InboundEvent,
+        start: Any,
+        outcome: Outcome,
+        started: float,
+        *,
+        fallback: bool,
+    ) -> Decision:
+        return Decision(
+            id=new_id(),
+            decided_at=utcnow(),
+            source=source.name,
+            event_id=event.id,
+            charger_id=start.charger_id,
+            token=start.token,
+            user_id=start.user_id,
+            installation_id=start.installation_id,
+            result=outcome.result,
+            reasons=outcome.reasons,
+            session_id=str(uuid.uuid4()) if outcome.allowed else None,
+            fallback=fallback,
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
+
+    async def _record_fallback(
+        self,
+        task: asyncio.Future[Decision],
+        claim: Claim,
+        event: InboundEvent,
+        decision: Decision,
+        decided: list[Decision],
+    ) -> None:
+        """After a fallback answer: let the primary path finish, then audit what was answered."""
+        void = None
+        try:
+            await task
+            # The primary write won the claim race and committed: its session never reached Zaptec.
+            void = decided[0].session_id if decided else None
+        except Exception:  # noqa: S110 - the primary failure is already logged as the fallback reason
+            pass
+        try:
+            await self.store.record_fallback(event, decision, void)
+        except StoreError as exc:
+            log.error("fallback decision not recorded", source=decision.source, error=str(exc))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background audit writes (called on shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,45 @@
+"""Prometheus metrics, registered once per process and exposed on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The gateway's counters and histograms in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "hookgate_requests_total",
+            "Provider calls by source and outcome (accepted, duplicate, rejected, error).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "hookgate_rejections_total",
+            "Rejected provider calls by source and reason.",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "hookgate_ack_seconds",
+            "Time from request to answer for provider calls.",
+            ["provider"],
+            buckets=_LATENCY,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "hookgate_decisions_total",
+            "Charging authorization decisions by source, result and fallback.",
+            ["source", "result", "fallback"],
+            registry=self.registry,
+        )
+        self.commit_batch = Histogram(
+            "hookgate_commit_batch_size",
+            "Writes that shared one commit (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )

@@ -1,0 +1,28 @@
+"""Shared receiver for providers that sign the body with HMAC."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hookgate.config import AmpecoSource, ZtlmentSource
+from hookgate.providers.base import Call, Provider, unauthorized
+from hookgate.verify import Algorithm, hmac_matches
+
+SignedSource = AmpecoSource | ZtlmentSource
+
+
+class SignedProvider(Provider[SignedSource]):
+    """Verifies `signature_header` = HMAC(secret, raw body) for any configured secret."""
+
+    algorithm: ClassVar[Algorithm]
+
+    def verify(self, source: SignedSource, call: Call) -> None:
+        secrets = source.credentials()
+        if not secrets:
+            raise unauthorized(f"source {source.name!r} has no secret configured")
+        header = source.signature_header.lower()
+        signature = call.headers.get(header)
+        if not signature:
+            raise unauthorized(f"the {source.signature_header} header is missing")
+        if not hmac_matches(call.body, signature, secrets, self.algorithm):
+            raise unauthorized(f"the {source.signature_header} signature does not match the body")

@@ -1,0 +1,153 @@
+"""The contract every provider module fills in.
+
+A provider knows its own authentication, payload models, dedup key and answers; the
+ingress runs the same pipeline for all of them (limits, auth, verify, parse, store,
+answer). Adding a provider means adding one module here and its fixtures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import msgspec
+
+from hookgate.config import SourceConfig
+
+RouteKind = Literal["ingest", "authorize", "session_end", "token"]
+S = TypeVar("S", bound=SourceConfig)
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+class Reject(Exception):
+    """Refuse the call with an HTTP status and a problem type; nothing is stored but the log."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def unauthorized(detail: str, challenge: str | None = None) -> Reject:
+    """401 with a challenge where one applies."""
+    headers = {"WWW-Authenticate": challenge} if challenge else {}
+    return Reject(401, "unauthorized", "Unauthorized", detail, headers)
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP call as a provider sees it: lowercase header names, raw body bytes."""
+
+    route: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What a provider makes of a verified body."""
+
+    event_type: str
+    dedup_key: str
+    document: Any
+    subject: str | None = None
+    flags: list[str] = field(default_factory=list)
+    status: str = "received"
+
+
+@dataclass(slots=True, frozen=True)
+class Answer:
+    """Status and JSON body of a reply."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def json_answer(status: int, document: Any) -> Answer:
+    """An Answer with `document` encoded as JSON."""
+    return Answer(status, _encoder.encode(document))
+
+
+def problem_answer(status: int, document: dict[str, Any]) -> Answer:
+    """An RFC 9457 problem answer."""
+    return Answer(status, _encoder.encode(document), "application/problem+json")
+
+
+def decode(body: bytes, model: type[T]) -> T:
+    """Parse JSON into `model`: 400 when it is not JSON, 422 when it breaks the schema."""
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise Reject(422, "schema-violation", "Unprocessable Content", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Reject(
+            400, "malformed-json", "Bad Request", f"the body is not valid JSON: {exc}"
+        ) from None
+
+
+def body_hash(body: bytes) -> str:
+    """SHA-256 hex of the raw body."""
+    return hashlib.sha256(body).hexdigest()
+
+
+class Provider(Generic[S]):
+    """Base receiver: override what differs."""
+
+    name: ClassVar[str]
+    routes: ClassVar[dict[str, RouteKind]] = {"": "ingest"}
+    # Headers kept with each event (credentials are masked, see verify.mask_headers).
+    keep_headers: ClassVar[frozenset[str]] = frozenset(
+        {"content-type", "user-agent", "x-forwarded-for", "x-request-id", "authorization"}
+    )
+
+    def secret_headers(self, source: S) -> frozenset[str]:
+        """Header names whose whole value is a secret."""
+        return frozenset()
+
+    def problems(self, source: S) -> list[str]:
+        """Configuration problems to announce at start-up (a source without credentials)."""
+        if not source.credentials():
+            return [f"source {source.name!r} has no credentials configured: it rejects every call"]
+        return []
+
+    def authenticate(self, source: S, call: Call) -> None:
+        """Check credentials carried in headers, before the body is read."""
+
+    def verify(self, source: S, call: Call) -> None:
+        """Check signatures over the raw body."""
+
+    def parse(self, source: S, call: Call) -> Parsed:
+        """Turn the verified body into an event; Reject with 400/422 when it is not one."""
+        raise NotImplementedError
+
+    def quarantine(self, source: S, call: Call) -> Parsed:
+        """An event for a schema-invalid body kept raw for an operator (on_invalid=quarantine)."""
+        return Parsed(
+            event_type="invalid",
+            dedup_key="quarantine:" + body_hash(call.body),
+            document=None,
+            flags=["schema_invalid"],
+            status="quarantined",
+        )
+
+    def accepted(self, event_id: str) -> Answer:
+        """The answer to a newly stored event."""
+        return json_answer(200, {})
+
+    def duplicate(self, event_id: str) -> Answer:
+        """The answer to an event already in the inbox."""
+        return self.accepted(event_id)

@@ -1,0 +1,27 @@
+"""Storage behind one interface; `open_store` picks the backend from the URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hookgate.config import StorageConfig
+from hookgate.store.base import SchemaOutdated, Store, StoreError
+
+__all__ = ["SchemaOutdated", "Store", "StoreError", "make_store"]
+
+
+def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = None) -> Store:
+    """The backend for `config.url` (not yet opened)."""
+    if config.url.startswith("sqlite:///"):
+        from hookgate.store.sqlite import SqliteStore, sqlite_path
+
+        return SqliteStore(
+            sqlite_path(config.url),
+            batch_max=config.batch_max,
+            auto_migrate=config.auto_migrate,
+            on_batch=on_batch,
+        )
+    raise StoreError(
+        f"storage.url {config.url.split('://')[0]}:// is not available in this version; "
+        "use sqlite:///path"
+    )

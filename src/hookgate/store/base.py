@@ -1,0 +1,181 @@
+"""The storage interface every backend fills in, and the records that cross it.
+
+Callers (ingress, admin, CLI) see only this module; SQL lives in the backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+
+
+class StoreError(Exception):
+    """Storage could not do the work; the request must be answered 503, never 2xx."""
+
+
+class Abandoned(StoreError):
+    """A claimed write was given up because another path answered first."""
+
+
+class SchemaOutdated(StoreError):
+    """The database lacks migrations this version needs."""
+
+
+class InboundEvent(msgspec.Struct, kw_only=True):
+    """One verified, parsed provider call, as it goes into the inbox."""
+
+    id: str
+    source: str
+    provider: str
+    event_type: str
+    received_at: datetime
+    dedup_key: str
+    raw_body: bytes
+    body_sha256: str
+    headers: dict[str, str]
+    document: Any
+    subject: str | None = None
+    status: str = "received"
+    flags: list[str] = []
+
+
+class Rejection(msgspec.Struct, kw_only=True):
+    """A request that was refused, kept for inspection and never processed."""
+
+    id: str
+    received_at: datetime
+    source: str
+    provider: str | None
+    method: str
+    path: str
+    status: int
+    reason: str
+    detail: str
+    headers: dict[str, str]
+    remote: str | None
+    body_sha256: str
+    body_size: int
+    body: bytes
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    """The answer to a Zaptec session start, with what led to it."""
+
+    id: str
+    decided_at: datetime
+    source: str
+    event_id: str | None
+    charger_id: str | None
+    token: str | None
+    user_id: str | None
+    installation_id: str | None
+    result: str
+    reasons: list[str]
+    session_id: str | None
+    fallback: bool = False
+    latency_us: int = 0
+
+
+class SessionEnd(msgspec.Struct, kw_only=True):
+    """A Zaptec session end, matched against the sessions hookgate approved."""
+
+    # Ids in the end call that may be the sessionId hookgate issued, most likely first.
+    session_ids: list[str]
+    ended_at: datetime | None
+    energy_kwh: str | None
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    """`stored` is False when the dedup key was already in the inbox."""
+
+    stored: bool
+    event_id: str
+
+
+class SessionEndResult(msgspec.Struct, frozen=True):
+    """Outcome of a session end: duplicate (already seen) and matched (start known)."""
+
+    stored: bool
+    event_id: str
+    matched: bool
+
+
+class EventFilter(msgspec.Struct, kw_only=True):
+    """Filters of the inbox listing; None means any."""
+
+    source: str | None = None
+    provider: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+
+class Page(msgspec.Struct):
+    """A page of rows, newest first, and the cursor of the next page if any."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+class Store(Protocol):
+    """Durable storage. Every write method returns only after the data is committed."""
+
+    async def open(self) -> None:
+        """Connect; refuse (SchemaOutdated) when migrations are pending."""
+
+    async def close(self) -> None:
+        """Finish queued writes and disconnect."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    async def pending_migrations(self) -> list[int]:
+        """Versions not yet applied."""
+
+    async def secret(self, key: str, make: bytes) -> bytes:
+        """A shared secret stored once per database (first writer wins)."""
+
+    async def ingest(self, event: InboundEvent) -> IngestResult:
+        """Insert unless (source, dedup_key) exists."""
+
+    async def record_rejection(self, rejection: Rejection) -> None:
+        """Keep a refused request for inspection."""
+
+    async def record_session_start(
+        self, event: InboundEvent, decision: Decision, claim: Callable[[], bool] | None = None
+    ) -> None:
+        """Store the start call and its decision together; track an approved session.
+
+        `claim` runs inside the transaction: when it returns False the write is abandoned
+        (Abandoned is raised) because the deadline fallback has answered instead.
+        """
+
+    async def record_fallback(
+        self, event: InboundEvent, decision: Decision, void_session: str | None
+    ) -> None:
+        """Record the fallback answer (and its event if not yet stored); void a session
+        the engine approved but the provider never heard of."""
+
+    async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
+        """Store the end call once and close (or flag as unmatched) its session."""
+
+    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
+        """Inbox rows without raw bodies, newest first."""
+
+    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One inbox row with its raw body."""
+
+    async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
+        """Rejected requests, newest first."""
+
+    async def list_decisions(self, source: str | None, cursor: str | None, limit: int) -> Page:
+        """Authorization decisions, newest first."""
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        """An authorized (or unmatched) Zaptec session."""
+
+    async def ping(self) -> None:
+        """Raise StoreError when the database cannot be reached."""

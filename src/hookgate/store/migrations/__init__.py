@@ -1,0 +1,31 @@
+"""One migration history for every backend.
+
+Each `NNNN_name.sql` file is applied once, in order, inside a transaction. Column types
+that differ between backends are written as placeholders and filled per dialect.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"blob": "BLOB", "json": "TEXT", "ts": "TEXT", "bool": "INTEGER"},
+    "postgresql": {"blob": "BYTEA", "json": "JSONB", "ts": "TIMESTAMPTZ", "bool": "BOOLEAN"},
+}
+
+
+def migrations(dialect: Dialect) -> list[tuple[int, str, list[str]]]:
+    """(version, name, statements) for every migration, oldest first."""
+    found = []
+    for entry in resources.files(__name__).iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        version = int(entry.name.split("_", 1)[0])
+        sql = entry.read_text(encoding="utf-8").format(**_TYPES[dialect])
+        lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+        statements = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+        found.append((version, entry.name[:-4], statements))
+    return sorted(found)

@@ -1,0 +1,584 @@
+"""Embedded SQLite backend: WAL with full sync, one writer thread, group commit.
+
+Every write is queued to a single writer thread. The thread drains whatever is queued
+(up to `batch_max`), runs each write in its own SAVEPOINT inside one transaction and
+commits once, so concurrent requests share one fsync. Futures resolve only after
+COMMIT has returned; with `journal_mode=WAL` and `synchronous=FULL` that means the
+WAL is on stable storage. Reads use per-thread connections and never block the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from hookgate.store.base import (
+    Abandoned,
+    Decision,
+    EventFilter,
+    InboundEvent,
+    IngestResult,
+    Page,
+    Rejection,
+    SchemaOutdated,
+    SessionEnd,
+    SessionEndResult,
+    StoreError,
+)
+from hookgate.store.migrations import migrations
+from hookgate.store.rows import decode_cursor, encode_cursor
+from hookgate.timeutil import iso, utcnow
+
+T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+_json = msgspec.json.Encoder()
+_EVENT_COLUMNS = (
+    "id, source, provider, event_type, received_at, dedup_key, subject, status, flags, "
+    "headers, document, body_sha256, length(raw_body) AS body_size"
+)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _json_text(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
+class _Writer(threading.Thread):
+    """The only thread that writes; batches queued jobs into one commit."""
+
+    def __init__(self, path: str, batch_max: int, on_batch: Callable[[int], None]) -> None:
+        super().__init__(name="hookgate-sqlite-writer", daemon=True)
+        self._path = path
+        self._batch_max = batch_max
+        self._on_batch = on_batch
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path)
+        except sqlite3.Error as exc:
+            self.failure = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while True:
+                first = self.jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._batch_max:
+                    try:
+                        job = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[
+            tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
+        ]
+        outcomes = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut, loop in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((fut, loop, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((fut, loop, result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"commit failed: {exc}")
+            outcomes = [(fut, loop, None, failure) for fn, fut, loop in batch]
+        self._on_batch(len(batch))
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[1], []).append(outcome)
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody waits for these any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[Any]) -> None:
+    for fut, _loop, result, exc in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc if isinstance(exc, StoreError) else StoreError(repr(exc)))
+        else:
+            fut.set_result(result)
+
+
+class SqliteStore:
+    """The default store: a single SQLite file next to the gateway."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_max: int = 512,
+        auto_migrate: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._batch_max = batch_max
+        self._auto_migrate = auto_migrate
+        self._on_batch = on_batch or (lambda size: None)
+        self._writer: _Writer | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self._auto_migrate:
+            await self.migrate()
+        pending = await self.pending_migrations()
+        if pending:
+            raise SchemaOutdated(
+                f"database {self.path} lacks migrations {pending}: run `hookgate migrate`"
+            )
+        writer = _Writer(self.path, self._batch_max, self._on_batch)
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.failure is not None:
+            raise StoreError(f"cannot open {self.path}: {writer.failure}")
+        self._writer = writer
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            await asyncio.to_thread(self._writer.join)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def _migrate_sync(self) -> list[int]:
+        conn = _connect(self.path)
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied_now = []
+            for version, name, statements in migrations("sqlite"):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    done = conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                    ).fetchone()
+                    if done:
+                        conn.execute("COMMIT")
+                        continue
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (version, name, iso(utcnow())),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                applied_now.append(version)
+            return applied_now
+        finally:
+            conn.close()
+
+    async def migrate(self) -> list[int]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return await asyncio.to_thread(self._migrate_sync)
+
+    def _pending_sync(self) -> list[int]:
+        conn = _connect(self.path)
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+            ).fetchone()
+            done = (
+                {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                if exists
+                else set()
+            )
+        finally:
+            conn.close()
+        return [version for version, _, _ in migrations("sqlite") if version not in done]
+
+    async def pending_migrations(self) -> list[int]:
+        return await asyncio.to_thread(self._pending_sync)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        writer = self._writer
+        if writer is None or self._closed or not writer.is_alive():
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        writer.jobs.put((fn, fut, loop))
+        return fut
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise StoreError(str(exc)) from exc
+
+        return await asyncio.to_thread(run)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreError("writer thread is not running")
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def secret(self, key: str, make: bytes) -> bytes:
+        def run(conn: sqlite3.Connection) -> bytes:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, make.hex()),
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return bytes.fromhex(row[0])
+
+        return await self._write(run)
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: InboundEvent) -> bool:
+        cur = conn.execute(
+            "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
+            "subject, status, flags, headers, document, raw_body, body_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (
+                event.id,
+                event.source,
+                event.provider,
+                event.event_type,
+                iso(event.received_at),
+                event.dedup_key,
+                event.subject,
+                event.status,
+                _json_text(event.flags),
+                _json_text(event.headers),
+                _json_text(event.document),
+                event.raw_body,
+                event.body_sha256,
+            ),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _existing_id(conn: sqlite3.Connection, event: InboundEvent) -> str:
+        row = conn.execute(
+            "SELECT id FROM inbox WHERE source = ? AND dedup_key = ?",
+            (event.source, event.dedup_key),
+        ).fetchone()
+        return str(row[0]) if row else event.id
+
+    async def ingest(self, event: InboundEvent) -> IngestResult:
+        def run(conn: sqlite3.Connection) -> IngestResult:
+            if self._insert_event(conn, event):
+                return IngestResult(True, event.id)
+            return IngestResult(False, self._existing_id(conn, event))
+
+        return await self._write(run)
+
+    async def record_rejection(self, rejection: Rejection) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO rejections (id, received_at, source, provider, method, path, "
+                "status, reason, detail, headers, remote, body_sha256, body_size, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rejection.id,
+                    iso(rejection.received_at),
+                    rejection.source,
+                    rejection.provider,
+                    rejection.method,
+                    rejection.path,
+                    rejection.status,
+                    rejection.reason,
+                    rejection.detail,
+                    _json_text(rejection.headers),
+                    rejection.remote,
+                    rejection.body_sha256,
+                    rejection.body_size,
+                    rejection.body,
+                ),
+            )
+
+        await self._write(run)
+
+    @staticmethod
+    def _insert_decision(conn: sqlite3.Connection, decision: Decision) -> None:
+        conn.execute(
+            "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
+            "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                decision.id,
+                iso(decision.decided_at),
+                decision.source,
+                decision.event_id,
+                decision.charger_id,
+                decision.token,
+                decision.user_id,
+                decision.installation_id,
+                decision.result,
+                _json_text(decision.reasons),
+                decision.session_id,
+                int(decision.fallback),
+                decision.latency_us,
+            ),
+        )
+
+    @staticmethod
+    def _insert_session(conn: sqlite3.Connection, event: InboundEvent, decision: Decision) -> None:
+        conn.execute(
+            "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
+            "token, decision_id, started_at, start_event_id) "
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?)",
+            (
+                decision.session_id,
+                decision.source,
+                decision.charger_id,
+                decision.token,
+                decision.id,
+                iso(decision.decided_at),
+                event.id,
+            ),
+        )
+
+    async def record_session_start(
+        self, event: InboundEvent, decision: Decision, claim: Callable[[], bool] | None = None
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if claim is not None and not claim():
+                raise Abandoned("the deadline fallback answered first")
+            self._insert_event(conn, event)
+            self._insert_decision(conn, decision)
+            if decision.session_id is not None:
+                self._insert_session(conn, event, decision)
+
+        await self._write(run)
+
+    async def record_fallback(
+        self, event: InboundEvent, decision: Decision, void_session: str | None
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            self._insert_event(conn, event)
+            self._insert_decision(conn, decision)
+            if decision.session_id is not None:
+                self._insert_session(conn, event, decision)
+            if void_session is not None:
+                conn.execute(
+                    "UPDATE authorized_sessions SET status = 'void' WHERE session_id = ?",
+                    (void_session,),
+                )
+
+        await self._write(run)
+
+    async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
+        def run(conn: sqlite3.Connection) -> SessionEndResult:
+            session_id, status = end.session_ids[0], None
+            for candidate in end.session_ids:
+                row = conn.execute(
+                    "SELECT status FROM authorized_sessions WHERE session_id = ? AND source = ?",
+                    (candidate, event.source),
+                ).fetchone()
+                if row is not None:
+                    session_id, status = candidate, row[0]
+                    break
+            matched = status in ("active", "ended")
+            if not matched and "unmatched" not in event.flags:
+                event.flags = [*event.flags, "unmatched"]
+            if not self._insert_event(conn, event):
+                return SessionEndResult(False, self._existing_id(conn, event), matched)
+            ended_at = iso(end.ended_at or event.received_at)
+            if status is None:
+                conn.execute(
+                    "INSERT INTO authorized_sessions (session_id, source, status, ended_at, "
+                    "energy_kwh, end_event_id) VALUES (?, ?, 'unmatched', ?, ?, ?)",
+                    (session_id, event.source, ended_at, end.energy_kwh, event.id),
+                )
+            elif status == "active":
+                conn.execute(
+                    "UPDATE authorized_sessions SET status = 'ended', ended_at = ?, "
+                    "energy_kwh = ?, end_event_id = ? WHERE session_id = ?",
+                    (ended_at, end.energy_kwh, event.id, session_id),
+                )
+            return SessionEndResult(True, event.id, matched)
+
+        return await self._write(run)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
+        clauses, params = [], []
+        for column, value in (
+            ("source", where.source),
+            ("provider", where.provider),
+            ("event_type", where.event_type),
+            ("status", where.status),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.since is not None:
+            clauses.append("received_at >= ?")
+            params.append(iso(where.since))
+        return await self._page("inbox", _EVENT_COLUMNS, clauses, params, cursor, limit, _event_row)
+
+    async def _page(
+        self,
+        table: str,
+        columns: str,
+        clauses: list[str],
+        params: list[Any],
+        cursor: str | None,
+        limit: int,
+        convert: Callable[[sqlite3.Row], dict[str, Any]],
+    ) -> Page:
+        clauses = list(clauses)
+        params = list(params)
+        if cursor:
+            clauses.append("id < ?")
+            params.append(decode_cursor(cursor))
+        sql = f"SELECT {columns} FROM {table}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit + 1)
+
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        items = [convert(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1]["id"]) if more and items else None)
+
+    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                f"SELECT {_EVENT_COLUMNS}, raw_body FROM inbox WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            item = _event_row(row)
+            item["raw_body"] = bytes(row["raw_body"])
+            return item
+
+        return await self._read(run)
+
+    async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
+        clauses, params = ([], []) if source is None else (["source = ?"], [source])
+        columns = (
+            "id, received_at, source, provider, method, path, status, reason, detail, "
+            "headers, remote, body_sha256, body_size, body"
+        )
+        return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
+
+    async def list_decisions(self, source: str | None, cursor: str | None, limit: int) -> Page:
+        clauses, params = ([], []) if source is None else (["source = ?"], [source])
+        return await self._page("decisions", "*", clauses, params, cursor, limit, _decision_row)
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT * FROM authorized_sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return dict(row) if row else None
+
+        return await self._read(run)
+
+
+def _event_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "provider": row["provider"],
+        "type": row["event_type"],
+        "received_at": row["received_at"],
+        "dedup_key": row["dedup_key"],
+        "subject": row["subject"],
+        "status": row["status"],
+        "flags": msgspec.json.decode(row["flags"]),
+        "headers": msgspec.json.decode(row["headers"]),
+        "document": msgspec.json.decode(row["document"]) if row["document"] else None,
+        "body_sha256": row["body_sha256"],
+        "body_size": row["body_size"],
+    }
+
+
+def _rej_row(row: sqlite3.Row) -> dict[str, Any]:
+    item = dict(row)
+    item["headers"] = msgspec.json.decode(row["headers"])
+    item["body"] = bytes(row["body"])
+    return item
+
+
+def _decision_row(row: sqlite3.Row) -> dict[str, Any]:
+    item = dict(row)
+    item["reasons"] = msgspec.json.decode(row["reasons"])
+    item["fallback"] = bool(row["fallback"])
+    return item
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db` or `sqlite:////absolute.db` to a filesystem path."""
+    return url.removeprefix("sqlite:///")
