@@ -49,6 +49,10 @@ _JSON = b"application/json"
 _PROBLEM = b"application/problem+json"
 
 
+class _Disconnected(Exception):
+    """The client went away before its body arrived; there is nobody to answer."""
+
+
 class _TooLarge(Exception):
     def __init__(self, head: bytes, size: int) -> None:
         self.head = head
@@ -108,7 +112,10 @@ class Ingress:
         request = _Request(
             scope["method"], scope["path"], headers, client[0] if client else None, started
         )
-        status, body, content_type, extra = await self._handle(request, receive)
+        try:
+            status, body, content_type, extra = await self._handle(request, receive)
+        except _Disconnected:
+            return
         out = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
         await send({"type": "http.response.start", "status": status, "headers": out})
@@ -123,7 +130,7 @@ class Ingress:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError("client disconnected")
+                raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -146,6 +153,7 @@ class Ingress:
         provider = self.providers.get(source.provider) if source else None
         kind: RouteKind | None = provider.routes.get(route) if provider else None
         body = b""
+        declared = 0
         try:
             if source is None or provider is None:
                 raise Reject(404, "unknown-source", "Not Found", f"no source named {name!r}")
@@ -167,7 +175,7 @@ class Ingress:
             try:
                 body = await self._read_body(receive, request)
             except _TooLarge as exc:
-                body = exc.head
+                body, declared = exc.head, exc.size
                 raise Reject(
                     413,
                     "body-too-large",
@@ -217,7 +225,7 @@ class Ingress:
             )
             return answer.status, answer.body, answer.content_type.encode(), {}
         except Reject as exc:
-            await self._reject(request, source, provider, name, exc, body)
+            await self._reject(request, source, provider, name, exc, body, declared)
             return (
                 exc.status,
                 problem(exc.status, exc.code, exc.detail, instance=request.path),
@@ -272,6 +280,7 @@ class Ingress:
         name: str,
         exc: Reject,
         body: bytes,
+        declared: int = 0,
     ) -> None:
         self._count(source, "rejected")
         self.metrics.rejections.labels(source.name if source else "-", exc.code).inc()
@@ -291,9 +300,7 @@ class Ingress:
             headers=mask_headers(request.headers, keep | {"content-length"}, secret),
             remote=request.remote,
             body_sha256=hashlib.sha256(body).hexdigest(),
-            body_size=int(request.headers.get("content-length", "0") or 0)
-            if exc.status == 413
-            else len(body),
+            body_size=max(declared, len(body)),
             body=body[:cap],
         )
         log.info(

@@ -103,29 +103,32 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[
-            tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
-        ]
-        outcomes = []
+        # A lone write needs no savepoint: its transaction protects no neighbour.
+        isolate = len(batch) > 1
+        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut, loop in batch:
-                conn.execute("SAVEPOINT job")
+                if isolate:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    conn.execute("ROLLBACK TO job" if isolate else "ROLLBACK")
+                    if isolate:
+                        conn.execute("RELEASE job")
                     outcomes.append((fut, loop, None, exc))
-                else:
+                    continue
+                if isolate:
                     conn.execute("RELEASE job")
-                    outcomes.append((fut, loop, result, None))
-            conn.execute("COMMIT")
+                outcomes.append((fut, loop, result, None))
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = StoreError(f"commit failed: {exc}")
-            outcomes = [(fut, loop, None, failure) for fn, fut, loop in batch]
+            outcomes = [(fut, loop, None, failure) for _fn, fut, loop in batch]
         self._on_batch(len(batch))
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for outcome in outcomes:

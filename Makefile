@@ -1,0 +1,47 @@
+# hookgate developer entry points. `make run` and `make test` work on a fresh machine
+# with only python3 (3.11+) and make: everything else is installed from the lock file.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := .tools/bin/uv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint typecheck unit lock clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	test -x $(VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(VENV)/bin/python --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $(STAMP)
+
+## setup: create .venv with the locked dependencies and hookgate itself
+setup: $(STAMP)
+
+## run: first start writes ./hookgate.toml (fresh secrets) and the SQLite database, then serves
+run: setup
+	$(VENV)/bin/hookgate init --if-missing
+	$(VENV)/bin/hookgate migrate
+	$(VENV)/bin/hookgate serve
+
+## test: lint, type-check and the whole test suite
+test: setup lint typecheck
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+## lock: re-resolve requirements.lock from pyproject.toml
+lock: | $(UV)
+	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
