@@ -42,19 +42,52 @@ def base_config(db: Path, **overrides: Any) -> dict[str, Any]:
         "admin": {"tokens": [ADMIN_TOKEN]},
         "logging": {"level": "warning"},
         "sources": [
-            {"name": "zaptec", "provider": "zaptec", "auth": "oauth",
-             "username": ZAPTEC_USER, "password": ZAPTEC_PASSWORD},
-            {"name": "zaptec-allow", "provider": "zaptec", "auth": "oauth",
-             "username": ZAPTEC_USER, "password": ZAPTEC_PASSWORD, "unknown_token": "allow"},
-            {"name": "zaptec-basic", "provider": "zaptec", "auth": "basic",
-             "username": ZAPTEC_USER, "password": ZAPTEC_PASSWORD, "unknown_token": "allow"},
+            {
+                "name": "zaptec",
+                "provider": "zaptec",
+                "auth": "oauth",
+                "username": ZAPTEC_USER,
+                "password": ZAPTEC_PASSWORD,
+            },
+            {
+                "name": "zaptec-allow",
+                "provider": "zaptec",
+                "auth": "oauth",
+                "username": ZAPTEC_USER,
+                "password": ZAPTEC_PASSWORD,
+                "unknown_token": "allow",
+            },
+            {
+                "name": "zaptec-basic",
+                "provider": "zaptec",
+                "auth": "basic",
+                "username": ZAPTEC_USER,
+                "password": ZAPTEC_PASSWORD,
+                "unknown_token": "allow",
+            },
             {"name": "ampeco", "provider": "ampeco", "secrets": [AMPECO_OLD, AMPECO_NEW]},
-            {"name": "easypark", "provider": "easypark", "auth": "basic",
-             "username": EASYPARK_USER, "password": EASYPARK_PASSWORD},
-            {"name": "easypark-key", "provider": "easypark", "auth": "api_key",
-             "api_key_header": "X-Partner-Key", "api_keys": [EASYPARK_KEY]},
-            {"name": "easypark-q", "provider": "easypark", "auth": "basic",
-             "username": EASYPARK_USER, "password": EASYPARK_PASSWORD, "on_invalid": "quarantine"},
+            {
+                "name": "easypark",
+                "provider": "easypark",
+                "auth": "basic",
+                "username": EASYPARK_USER,
+                "password": EASYPARK_PASSWORD,
+            },
+            {
+                "name": "easypark-key",
+                "provider": "easypark",
+                "auth": "api_key",
+                "api_key_header": "X-Partner-Key",
+                "api_keys": [EASYPARK_KEY],
+            },
+            {
+                "name": "easypark-q",
+                "provider": "easypark",
+                "auth": "basic",
+                "username": EASYPARK_USER,
+                "password": EASYPARK_PASSWORD,
+                "on_invalid": "quarantine",
+            },
             {"name": "ztlment", "provider": "ztlment", "secrets": [ZTLMENT_SECRET]},
             {"name": "unsecured", "provider": "ampeco", "secrets": []},
         ],
@@ -94,8 +127,15 @@ def _serve(config: Config) -> Iterator[Running]:
     asyncio.run(SqliteStore(config.storage.url.removeprefix("sqlite:///")).migrate())
     app = create_app(config)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
-                       access_log=False, loop="asyncio")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -106,8 +146,12 @@ def _serve(config: Config) -> Iterator[Running]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", config,
-                      Path(config.storage.url.removeprefix("sqlite:///")), app)
+        yield Running(
+            f"http://127.0.0.1:{port}",
+            config,
+            Path(config.storage.url.removeprefix("sqlite:///")),
+            app,
+        )
     finally:
         server.should_exit = True
         thread.join(10)
@@ -164,11 +208,17 @@ def wait_healthy(url: str, timeout: float = 15) -> None:
     raise RuntimeError(f"{url} did not become healthy")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        hookgate_cmd(*args), capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, cwd=cwd,
+        hookgate_cmd(*args),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"hookgate {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

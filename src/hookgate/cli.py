@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -115,6 +116,10 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             server_header=False,
         )
     )
+    # uvicorn re-raises the stop signal once it has shut down cleanly; a graceful stop on
+    # SIGTERM/SIGINT is a success, so let that re-raise land on a no-op handler.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     server.run()
     if not server.started:
         sys.exit(1)

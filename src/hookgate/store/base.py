@@ -174,7 +174,7 @@ class Store(Protocol):
     async def list_decisions(self, source: str | None, cursor: str | None, limit: int) -> Page:
         """Authorization decisions, newest first."""
 
-    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
         """An authorized (or unmatched) Zaptec session."""
 
     async def ping(self) -> None:

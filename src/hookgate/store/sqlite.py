@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from hookgate.ids import floor_id
 from hookgate.store.base import (
     Abandoned,
     Decision,
@@ -58,6 +59,10 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def _json_text(value: Any) -> str:
     return _json.encode(value).decode()
+
+
+class _Isolate(Exception):
+    """A batch must be redone with one savepoint per write."""
 
 
 class _Writer(threading.Thread):
@@ -103,27 +108,14 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        # A lone write needs no savepoint: its transaction protects no neighbour.
-        isolate = len(batch) > 1
-        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, fut, loop in batch:
-                if isolate:
-                    conn.execute("SAVEPOINT job")
-                try:
-                    result = fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job" if isolate else "ROLLBACK")
-                    if isolate:
-                        conn.execute("RELEASE job")
-                    outcomes.append((fut, loop, None, exc))
-                    continue
-                if isolate:
-                    conn.execute("RELEASE job")
-                outcomes.append((fut, loop, result, None))
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            try:
+                outcomes = self._attempt(conn, batch, isolate=False)
+            except _Isolate:
+                # One write failed: redo the batch with a savepoint per write, so only
+                # the failing write is lost. Writes are closures over their inputs and
+                # can run again.
+                outcomes = self._attempt(conn, batch, isolate=True)
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -137,6 +129,36 @@ class _Writer(threading.Thread):
             # A closed loop raises RuntimeError: nobody waits for these any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, items)
+
+    @staticmethod
+    def _attempt(
+        conn: sqlite3.Connection, batch: list[_Job], *, isolate: bool
+    ) -> list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]]:
+        """Run the batch in one transaction. Without `isolate`, a failure in a batch of
+        several rolls back everything and raises _Isolate; with it, each write has its own
+        savepoint."""
+        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for fn, fut, loop in batch:
+            if isolate:
+                conn.execute("SAVEPOINT job")
+            try:
+                result = fn(conn)
+            except Exception as exc:
+                if not isolate:
+                    conn.execute("ROLLBACK")
+                    if len(batch) > 1:
+                        raise _Isolate from exc
+                    return [(fut, loop, None, exc)]
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((fut, loop, None, exc))
+                continue
+            if isolate:
+                conn.execute("RELEASE job")
+            outcomes.append((fut, loop, result, None))
+        conn.execute("COMMIT")
+        return outcomes
 
 
 def _resolve(items: list[Any]) -> None:
@@ -432,8 +454,9 @@ class SqliteStore:
                 self._insert_session(conn, event, decision)
             if void_session is not None:
                 conn.execute(
-                    "UPDATE authorized_sessions SET status = 'void' WHERE session_id = ?",
-                    (void_session,),
+                    "UPDATE authorized_sessions SET status = 'void' "
+                    "WHERE source = ? AND session_id = ?",
+                    (decision.source, void_session),
                 )
 
         await self._write(run)
@@ -464,8 +487,8 @@ class SqliteStore:
             elif status == "active":
                 conn.execute(
                     "UPDATE authorized_sessions SET status = 'ended', ended_at = ?, "
-                    "energy_kwh = ?, end_event_id = ? WHERE session_id = ?",
-                    (ended_at, end.energy_kwh, event.id, session_id),
+                    "energy_kwh = ?, end_event_id = ? WHERE source = ? AND session_id = ?",
+                    (ended_at, end.energy_kwh, event.id, event.source, session_id),
                 )
             return SessionEndResult(True, event.id, matched)
 
@@ -485,8 +508,8 @@ class SqliteStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if where.since is not None:
-            clauses.append("received_at >= ?")
-            params.append(iso(where.since))
+            clauses.append("id >= ? AND received_at >= ?")
+            params.extend([floor_id(where.since), iso(where.since)])
         return await self._page("inbox", _EVENT_COLUMNS, clauses, params, cursor, limit, _event_row)
 
     async def _page(
@@ -540,10 +563,11 @@ class SqliteStore:
         clauses, params = ([], []) if source is None else (["source = ?"], [source])
         return await self._page("decisions", "*", clauses, params, cursor, limit, _decision_row)
 
-    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
         def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute(
-                "SELECT * FROM authorized_sessions WHERE session_id = ?", (session_id,)
+                "SELECT * FROM authorized_sessions WHERE source = ? AND session_id = ?",
+                (source, session_id),
             ).fetchone()
             return dict(row) if row else None
 

@@ -1,5 +1,6 @@
 -- Inbox, rejection log, authorization audit and approved sessions.
 -- Placeholders {blob} {json} {ts} {bool} are filled per backend by store/migrations/__init__.py.
+-- Ids are time-ordered (ids.py), so time ranges are id ranges: no index on received_at.
 
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
@@ -22,7 +23,6 @@ CREATE TABLE inbox (
     body_sha256 TEXT NOT NULL,
     CONSTRAINT inbox_source_dedup_key UNIQUE (source, dedup_key)
 );
-CREATE INDEX inbox_received_at ON inbox (received_at);
 CREATE INDEX inbox_source_id ON inbox (source, id);
 CREATE INDEX inbox_status_id ON inbox (status, id);
 CREATE INDEX inbox_type_id ON inbox (event_type, id);
@@ -63,7 +63,7 @@ CREATE TABLE decisions (
 CREATE INDEX decisions_source_id ON decisions (source, id);
 
 CREATE TABLE authorized_sessions (
-    session_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
     source TEXT NOT NULL,
     status TEXT NOT NULL,
     charger_id TEXT,
@@ -73,6 +73,7 @@ CREATE TABLE authorized_sessions (
     ended_at {ts},
     energy_kwh TEXT,
     start_event_id TEXT,
-    end_event_id TEXT
+    end_event_id TEXT,
+    PRIMARY KEY (source, session_id)
 );
 CREATE INDEX authorized_sessions_status ON authorized_sessions (status);
