@@ -151,11 +151,14 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sources: list[SourceConfig] = []
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for source in self.sources:
+        seen: dict[str, int] = {}
+        for index, source in enumerate(self.sources):
             if source.name in seen:
-                raise ValueError(f"source name {source.name!r} is used twice")
-            seen.add(source.name)
+                raise ValueError(
+                    f"sources[{index}].name: {source.name!r} is already the name of "
+                    f"sources[{seen[source.name]}]"
+                )
+            seen[source.name] = index
 
     def source(self, name: str) -> SourceConfig | None:
         """The source called `name`, if configured."""
@@ -201,8 +204,8 @@ def _key_path(message: str) -> str:
     match = re.search(r" - at `\$\.?(.*)`$", message)
     if not match:
         return message
-    where = match.group(1) or "(top level)"
-    return f"{where}: {message[: match.start()]}"
+    text = message[: match.start()]
+    return f"{match.group(1)}: {text}" if match.group(1) else text
 
 
 def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:

@@ -31,12 +31,12 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_PREFIX = "urn:hookgate:problem:"
 
 
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for a module's table-driven cases (each case uses its own data).
+def serve_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A gateway for a module's table-driven cases (each case uses its own data).
 
     Starting a gateway per case costs about 0.2 s; cases that only need their own rows
-    (found by body hash, dedup key or rejection id) share this one to keep the suite fast.
+    (found by body hash, dedup key or rejection id) share one, through a module-scoped
+    `shared_gateway` fixture that yields from this.
     """
     db = tmp_path_factory.mktemp("shared-gateway") / "hookgate.db"
     yield from _serve(parse_config(base_config(db), env={}))

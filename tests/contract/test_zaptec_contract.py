@@ -6,6 +6,7 @@ import copy
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,12 +19,20 @@ from _support import (
     inbox,
     rejection_ids,
     rejections_since,
+    serve_shared,
     zaptec_token,
 )
 
 from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.config import ZaptecSource
 from hookgate.oauth import TokenIssuer
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One gateway for this module's table-driven cases."""
+    yield from serve_shared(tmp_path_factory)
+
 
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 TOKEN_URL = "/hooks/{}/oauth/token"
@@ -53,14 +62,18 @@ def end_doc(name: str, session_id: str) -> dict[str, Any]:
     return doc
 
 
-def session_row(gateway: Running, session_id: str) -> dict[str, Any] | None:
+def session_row(
+    gateway: Running, session_id: str, source: str = "zaptec-allow"
+) -> dict[str, Any] | None:
     rows = gateway.rows(
         "SELECT status, charger_id, token, energy_kwh, ended_at, end_event_id, start_event_id "
-        "FROM authorized_sessions WHERE session_id = ?",
+        "FROM authorized_sessions WHERE session_id = ? AND source = ?",
         session_id,
+        source,
     )
     if not rows:
         return None
+    assert len(rows) == 1
     keys = (
         "status",
         "charger_id",
@@ -119,19 +132,17 @@ def test_client_credentials_grant_with_credentials_in_the_body(
 
 def test_client_credentials_grant_with_http_basic(gateway: Running, client: httpx.Client) -> None:
     response = client.post(
-        TOKEN_URL.format("zaptec"),
+        TOKEN_URL.format("zaptec-allow"),
         data={"grant_type": "client_credentials"},
         headers={"Authorization": basic(ZAPTEC_USER, ZAPTEC_PASSWORD)},
     )
     assert response.status_code == 200, response.text
-    token = response.json()["access_token"]
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    # The client-credentials token opens the hooks like a password-grant one.
     doc = fixture_doc("zaptec", "start_pascal")
-    assert (
-        start(client, "zaptec-allow", doc, bearer(zaptec_token(client, "zaptec-allow"))).status_code
-        == 200
-    )
-    # The client-credentials token works like the password-grant one.
-    assert start(client, "zaptec", doc, bearer(token)).status_code == 403
+    assert start(client, "zaptec-allow", doc, bearer(body["access_token"])).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -181,16 +192,17 @@ def test_client_credentials_grant_with_http_basic(gateway: Running, client: http
     ],
 )
 def test_token_endpoint_errors_follow_rfc_6749(
-    gateway: Running,
-    client: httpx.Client,
+    shared_gateway: Running,
     form: dict[str, str],
     auth: str | None,
     status: int,
     error: str,
 ) -> None:
+    gateway = shared_gateway
     before = rejection_ids(gateway)
     headers = {"Authorization": auth} if auth else {}
-    response = client.post(TOKEN_URL.format("zaptec"), data=form, headers=headers)
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        response = client.post(TOKEN_URL.format("zaptec"), data=form, headers=headers)
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["cache-control"] == "no-store"
@@ -410,7 +422,7 @@ def test_basic_source_accepts_http_basic(gateway: Running, client: httpx.Client)
     assert (
         end(client, "zaptec-basic", end_doc("end_pascal", session_id), headers).status_code == 200
     )
-    session = session_row(gateway, session_id)
+    session = session_row(gateway, session_id, "zaptec-basic")
     assert session is not None and session["status"] == "ended"
     for event in inbox(gateway, "zaptec-basic"):
         assert ZAPTEC_PASSWORD not in json.dumps(event["headers"])

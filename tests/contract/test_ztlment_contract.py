@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,10 +17,18 @@ from _support import (
     fixture_bytes,
     fixture_doc,
     inbox,
+    serve_shared,
     ztlment_headers,
 )
 
 from conftest import ZTLMENT_SECRET, Running
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One gateway for this module's table-driven cases."""
+    yield from serve_shared(tmp_path_factory)
+
 
 # The current list from ZTLment's docs, plus PROCESSING_IBAN from older pages.
 STATES = (
@@ -163,19 +172,3 @@ def test_sha256_signature_is_refused(gateway: Running, client: httpx.Client) -> 
     }
     assert_problem(client.post("/hooks/ztlment", content=body, headers=headers), 401)
     assert gateway.count("inbox") == 0
-
-
-def test_late_non_final_state_after_a_final_one_is_kept_and_flagged(
-    gateway: Running, client: httpx.Client
-) -> None:
-    """Out-of-order delivery: PROCESSED first, then a stale PENDING_PAYMENT."""
-    for state in ("PROCESSED", "PENDING_PAYMENT"):
-        body = fixture_bytes("ztlment", state)
-        assert (
-            client.post("/hooks/ztlment", content=body, headers=ztlment_headers(body)).status_code
-            == 200
-        )
-    final, late = inbox(gateway, "ztlment")
-    assert final["document"]["state"] == "PROCESSED"
-    assert late["document"]["state"] == "PENDING_PAYMENT"
-    assert late["flags"], "the out-of-order arrival must be flagged"

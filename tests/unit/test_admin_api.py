@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +22,10 @@ from conftest import (
     EASYPARK_USER,
     ZTLMENT_SECRET,
     Running,
+    _serve,
+    base_config,
 )
+from hookgate.config import parse_config
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -98,26 +103,33 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@pytest.fixture
-def five_events(gateway: Running) -> dict[str, Any]:
-    """Five stored events over four sources; `mid` lies between the 3rd and the 4th."""
-    before = datetime.now(UTC) - timedelta(seconds=1)
-    assert post_ampeco(gateway, CDR).status_code == 202
-    assert post_ampeco(gateway, EVSE).status_code == 202
-    assert post_easypark(gateway, "easypark", PARKING).status_code == 200
-    time.sleep(0.01)
-    mid = datetime.now(UTC)
-    time.sleep(0.01)
-    assert (
-        post_ztlment(
-            gateway, {"id": 48213, "type": "PAYMENT_OBJECT", "state": "PROCESSED"}
-        ).status_code
-        == 200
-    )
-    invalid = {k: v for k, v in PARKING.items() if k != "price"}
-    assert post_easypark(gateway, "easypark-q", invalid).status_code == 200
-    assert gateway.count("inbox") == 5
-    return {"before": before, "mid": mid}
+@dataclass
+class Populated:
+    """A gateway holding five events over four sources; `mid` lies between the 3rd and 4th."""
+
+    gateway: Running
+    before: datetime
+    mid: datetime
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
+    """Read-only tests share one populated gateway (a gateway start costs about 0.2 s)."""
+    db = tmp_path_factory.mktemp("admin") / "hookgate.db"
+    for gateway in _serve(parse_config(base_config(db), env={})):
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        assert post_ampeco(gateway, CDR).status_code == 202
+        assert post_ampeco(gateway, EVSE).status_code == 202
+        assert post_easypark(gateway, "easypark", PARKING).status_code == 200
+        time.sleep(0.01)
+        mid = datetime.now(UTC)
+        time.sleep(0.01)
+        state = {"id": 48213, "type": "PAYMENT_OBJECT", "state": "PROCESSED"}
+        assert post_ztlment(gateway, state).status_code == 200
+        invalid = {k: v for k, v in PARKING.items() if k != "price"}
+        assert post_easypark(gateway, "easypark-q", invalid).status_code == 200
+        assert gateway.count("inbox") == 5
+        yield Populated(gateway, before, mid)
 
 
 # --------------------------------------------------------------------------- guard
@@ -133,8 +145,9 @@ def five_events(gateway: Running) -> dict[str, Any]:
     ],
 )
 def test_requests_without_a_token_get_401_with_a_bearer_challenge(
-    gateway: Running, path: str
+    populated: Populated, path: str
 ) -> None:
+    gateway = populated.gateway
     response = httpx.get(f"{gateway.url}{path}")
     assert response.status_code == 401
     assert response.headers["content-type"].startswith(PROBLEM_JSON)
@@ -152,14 +165,16 @@ def test_requests_without_a_token_get_401_with_a_bearer_challenge(
     ],
     ids=["wrong-token", "token-with-suffix", "basic-scheme", "no-scheme"],
 )
-def test_requests_with_a_wrong_token_get_401(gateway: Running, authorization: str) -> None:
+def test_requests_with_a_wrong_token_get_401(populated: Populated, authorization: str) -> None:
+    gateway = populated.gateway
     response = httpx.get(f"{gateway.url}/api/v1/events", headers={"Authorization": authorization})
     assert response.status_code == 401
     assert response.headers["content-type"].startswith(PROBLEM_JSON)
     assert "www-authenticate" in response.headers
 
 
-def test_healthz_needs_no_token(gateway: Running) -> None:
+def test_healthz_needs_no_token(populated: Populated) -> None:
+    gateway = populated.gateway
     response = httpx.get(f"{gateway.url}/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
@@ -168,7 +183,8 @@ def test_healthz_needs_no_token(gateway: Running) -> None:
 # --------------------------------------------------------------------------- listing
 
 
-def test_events_are_listed_newest_first(gateway: Running, five_events: dict[str, Any]) -> None:
+def test_events_are_listed_newest_first(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         response = admin.get("/api/v1/events")
     assert response.status_code == 200
@@ -206,9 +222,8 @@ def test_events_are_listed_newest_first(gateway: Running, five_events: dict[str,
         ({"source": "nobody"}, set()),
     ],
 )
-def test_events_filters(
-    gateway: Running, five_events: dict[str, Any], params: dict[str, str], expected: set[str]
-) -> None:
+def test_events_filters(populated: Populated, params: dict[str, str], expected: set[str]) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         response = admin.get("/api/v1/events", params=params)
     assert response.status_code == 200, response.text
@@ -220,15 +235,14 @@ def test_events_filters(
             assert item[key] == value
 
 
-def test_events_since_filter(gateway: Running, five_events: dict[str, Any]) -> None:
+def test_events_since_filter(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
-        everything = admin.get("/api/v1/events", params={"since": iso(five_events["before"])})
-        later = admin.get("/api/v1/events", params={"since": iso(five_events["mid"])})
+        everything = admin.get("/api/v1/events", params={"since": iso(populated.before)})
+        later = admin.get("/api/v1/events", params={"since": iso(populated.mid)})
         offset = admin.get(
             "/api/v1/events",
-            params={
-                "since": five_events["mid"].astimezone(timezone(timedelta(hours=2))).isoformat()
-            },
+            params={"since": populated.mid.astimezone(timezone(timedelta(hours=2))).isoformat()},
         )
         future = admin.get(
             "/api/v1/events", params={"since": iso(datetime.now(UTC) + timedelta(hours=1))}
@@ -242,9 +256,8 @@ def test_events_since_filter(gateway: Running, five_events: dict[str, Any]) -> N
     assert bad.headers["content-type"].startswith(PROBLEM_JSON)
 
 
-def test_cursor_pagination_walks_every_row_exactly_once(
-    gateway: Running, five_events: dict[str, Any]
-) -> None:
+def test_cursor_pagination_walks_every_row_exactly_once(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         all_ids = [i["id"] for i in admin.get("/api/v1/events").json()["items"]]
         seen: list[str] = []
@@ -265,7 +278,8 @@ def test_cursor_pagination_walks_every_row_exactly_once(
     assert len(set(seen)) == 5
 
 
-def test_cursor_pagination_keeps_the_filter(gateway: Running, five_events: dict[str, Any]) -> None:
+def test_cursor_pagination_keeps_the_filter(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         first = admin.get("/api/v1/events", params={"limit": "1", "source": "ampeco"}).json()
         assert first["next"] is not None
@@ -280,7 +294,8 @@ def test_cursor_pagination_keeps_the_filter(gateway: Running, five_events: dict[
 
 
 @pytest.mark.parametrize("cursor", ["!!!", "not-a-cursor", "AAAA", "%00"])
-def test_bad_cursor_gets_400(gateway: Running, cursor: str) -> None:
+def test_bad_cursor_gets_400(populated: Populated, cursor: str) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         response = admin.get("/api/v1/events", params={"cursor": cursor})
     assert response.status_code == 400
@@ -289,7 +304,8 @@ def test_bad_cursor_gets_400(gateway: Running, cursor: str) -> None:
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "501", "ten", "2.5", ""])
-def test_bad_limit_gets_400(gateway: Running, limit: str) -> None:
+def test_bad_limit_gets_400(populated: Populated, limit: str) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         response = admin.get("/api/v1/events", params={"limit": limit})
         rejections = admin.get("/api/v1/rejections", params={"limit": limit})
@@ -301,7 +317,8 @@ def test_bad_limit_gets_400(gateway: Running, limit: str) -> None:
 # --------------------------------------------------------------------------- detail
 
 
-def test_event_detail_includes_the_raw_body(gateway: Running, five_events: dict[str, Any]) -> None:
+def test_event_detail_includes_the_raw_body(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         (item,) = admin.get(
             "/api/v1/events", params={"provider": "easypark", "status": "received"}
@@ -317,7 +334,8 @@ def test_event_detail_includes_the_raw_body(gateway: Running, five_events: dict[
     assert event["body_sha256"] == hashlib.sha256(dumps(PARKING)).hexdigest()
 
 
-def test_unknown_event_id_gets_404_problem(gateway: Running) -> None:
+def test_unknown_event_id_gets_404_problem(populated: Populated) -> None:
+    gateway = populated.gateway
     with gateway.admin() as admin:
         response = admin.get("/api/v1/events/01JEXAMPLE0000000000000000")
     assert response.status_code == 404
