@@ -163,6 +163,17 @@ def gateway(tmp_path: Path) -> Iterator[Running]:
     yield from _serve(parse_config(base_config(tmp_path / "hookgate.db"), env={}))
 
 
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One gateway for a module's table-driven cases (each case checks only its own rows).
+
+    Starting a gateway per case costs about 0.2 s; cases found by their own body hash,
+    dedup key or rejection id can share one.
+    """
+    db = tmp_path_factory.mktemp("shared-gateway") / "hookgate.db"
+    yield from _serve(parse_config(base_config(db), env={}))
+
+
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[Any]:
     """Start a gateway from a custom config dict (see base_config)."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from conftest import (
     AMPECO_NEW,
@@ -20,26 +18,12 @@ from conftest import (
     ZAPTEC_USER,
     ZTLMENT_SECRET,
     Running,
-    _serve,
-    base_config,
 )
-from hookgate.config import parse_config
 from hookgate.emulate.base import sign
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_PREFIX = "urn:hookgate:problem:"
-
-
-def serve_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """A gateway for a module's table-driven cases (each case uses its own data).
-
-    Starting a gateway per case costs about 0.2 s; cases that only need their own rows
-    (found by body hash, dedup key or rejection id) share one, through a module-scoped
-    `shared_gateway` fixture that yields from this.
-    """
-    db = tmp_path_factory.mktemp("shared-gateway") / "hookgate.db"
-    yield from _serve(parse_config(base_config(db), env={}))
 
 
 def fixture_bytes(provider: str, name: str) -> bytes:

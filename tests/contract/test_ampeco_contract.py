@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,17 +14,9 @@ from _support import (
     fixture_bytes,
     fixture_doc,
     inbox,
-    serve_shared,
 )
 
 from conftest import AMPECO_NEW, AMPECO_OLD, Running
-
-
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for this module's table-driven cases."""
-    yield from serve_shared(tmp_path_factory)
-
 
 NAMES = sorted(p.stem for p in (FIXTURES / "ampeco").glob("*.json"))
 

@@ -23,7 +23,6 @@ from _support import (
     fixture_doc,
     rejection_ids,
     rejections_since,
-    serve_shared,
     table_text,
     zaptec_token,
 )
@@ -42,13 +41,6 @@ from conftest import (
 )
 from hookgate.emulate.base import sign
 from hookgate.store import StoreError
-
-
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for this module's table-driven cases."""
-    yield from serve_shared(tmp_path_factory)
-
 
 MAX_BODY = 65536  # server.max_body_bytes in the test configuration
 SECRETS = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -17,17 +16,9 @@ from _support import (
     inbox,
     rejection_ids,
     rejections_since,
-    serve_shared,
 )
 
 from conftest import EASYPARK_KEY, EASYPARK_PASSWORD, EASYPARK_USER, Running
-
-
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for this module's table-driven cases."""
-    yield from serve_shared(tmp_path_factory)
-
 
 AMOUNTS = (
     "price",

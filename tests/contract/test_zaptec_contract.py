@@ -6,7 +6,6 @@ import copy
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,20 +18,12 @@ from _support import (
     inbox,
     rejection_ids,
     rejections_since,
-    serve_shared,
     zaptec_token,
 )
 
 from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.config import ZaptecSource
 from hookgate.oauth import TokenIssuer
-
-
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for this module's table-driven cases."""
-    yield from serve_shared(tmp_path_factory)
-
 
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 TOKEN_URL = "/hooks/{}/oauth/token"

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,18 +16,10 @@ from _support import (
     fixture_bytes,
     fixture_doc,
     inbox,
-    serve_shared,
     ztlment_headers,
 )
 
 from conftest import ZTLMENT_SECRET, Running
-
-
-@pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One gateway for this module's table-driven cases."""
-    yield from serve_shared(tmp_path_factory)
-
 
 # The current list from ZTLment's docs, plus PROCESSING_IBAN from older pages.
 STATES = (

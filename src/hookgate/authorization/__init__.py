@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hookgate.config import ZaptecSource
-from hookgate.providers.zaptec import StartRequest
+from hookgate.providers.base import StartRequest
 
 ALLOWED = "ALLOWED"
 UNKNOWN = "UNKNOWN"

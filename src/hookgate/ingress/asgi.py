@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -30,10 +30,10 @@ from hookgate.providers.base import (
     Provider,
     Reject,
     RouteKind,
+    SessionAuthority,
     body_hash,
     json_answer,
 )
-from hookgate.providers.zaptec import Zaptec
 from hookgate.store.base import Decision, InboundEvent, Rejection, Store, StoreError
 from hookgate.timeutil import utcnow
 from hookgate.verify import mask_headers
@@ -184,7 +184,7 @@ class Ingress:
                 ) from None
             if kind == "token":
                 assert isinstance(source, ZaptecSource)
-                return await self._token(request, source, body)
+                return await self._token(request, source, provider, body)
             call = Call(route, request.headers, body)
             provider.authenticate(source, call)
             if not _is_json(request.headers.get("content-type")):
@@ -205,11 +205,13 @@ class Ingress:
                 parsed.document = {"error": exc.detail}
             event = self._event(request, source, provider, parsed, body)
             if kind == "authorize":
-                assert isinstance(source, ZaptecSource) and isinstance(provider, Zaptec)
-                answer = await self._authorize(source, provider, parsed, event)
+                assert isinstance(source, ZaptecSource)
+                answer = await self._authorize(
+                    source, cast(SessionAuthority, provider), parsed, event
+                )
             elif kind == "session_end":
-                assert isinstance(provider, Zaptec)
-                result = await self.store.record_session_end(event, provider.session_end(parsed))
+                authority = cast(SessionAuthority, provider)
+                result = await self.store.record_session_end(event, authority.session_end(parsed))
                 self._count(source, "accepted" if result.stored else "duplicate")
                 answer = provider.accepted(result.event_id)
             else:
@@ -314,7 +316,7 @@ class Ingress:
     # -- Zaptec ------------------------------------------------------------------------
 
     async def _token(
-        self, request: _Request, source: ZaptecSource, body: bytes
+        self, request: _Request, source: ZaptecSource, provider: Provider[Any], body: bytes
     ) -> tuple[int, bytes, bytes, dict[str, str]]:
         if source.auth != "oauth":
             raise Reject(
@@ -333,14 +335,16 @@ class Ingress:
             rejection = Reject(
                 answer.status, f"oauth-{answer.failure}", "", str(answer.body["error_description"])
             )
-            await self._reject(
-                request, source, self.providers["zaptec"], source.name, rejection, redact_form(body)
-            )
+            await self._reject(request, source, provider, source.name, rejection, redact_form(body))
         encoded = json_answer(answer.status, answer.body)
         return answer.status, encoded.body, _JSON, answer.headers
 
     async def _authorize(
-        self, source: ZaptecSource, provider: Zaptec, parsed: Parsed, event: InboundEvent
+        self,
+        source: ZaptecSource,
+        provider: SessionAuthority,
+        parsed: Parsed,
+        event: InboundEvent,
     ) -> Answer:
         """Decide within the source's deadline; past it, or on failure, `on_error` answers."""
         started = time.perf_counter()
@@ -348,42 +352,35 @@ class Ingress:
         claim = Claim()
         decided: list[Decision] = []
 
-        async def decide_and_record() -> Decision:
+        async def decide_and_record() -> tuple[Decision, Outcome]:
             outcome = await self.decider.decide(source, start)
             decision = self._decision(source, event, start, outcome, started, fallback=False)
             decided.append(decision)
             await self.store.record_session_start(
                 event, decision, claim=lambda: claim.take(Claim.WRITER)
             )
-            return decision
+            return decision, outcome
 
         deadline = source.decision_deadline_ms / 1000
         task = asyncio.ensure_future(decide_and_record())
         try:
-            decision = await asyncio.wait_for(asyncio.shield(task), deadline)
-            outcome_message = ""
+            decision, outcome = await asyncio.wait_for(asyncio.shield(task), deadline)
         except Exception as exc:
             why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
             log.warning("decision fallback", source=source.name, reason=why)
             outcome = fallback(source, why)
             decision = self._decision(source, event, start, outcome, started, fallback=True)
-            outcome_message = outcome.message
             claim.take(Claim.FALLBACK)
-            self._spawn(self._record_fallback(task, claim, event, decision, decided))
+            self._spawn(self._record_fallback(task, event, decision, decided))
         self.metrics.decisions.labels(
             source.name, decision.result, str(decision.fallback).lower()
         ).inc()
         self._count(source, "accepted")
         if decision.session_id is not None:
             return provider.approve(decision.session_id)
-        message = outcome_message or self._message(decision)
-        return provider.deny(source, decision.result, message)
-
-    @staticmethod
-    def _message(decision: Decision) -> str:
-        if decision.result == "UNKNOWN":
-            return "This charge token is not known to the operator."
-        return "Charging is not authorized."
+        return provider.deny(
+            source, decision.result, outcome.message or "Charging is not authorized."
+        )
 
     def _decision(
         self,
@@ -413,8 +410,7 @@ class Ingress:
 
     async def _record_fallback(
         self,
-        task: asyncio.Future[Decision],
-        claim: Claim,
+        task: asyncio.Future[tuple[Decision, Outcome]],
         event: InboundEvent,
         decision: Decision,
         decided: list[Decision],

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
 from hookgate.config import SourceConfig
+from hookgate.store.base import SessionEnd
 
 RouteKind = Literal["ingest", "authorize", "session_end", "token"]
 S = TypeVar("S", bound=SourceConfig)
@@ -151,3 +152,30 @@ class Provider(Generic[S]):
     def duplicate(self, event_id: str) -> Answer:
         """The answer to an event already in the inbox."""
         return self.accepted(event_id)
+
+
+@dataclass(slots=True, frozen=True)
+class StartRequest:
+    """Who wants to charge where: the input of a charging decision."""
+
+    charger_id: str | None
+    token: str | None
+    user_id: str | None
+    installation_id: str | None
+
+
+class SessionAuthority(Protocol):
+    """A provider that asks hookgate to authorize charging sessions (routes
+    `authorize` and `session_end`)."""
+
+    def start_request(self, parsed: Parsed) -> StartRequest:
+        """The decision input of a parsed session start."""
+
+    def session_end(self, parsed: Parsed) -> SessionEnd:
+        """The session a parsed end closes."""
+
+    def approve(self, session_id: str) -> Answer:
+        """The approval answer carrying the new session id."""
+
+    def deny(self, source: Any, reason: str, message: str) -> Answer:
+        """The deny answer (never 2xx)."""

@@ -7,7 +7,6 @@ case-insensitively, with the known aliases, and the raw body is always kept.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ from hookgate.providers.base import (
     Provider,
     Reject,
     RouteKind,
+    StartRequest,
     decode,
     json_answer,
     unauthorized,
@@ -87,16 +87,6 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     if "signed_session" in out and not isinstance(out["signed_session"], str):
         out["signed_session"] = str(out["signed_session"])
     return out
-
-
-@dataclass(slots=True, frozen=True)
-class StartRequest:
-    """Who wants to charge where: the input of a charging decision."""
-
-    charger_id: str | None
-    token: str | None
-    user_id: str | None
-    installation_id: str | None
 
 
 class Zaptec(Provider[ZaptecSource]):
