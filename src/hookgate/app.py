@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, json_response, problem_response
-from hookgate.authorization import SourcePolicy
+from hookgate.authorization.service import AuthorizationService
 from hookgate.config import Config
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
@@ -37,6 +37,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.store: Store = make_store(config.storage, self.metrics.commit_batch.observe)
         self.ingress: Ingress | None = None
+        self.authorization: AuthorizationService | None = None
 
     async def start(self) -> None:
         """Open storage and wire the receivers; announce unusable sources."""
@@ -49,8 +50,10 @@ class Gateway:
                 log.warning("source misconfigured", source=source.name, problem=warning)
         if not [t for t in self.config.admin.tokens if t]:
             log.warning("admin API disabled: [admin] tokens is empty")
+        self.authorization = AuthorizationService(self.store, self.config.authorization)
+        await self.authorization.start()
         self.ingress = Ingress(
-            self.config, self.store, providers, SourcePolicy(), issuer, self.metrics
+            self.config, self.store, providers, self.authorization, issuer, self.metrics
         )
         log.info(
             "hookgate started",
@@ -62,6 +65,8 @@ class Gateway:
         """Finish background audit writes, flush queued writes, close storage."""
         if self.ingress is not None:
             await self.ingress.drain()
+        if self.authorization is not None:
+            await self.authorization.stop()
         await self.store.close()
         log.info("hookgate stopped")
 

@@ -12,8 +12,11 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+
+from hookgate.authorization.model import Budget, ChargerRule, Group, Token
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
@@ -23,6 +26,7 @@ _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 SourceName = Annotated[str, msgspec.Meta(pattern=_NAME)]
 Policy = Literal["allow", "deny"]
+OnError = Literal["allow", "deny", "allow_known"]
 OnInvalid = Literal["reject", "quarantine"]
 
 
@@ -74,6 +78,38 @@ class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     format: Literal["json", "console"] = "json"
 
 
+class AuthorizationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The charging decision engine, and the rules kept in version control.
+
+    Entities listed here are managed by this file: they are written to the store at
+    start-up, replace what the API/CLI had under the same id, and cannot be changed
+    through the API/CLI (which manage day-to-day tokens).
+    """
+
+    # Zone of the day/week/month budget periods.
+    timezone: str = "UTC"
+    # kWh an approved session holds against energy budgets until its end reports the
+    # real energy; a start needs this much room left.
+    session_reserve_kwh: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 1.0
+    # Sessions older than this no longer count as active (their end never came).
+    active_session_max_age_hours: Annotated[float, msgspec.Meta(gt=0)] = 48.0
+    # How often the engine polls the store's change log (changes made elsewhere).
+    refresh_interval_ms: Annotated[int, msgspec.Meta(ge=50, le=60000)] = 500
+    groups: list[Group] = []
+    chargers: list[ChargerRule] = []
+    tokens: list[Token] = []
+    budgets: list[Budget] = []
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        for items in (self.groups, self.chargers, self.tokens, self.budgets):
+            for item in items:
+                item.managed_by = "config"
+
+
 class _Source(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="provider"):
     name: SourceName
     on_invalid: OnInvalid = "reject"
@@ -94,7 +130,9 @@ class ZaptecSource(_Source, tag="zaptec"):
     username: str = ""
     password: str = ""
     unknown_token: Policy = "deny"
-    on_error: Policy = "deny"
+    # When no decision is reached in time or storage fails: deny, allow, or allow_known
+    # (tokens whose whitelist is ALLOWED_OFFLINE or ALWAYS).
+    on_error: OnError = "deny"
     deny_status: Annotated[int, msgspec.Meta(ge=400, le=499)] = 403
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 3600
     decision_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=30000)] = 2000
@@ -148,6 +186,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    authorization: AuthorizationConfig = msgspec.field(default_factory=AuthorizationConfig)
     sources: list[SourceConfig] = []
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
-from hookgate.authorization import Outcome
+from hookgate.authorization.outcome import Outcome
 from hookgate.store import StoreError
 
 BASIC = "Basic " + base64.b64encode(f"{ZAPTEC_USER}:{ZAPTEC_PASSWORD}".encode()).decode()

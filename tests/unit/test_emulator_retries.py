@@ -19,11 +19,11 @@ def flaky(gateway: Running) -> Running:
     real = store.ingest
     calls = {"n": 0}
 
-    async def ingest(event: Any) -> Any:
+    async def ingest(event: Any, consumption: Any = None) -> Any:
         calls["n"] += 1
         if calls["n"] <= 2:
             raise StoreError("disk unavailable")
-        return await real(event)
+        return await real(event, consumption)
 
     store.ingest = ingest
     return gateway

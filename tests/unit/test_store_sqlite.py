@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hookgate.authorization import Claim
+from hookgate.authorization.decider import Claim
 from hookgate.ids import floor_id, new_id
 from hookgate.store.base import (
     Abandoned,
     Decision,
+    DecisionFilter,
     EventFilter,
     InboundEvent,
     SchemaOutdated,
@@ -70,7 +71,7 @@ async def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "new.db"))
     with pytest.raises(SchemaOutdated, match="hookgate migrate"):
         await store.open()
-    assert await store.migrate() == [1]
+    assert await store.migrate() == [1, 2]
     assert await store.migrate() == []
     assert await store.pending_migrations() == []
 
@@ -166,7 +167,7 @@ async def test_claimed_by_fallback_abandons_the_write(store: SqliteStore) -> Non
     fallback.fallback = True
     await store.record_fallback(start, fallback, void_session=None)
     assert await store.get_event(start.id) is not None
-    page = await store.list_decisions("zaptec", None, 10)
+    page = await store.list_decisions(DecisionFilter(source="zaptec"), None, 10)
     assert [d["fallback"] for d in page.items] == [True]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -11,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hookgate.authorization.outcome import RESULTS
 from hookgate.ingress.problems import problem
-from hookgate.store.base import EventFilter, Page, Store, StoreError
+from hookgate.store.base import DecisionFilter, EventFilter, Page, Store, StoreError
 from hookgate.store.rows import BadCursor
 from hookgate.timeutil import parse_iso
 from hookgate.verify import any_equal, bearer_token
@@ -53,6 +55,15 @@ def body_fields(raw: bytes, name: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         text = None
     return {name: text, f"{name}_base64": base64.b64encode(raw).decode()}
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ApiError(400, "bad-parameter", f"{name} must be an ISO 8601 date-time") from None
 
 
 class AdminApi:
@@ -103,14 +114,7 @@ class AdminApi:
 
     async def events(self, request: Request) -> Response:
         q = request.query_params
-        since = None
-        if q.get("since"):
-            try:
-                since = parse_iso(q["since"])
-            except ValueError:
-                raise ApiError(
-                    400, "bad-parameter", "since must be an ISO 8601 date-time"
-                ) from None
+        since = _instant(q.get("since"), "since")
         where = EventFilter(
             source=q.get("source"),
             provider=q.get("provider"),
@@ -139,9 +143,17 @@ class AdminApi:
 
     async def decisions(self, request: Request) -> Response:
         q = request.query_params
-        page = await self._store().list_decisions(
-            q.get("source"), q.get("cursor"), self._limit(request)
+        result = q.get("result")
+        if result is not None and result not in RESULTS:
+            raise ApiError(400, "bad-parameter", f"result must be one of {', '.join(RESULTS)}")
+        where = DecisionFilter(
+            source=q.get("source"),
+            token=q.get("token"),
+            result=result,
+            since=_instant(q.get("since"), "since"),
+            until=_instant(q.get("until"), "until"),
         )
+        page = await self._store().list_decisions(where, q.get("cursor"), self._limit(request))
         return self._page(page)
 
     def routes(self) -> list[Route]:

@@ -17,7 +17,9 @@ from typing import Any, cast
 
 import structlog
 
-from hookgate.authorization import Claim, Decider, Outcome, fallback
+from hookgate.authorization.decider import Claim, Decider, fallback
+from hookgate.authorization.model import normalise_uid
+from hookgate.authorization.outcome import Outcome
 from hookgate.config import Config, SourceConfig, ZaptecSource
 from hookgate.ids import new_id
 from hookgate.ingress.problems import problem
@@ -210,12 +212,21 @@ class Ingress:
                     source, cast(SessionAuthority, provider), parsed, event
                 )
             elif kind == "session_end":
-                authority = cast(SessionAuthority, provider)
-                result = await self.store.record_session_end(event, authority.session_end(parsed))
+                end = cast(SessionAuthority, provider).session_end(parsed)
+                end.token = normalise_uid(end.token) if end.token else None
+                end.group_id = self.decider.group_of(end.token)
+                result = await self.store.record_session_end(event, end)
+                if result.stored:
+                    # Budgets reflect this end before the next start of the same token.
+                    await self.decider.refresh()
                 self._count(source, "accepted" if result.stored else "duplicate")
                 answer = provider.accepted(result.event_id)
             else:
-                ingested = await self.store.ingest(event)
+                used = parsed.consumption
+                if used is not None and used.token:
+                    used.token = normalise_uid(used.token)
+                    used.group_id = self.decider.group_of(used.token)
+                ingested = await self.store.ingest(event, parsed.consumption)
                 self._count(source, "accepted" if ingested.stored else "duplicate")
                 answer = (
                     provider.accepted(ingested.event_id)
@@ -356,9 +367,13 @@ class Ingress:
             outcome = await self.decider.decide(source, start)
             decision = self._decision(source, event, start, outcome, started, fallback=False)
             decided.append(decision)
-            await self.store.record_session_start(
-                event, decision, claim=lambda: claim.take(Claim.WRITER)
-            )
+            try:
+                await self.store.record_session_start(
+                    event, decision, claim=lambda: claim.take(Claim.WRITER)
+                )
+            except BaseException:
+                self.decider.release(source.name, outcome)
+                raise
             return decision, outcome
 
         deadline = source.decision_deadline_ms / 1000
@@ -368,7 +383,12 @@ class Ingress:
         except Exception as exc:
             why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
             log.warning("decision fallback", source=source.name, reason=why)
-            outcome = fallback(source, why)
+            known = (
+                self.decider.known_for_offline(start, utcnow())
+                if source.on_error == "allow_known"
+                else None
+            )
+            outcome = fallback(source, why, known)
             decision = self._decision(source, event, start, outcome, started, fallback=True)
             claim.take(Claim.FALLBACK)
             self._spawn(self._record_fallback(task, event, decision, decided))
@@ -398,14 +418,16 @@ class Ingress:
             source=source.name,
             event_id=event.id,
             charger_id=start.charger_id,
-            token=start.token,
+            token=normalise_uid(start.token) if start.token else None,
             user_id=start.user_id,
             installation_id=start.installation_id,
             result=outcome.result,
             reasons=outcome.reasons,
-            session_id=str(uuid.uuid4()) if outcome.allowed else None,
+            session_id=(outcome.session_id or str(uuid.uuid4())) if outcome.allowed else None,
             fallback=fallback,
             latency_us=int((time.perf_counter() - started) * 1e6),
+            group_id=outcome.group_id,
+            reserved_kwh=str(outcome.reserved_kwh),
         )
 
     async def _record_fallback(

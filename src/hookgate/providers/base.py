@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import msgspec
 
 from hookgate.config import SourceConfig
-from hookgate.store.base import SessionEnd
+from hookgate.store.base import ConsumptionReport, SessionEnd
 
 RouteKind = Literal["ingest", "authorize", "session_end", "token"]
 S = TypeVar("S", bound=SourceConfig)
@@ -67,6 +67,8 @@ class Parsed:
     subject: str | None = None
     flags: list[str] = field(default_factory=list)
     status: str = "received"
+    # Energy/money the event reports for a charging session (accounted against budgets).
+    consumption: ConsumptionReport | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -160,7 +160,12 @@ class Zaptec(Provider[ZaptecSource]):
         doc = parsed.document
         ended: datetime | None = parse_iso(doc["ended_at"]) if "ended_at" in doc else None
         ids = [v for v in (doc.get("session_id"), doc.get("external_id")) if v]
-        return SessionEnd(session_ids=ids, ended_at=ended, energy_kwh=doc.get("energy_kwh"))
+        return SessionEnd(
+            session_ids=ids,
+            ended_at=ended,
+            energy_kwh=doc.get("energy_kwh"),
+            token=doc.get("token"),
+        )
 
     @staticmethod
     def approve(session_id: str) -> Answer:

@@ -77,6 +77,8 @@ class Decision(msgspec.Struct, kw_only=True):
     session_id: str | None
     fallback: bool = False
     latency_us: int = 0
+    group_id: str | None = None
+    reserved_kwh: str = "0"
 
 
 class SessionEnd(msgspec.Struct, kw_only=True):
@@ -86,6 +88,64 @@ class SessionEnd(msgspec.Struct, kw_only=True):
     session_ids: list[str]
     ended_at: datetime | None
     energy_kwh: str | None
+    # The charge token in the end call and its group: accounted when no start matches.
+    token: str | None = None
+    group_id: str | None = None
+
+
+class ConsumptionReport(msgspec.Struct, kw_only=True):
+    """Energy (and money) a provider reports for one session; a later, larger report of
+    the same session replaces an earlier one."""
+
+    session_key: str
+    origin: str
+    token: str | None
+    group_id: str | None = None
+    kwh: str
+    money: str | None = None
+    currency: str | None = None
+    occurred_at: datetime
+
+
+class AuthEntity(msgspec.Struct, kw_only=True):
+    """A rule entity (token, group, charger rule, budget) as stored: a JSON document."""
+
+    kind: str
+    key: str
+    doc: bytes
+    managed_by: str = "api"
+
+
+class AuthChange(msgspec.Struct, kw_only=True):
+    """One entry of the change log with the changed row as it is now (None: deleted/gone).
+
+    For `token`/`group`/`charger`/`budget` the row is {"doc": bytes}; for `session` an
+    authorized_sessions row; for `consumption` a consumption row.
+    """
+
+    seq: int
+    kind: str
+    key: str
+    row: dict[str, Any] | None
+
+
+class AuthSnapshot(msgspec.Struct, kw_only=True):
+    """Everything the decision engine loads at start, and the change-log position."""
+
+    seq: int
+    entities: list[AuthEntity]
+    sessions: list[dict[str, Any]]
+    consumption: list[dict[str, Any]]
+
+
+class DecisionFilter(msgspec.Struct, kw_only=True):
+    """Filters of the decision audit; None means any."""
+
+    source: str | None = None
+    token: str | None = None
+    result: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 class IngestResult(msgspec.Struct, frozen=True):
@@ -138,8 +198,10 @@ class Store(Protocol):
     async def secret(self, key: str, make: bytes) -> bytes:
         """A shared secret stored once per database (first writer wins)."""
 
-    async def ingest(self, event: InboundEvent) -> IngestResult:
-        """Insert unless (source, dedup_key) exists."""
+    async def ingest(
+        self, event: InboundEvent, consumption: ConsumptionReport | None = None
+    ) -> IngestResult:
+        """Insert unless (source, dedup_key) exists; account `consumption` with it."""
 
     async def record_rejection(self, rejection: Rejection) -> None:
         """Keep a refused request for inspection."""
@@ -171,8 +233,29 @@ class Store(Protocol):
     async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
         """Rejected requests, newest first."""
 
-    async def list_decisions(self, source: str | None, cursor: str | None, limit: int) -> Page:
+    async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         """Authorization decisions, newest first."""
+
+    async def auth_snapshot(self, since: datetime) -> AuthSnapshot:
+        """All rule entities, live sessions, and consumption since `since`."""
+
+    async def auth_changes(self, after: int, limit: int) -> list[AuthChange]:
+        """Change-log entries after `after`, oldest first, with their current rows."""
+
+    async def auth_put(self, entities: list[AuthEntity]) -> None:
+        """Insert or replace rule entities in one transaction."""
+
+    async def auth_delete(self, kind: str, key: str) -> bool:
+        """Remove one rule entity; False when there was none."""
+
+    async def auth_get(self, kind: str, key: str) -> AuthEntity | None:
+        """One rule entity."""
+
+    async def auth_list(self, kind: str, after: str | None, limit: int) -> list[AuthEntity]:
+        """Rule entities of a kind in key order, after `after`."""
+
+    async def auth_sync_config(self, entities: list[AuthEntity]) -> int:
+        """Make the configuration-managed entities exactly `entities`; returns changes."""
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
         """An authorized (or unmatched) Zaptec session."""

@@ -15,15 +15,22 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
-from hookgate.ids import floor_id
+from hookgate.ids import floor_id, new_id
 from hookgate.store.base import (
     Abandoned,
+    AuthChange,
+    AuthEntity,
+    AuthSnapshot,
+    ConsumptionReport,
     Decision,
+    DecisionFilter,
     EventFilter,
     InboundEvent,
     IngestResult,
@@ -357,9 +364,13 @@ class SqliteStore:
         ).fetchone()
         return str(row[0]) if row else event.id
 
-    async def ingest(self, event: InboundEvent) -> IngestResult:
+    async def ingest(
+        self, event: InboundEvent, consumption: ConsumptionReport | None = None
+    ) -> IngestResult:
         def run(conn: sqlite3.Connection) -> IngestResult:
             if self._insert_event(conn, event):
+                if consumption is not None:
+                    _account(conn, event.source, consumption)
                 return IngestResult(True, event.id)
             return IngestResult(False, self._existing_id(conn, event))
 
@@ -418,8 +429,8 @@ class SqliteStore:
     def _insert_session(conn: sqlite3.Connection, event: InboundEvent, decision: Decision) -> None:
         conn.execute(
             "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
-            "token, decision_id, started_at, start_event_id) "
-            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?)",
+            "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
             (
                 decision.session_id,
                 decision.source,
@@ -428,8 +439,11 @@ class SqliteStore:
                 decision.id,
                 iso(decision.decided_at),
                 event.id,
+                decision.group_id,
+                decision.reserved_kwh,
             ),
         )
+        _changed(conn, "session", f"{decision.source}|{decision.session_id}")
 
     async def record_session_start(
         self, event: InboundEvent, decision: Decision, claim: Callable[[], bool] | None = None
@@ -458,38 +472,63 @@ class SqliteStore:
                     "WHERE source = ? AND session_id = ?",
                     (decision.source, void_session),
                 )
+                _changed(conn, "session", f"{decision.source}|{void_session}")
 
         await self._write(run)
 
     async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
         def run(conn: sqlite3.Connection) -> SessionEndResult:
-            session_id, status = end.session_ids[0], None
+            session_id, found = end.session_ids[0], None
             for candidate in end.session_ids:
-                row = conn.execute(
-                    "SELECT status FROM authorized_sessions WHERE session_id = ? AND source = ?",
+                found = conn.execute(
+                    "SELECT status, token, group_id FROM authorized_sessions "
+                    "WHERE session_id = ? AND source = ?",
                     (candidate, event.source),
                 ).fetchone()
-                if row is not None:
-                    session_id, status = candidate, row[0]
+                if found is not None:
+                    session_id = candidate
                     break
+            status = found["status"] if found else None
             matched = status in ("active", "ended")
             if not matched and "unmatched" not in event.flags:
                 event.flags = [*event.flags, "unmatched"]
             if not self._insert_event(conn, event):
                 return SessionEndResult(False, self._existing_id(conn, event), matched)
-            ended_at = iso(end.ended_at or event.received_at)
+            ended_at = end.ended_at or event.received_at
             if status is None:
                 conn.execute(
                     "INSERT INTO authorized_sessions (session_id, source, status, ended_at, "
-                    "energy_kwh, end_event_id) VALUES (?, ?, 'unmatched', ?, ?, ?)",
-                    (session_id, event.source, ended_at, end.energy_kwh, event.id),
+                    "energy_kwh, end_event_id, token, group_id) "
+                    "VALUES (?, ?, 'unmatched', ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        event.source,
+                        iso(ended_at),
+                        end.energy_kwh,
+                        event.id,
+                        end.token,
+                        end.group_id,
+                    ),
                 )
             elif status == "active":
                 conn.execute(
                     "UPDATE authorized_sessions SET status = 'ended', ended_at = ?, "
                     "energy_kwh = ?, end_event_id = ? WHERE source = ? AND session_id = ?",
-                    (ended_at, end.energy_kwh, event.id, event.source, session_id),
+                    (iso(ended_at), end.energy_kwh, event.id, event.source, session_id),
                 )
+            _changed(conn, "session", f"{event.source}|{session_id}")
+            if end.energy_kwh is not None:
+                token = (found["token"] if found else None) or end.token
+                group = (found["group_id"] if found else None) or end.group_id
+                report = ConsumptionReport(
+                    session_key=f"session:{session_id}",
+                    origin="zaptec",
+                    token=token,
+                    group_id=group,
+                    kwh=end.energy_kwh,
+                    occurred_at=ended_at,
+                )
+                _account(conn, event.source, report)
             return SessionEndResult(True, event.id, matched)
 
         return await self._write(run)
@@ -559,8 +598,22 @@ class SqliteStore:
         )
         return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
 
-    async def list_decisions(self, source: str | None, cursor: str | None, limit: int) -> Page:
-        clauses, params = ([], []) if source is None else (["source = ?"], [source])
+    async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
+        clauses, params = [], []
+        for column, value in (
+            ("source", where.source),
+            ("token", where.token.strip().upper() if where.token else None),
+            ("result", where.result),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.since is not None:
+            clauses.append("id >= ? AND decided_at >= ?")
+            params.extend([floor_id(where.since), iso(where.since)])
+        if where.until is not None:
+            clauses.append("decided_at < ?")
+            params.append(iso(where.until))
         return await self._page("decisions", "*", clauses, params, cursor, limit, _decision_row)
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
@@ -572,6 +625,130 @@ class SqliteStore:
             return dict(row) if row else None
 
         return await self._read(run)
+
+    # -- authorization -----------------------------------------------------------------
+
+    async def auth_snapshot(self, since: datetime) -> AuthSnapshot:
+        def run(conn: sqlite3.Connection) -> AuthSnapshot:
+            conn.execute("BEGIN")
+            try:
+                seq = conn.execute("SELECT coalesce(max(seq), 0) FROM auth_changes").fetchone()
+                entities = [
+                    AuthEntity(kind=r[0], key=r[1], doc=r[2].encode(), managed_by=r[3])
+                    for r in conn.execute("SELECT kind, key, doc, managed_by FROM auth_entities")
+                ]
+                sessions = [
+                    dict(r)
+                    for r in conn.execute(
+                        "SELECT * FROM authorized_sessions WHERE status = 'active'"
+                    )
+                ]
+                consumption = [
+                    dict(r)
+                    for r in conn.execute(
+                        "SELECT * FROM consumption WHERE occurred_at >= ?", (iso(since),)
+                    )
+                ]
+            finally:
+                conn.execute("COMMIT")
+            return AuthSnapshot(
+                seq=int(seq[0]), entities=entities, sessions=sessions, consumption=consumption
+            )
+
+        return await self._read(run)
+
+    async def auth_changes(self, after: int, limit: int) -> list[AuthChange]:
+        def run(conn: sqlite3.Connection) -> list[AuthChange]:
+            out = []
+            rows = conn.execute(
+                "SELECT seq, kind, key FROM auth_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            for seq, kind, key in rows:
+                out.append(AuthChange(seq=seq, kind=kind, key=key, row=_current(conn, kind, key)))
+            return out
+
+        return await self._read(run)
+
+    async def auth_put(self, entities: list[AuthEntity]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            now = iso(utcnow())
+            for entity in entities:
+                conn.execute(
+                    "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                    "doc = excluded.doc, managed_by = excluded.managed_by, "
+                    "updated_at = excluded.updated_at",
+                    (entity.kind, entity.key, entity.doc.decode(), entity.managed_by, now),
+                )
+                _changed(conn, entity.kind, entity.key)
+
+        await self._write(run)
+
+    async def auth_delete(self, kind: str, key: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM auth_entities WHERE kind = ? AND key = ?", (kind, key))
+            if cur.rowcount:
+                _changed(conn, kind, key)
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def auth_get(self, kind: str, key: str) -> AuthEntity | None:
+        def run(conn: sqlite3.Connection) -> AuthEntity | None:
+            row = conn.execute(
+                "SELECT doc, managed_by FROM auth_entities WHERE kind = ? AND key = ?",
+                (kind, key),
+            ).fetchone()
+            if row is None:
+                return None
+            return AuthEntity(kind=kind, key=key, doc=row[0].encode(), managed_by=row[1])
+
+        return await self._read(run)
+
+    async def auth_list(self, kind: str, after: str | None, limit: int) -> list[AuthEntity]:
+        def run(conn: sqlite3.Connection) -> list[AuthEntity]:
+            rows = conn.execute(
+                "SELECT key, doc, managed_by FROM auth_entities WHERE kind = ? AND key > ? "
+                "ORDER BY key LIMIT ?",
+                (kind, after or "", limit),
+            ).fetchall()
+            return [
+                AuthEntity(kind=kind, key=r[0], doc=r[1].encode(), managed_by=r[2]) for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def auth_sync_config(self, entities: list[AuthEntity]) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            wanted = {(e.kind, e.key): e for e in entities}
+            changes = 0
+            current = conn.execute(
+                "SELECT kind, key, doc FROM auth_entities WHERE managed_by = 'config'"
+            ).fetchall()
+            for kind, key, doc in current:
+                entity = wanted.get((kind, key))
+                if entity is None:
+                    conn.execute(
+                        "DELETE FROM auth_entities WHERE kind = ? AND key = ?", (kind, key)
+                    )
+                    _changed(conn, kind, key)
+                    changes += 1
+                elif entity.doc.decode() == doc:
+                    del wanted[(kind, key)]
+            now = iso(utcnow())
+            for entity in wanted.values():
+                conn.execute(
+                    "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
+                    "VALUES (?, ?, ?, 'config', ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                    "doc = excluded.doc, managed_by = 'config', updated_at = excluded.updated_at",
+                    (entity.kind, entity.key, entity.doc.decode(), now),
+                )
+                _changed(conn, entity.kind, entity.key)
+                changes += 1
+            return changes
+
+        return await self._write(run)
 
 
 def _event_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -609,3 +786,76 @@ def _decision_row(row: sqlite3.Row) -> dict[str, Any]:
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` or `sqlite:////absolute.db` to a filesystem path."""
     return url.removeprefix("sqlite:///")
+
+
+def _changed(conn: sqlite3.Connection, kind: str, key: str) -> None:
+    """Append to the change log that decision engines poll."""
+    conn.execute(
+        "INSERT INTO auth_changes (kind, key, changed_at) VALUES (?, ?, ?)",
+        (kind, key, iso(utcnow())),
+    )
+
+
+def _account(conn: sqlite3.Connection, source: str, report: ConsumptionReport) -> None:
+    """Record a session's consumption; a later report replaces a smaller earlier one."""
+    row = conn.execute(
+        "SELECT id, kwh, money FROM consumption WHERE source = ? AND session_key = ?",
+        (source, report.session_key),
+    ).fetchone()
+    if row is None:
+        row_id = new_id()
+        conn.execute(
+            "INSERT INTO consumption (id, source, session_key, origin, token, group_id, kwh, "
+            "money, currency, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row_id,
+                source,
+                report.session_key,
+                report.origin,
+                report.token,
+                report.group_id,
+                report.kwh,
+                report.money,
+                report.currency,
+                iso(report.occurred_at),
+            ),
+        )
+    else:
+        row_id = row[0]
+        kwh = max(Decimal(row[1]), Decimal(report.kwh))
+        money = report.money if report.money is not None else row[2]
+        if kwh == Decimal(row[1]) and money == row[2]:
+            return
+        conn.execute(
+            "UPDATE consumption SET kwh = ?, money = ?, currency = coalesce(?, currency), "
+            "token = coalesce(token, ?), group_id = coalesce(group_id, ?), occurred_at = ? "
+            "WHERE id = ?",
+            (
+                str(kwh),
+                money,
+                report.currency,
+                report.token,
+                report.group_id,
+                iso(report.occurred_at),
+                row_id,
+            ),
+        )
+    _changed(conn, "consumption", row_id)
+
+
+def _current(conn: sqlite3.Connection, kind: str, key: str) -> dict[str, Any] | None:
+    """The row a change-log entry points at, as it is now."""
+    if kind == "session":
+        source, _, session_id = key.partition("|")
+        row = conn.execute(
+            "SELECT * FROM authorized_sessions WHERE source = ? AND session_id = ?",
+            (source, session_id),
+        ).fetchone()
+    elif kind == "consumption":
+        row = conn.execute("SELECT * FROM consumption WHERE id = ?", (key,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT doc FROM auth_entities WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return {"doc": row[0].encode()} if row else None
+    return dict(row) if row else None

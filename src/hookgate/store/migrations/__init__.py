@@ -12,8 +12,20 @@ from typing import Literal
 Dialect = Literal["sqlite", "postgresql"]
 
 _TYPES: dict[Dialect, dict[str, str]] = {
-    "sqlite": {"blob": "BLOB", "json": "TEXT", "ts": "TEXT", "bool": "INTEGER"},
-    "postgresql": {"blob": "BYTEA", "json": "JSONB", "ts": "TIMESTAMPTZ", "bool": "BOOLEAN"},
+    "sqlite": {
+        "blob": "BLOB",
+        "json": "TEXT",
+        "ts": "TEXT",
+        "bool": "INTEGER",
+        "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgresql": {
+        "blob": "BYTEA",
+        "json": "JSONB",
+        "ts": "TIMESTAMPTZ",
+        "bool": "BOOLEAN",
+        "serial_pk": "BIGSERIAL PRIMARY KEY",
+    },
 }
 
 
