@@ -233,10 +233,11 @@ class Ingress:
                     if ingested.stored
                     else provider.duplicate(ingested.event_id)
                 )
-            self.metrics.ack_seconds.labels(source.provider).observe(
-                time.perf_counter() - request.started
-            )
-            return answer.status, answer.body, answer.content_type.encode(), {}
+            elapsed = time.perf_counter() - request.started
+            self.metrics.ack_seconds.labels(source.provider).observe(elapsed)
+            # Server-Timing lets a client (or a benchmark) see the time spent in hookgate.
+            timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
+            return answer.status, answer.body, answer.content_type.encode(), timing
         except Reject as exc:
             await self._reject(request, source, provider, name, exc, body, declared)
             return (
