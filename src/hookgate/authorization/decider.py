@@ -29,6 +29,9 @@ class Decider(Protocol):
     async def refresh(self) -> int:
         """Bring in changes committed since the last look (returns how many)."""
 
+    def nudge(self) -> None:
+        """Refresh soon without waiting."""
+
 
 def fallback(source: ZaptecSource, why: str, known: object | None = None) -> Outcome:
     """The `on_error` answer when no decision could be reached or recorded in time."""

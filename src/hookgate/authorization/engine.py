@@ -388,12 +388,15 @@ class Engine:
 
     def known_for_offline(self, request: StartRequest, now: datetime) -> Token | None:
         """A token that may charge when hookgate cannot decide (`on_error = allow_known`):
-        whitelist ALWAYS or ALLOWED_OFFLINE, and neither blocked nor expired."""
+        whitelist ALWAYS or ALLOWED_OFFLINE, valid now, and neither it nor its group blocked."""
         token = self.tokens.get(normalise_uid(request.token)) if request.token else None
         if token is None or token.whitelist not in ("ALWAYS", "ALLOWED_OFFLINE"):
             return None
-        if token.status == "blocked" or (
-            token.valid_until is not None and now >= token.valid_until
-        ):
+        group = self.groups.get(token.group_id) if token.group_id else None
+        if token.status == "blocked" or (group is not None and group.status == "blocked"):
+            return None
+        if token.valid_until is not None and now >= token.valid_until:
+            return None
+        if token.valid_from is not None and now < token.valid_from:
             return None
         return token

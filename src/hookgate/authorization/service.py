@@ -104,6 +104,7 @@ class AuthorizationService:
         self.engine = Engine(settings)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._nudged: asyncio.Future[None] | None = None
 
     async def start(self, *, follow: bool = True) -> None:
         """Write the configuration's rules, load everything, and follow the change log."""
@@ -126,10 +127,11 @@ class AuthorizationService:
 
     async def stop(self) -> None:
         """Stop following the change log."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for pending in (self._task, self._nudged):
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
 
     async def reload(self) -> None:
         """Replace the engine's state with a fresh snapshot."""
@@ -180,14 +182,22 @@ class AuthorizationService:
             engine.consume(_consumption(row))
         engine.seq = max(engine.seq, change.seq)
 
+    def nudge(self) -> None:
+        """Refresh soon, without waiting (after a write that changes counters)."""
+        if self._nudged is None or self._nudged.done():
+            self._nudged = asyncio.ensure_future(self._quiet_refresh())
+
+    async def _quiet_refresh(self) -> None:
+        try:
+            await self.refresh()
+        except StoreError as exc:
+            log.warning("authorization refresh failed", error=str(exc))
+
     async def _follow(self) -> None:
         interval = self.settings.refresh_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            try:
-                await self.refresh()
-            except StoreError as exc:
-                log.warning("authorization refresh failed", error=str(exc))
+            await self._quiet_refresh()
 
     # -- Decider -----------------------------------------------------------------------
 

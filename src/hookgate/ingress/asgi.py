@@ -226,7 +226,9 @@ class Ingress:
                 if used is not None and used.token:
                     used.token = normalise_uid(used.token)
                     used.group_id = self.decider.group_of(used.token)
-                ingested = await self.store.ingest(event, parsed.consumption)
+                ingested = await self.store.ingest(event, used)
+                if used is not None and ingested.stored:
+                    self.decider.nudge()
                 self._count(source, "accepted" if ingested.stored else "duplicate")
                 answer = (
                     provider.accepted(ingested.event_id)
