@@ -16,8 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, json_response, problem_response
+from hookgate.admin.rules import RulesApi
 from hookgate.authorization.service import AuthorizationService
-from hookgate.config import Config
+from hookgate.config import Config, ZaptecSource
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
@@ -99,11 +100,18 @@ def create_app(config: Config) -> Any:
         return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     admin = AdminApi(lambda: gateway.store, config.admin.tokens)
+    rules = RulesApi(
+        admin,
+        lambda: gateway.store,
+        lambda: gateway.authorization,
+        [s.name for s in config.sources if isinstance(s, ZaptecSource)],
+    )
     web = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes(),
+            *rules.routes(),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},

@@ -330,6 +330,17 @@ def _merge(old: Token, new: Token, columns: Collection[str]) -> Token:
     return msgspec.convert(doc, Token)
 
 
+async def _all(store: Store, kind: str) -> dict[str, AuthEntity]:
+    out: dict[str, AuthEntity] = {}
+    after: str | None = None
+    while True:
+        batch = await store.auth_list(kind, after, 1000)
+        out.update((entity.key, entity) for entity in batch)
+        if len(batch) < 1000:
+            return out
+        after = batch[-1].key
+
+
 async def import_tokens(
     store: Store,
     tokens: Iterable[Token],
@@ -357,10 +368,12 @@ async def import_tokens(
         budgets_by.setdefault(budget.subject_id, []).append(budget)
     puts: list[AuthEntity] = []
     deletes: list[str] = []
-    groups: dict[str, bool] = dict.fromkeys(config_groups, True)
+    # One read of what exists (an import may hold thousands of rows).
+    known = {kind: await _all(store, kind) for kind in ("token", "group", "budget")}
+    groups = set(known["group"]) | set(config_groups)
     for given in tokens:
         line = lines.get(given.uid, 0)
-        stored = await store.auth_get("token", given.uid)
+        stored = known["token"].get(given.uid)
         if (stored is not None and stored.managed_by == "config") or given.uid in config_uids:
             report.errors.append(
                 RowError(
@@ -378,8 +391,6 @@ async def import_tokens(
         else:
             token = _merge(given, given, present)
         if token.group_id and token.group_id not in groups:
-            groups[token.group_id] = await store.auth_get("group", token.group_id) is not None
-        if token.group_id and not groups[token.group_id]:
             report.errors.append(
                 RowError(
                     line,
@@ -397,7 +408,7 @@ async def import_tokens(
             if column not in present:
                 continue
             key = budget_id("token", token.uid, "kwh", period)
-            existing = await store.auth_get("budget", key)
+            existing = known["budget"].get(key)
             if existing is not None and existing.managed_by == "config":
                 report.errors.append(
                     RowError(
@@ -425,11 +436,8 @@ async def import_tokens(
     report.errors.sort(key=lambda e: e.line)
     if report.errors or dry_run:
         return report
-    # Tokens before budgets in one transaction (a budget never names a missing token).
+    # Tokens before budgets, and the emptied budgets, all in one transaction.
     puts.sort(key=lambda e: e.kind != "token")
-    if puts:
-        await store.auth_put(puts)
-    for key in deletes:
-        await store.auth_delete("budget", key)
+    await store.auth_write(puts, [("budget", key) for key in deletes])
     report.written = True
     return report

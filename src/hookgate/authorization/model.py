@@ -117,6 +117,8 @@ class Token(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         self.uid = normalise_uid(self.uid)
+        if not self.uid:
+            raise ValueError("uid must not be blank")
         for name in ("valid_from", "valid_until"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:

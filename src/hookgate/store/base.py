@@ -20,6 +20,10 @@ class Abandoned(StoreError):
     """A claimed write was given up because another path answered first."""
 
 
+class AlreadyExists(StoreError):
+    """A create found the key taken (the unique key decided, not a prior read)."""
+
+
 class SchemaOutdated(StoreError):
     """The database lacks migrations this version needs."""
 
@@ -244,6 +248,12 @@ class Store(Protocol):
 
     async def auth_put(self, entities: list[AuthEntity]) -> None:
         """Insert or replace rule entities in one transaction."""
+
+    async def auth_write(
+        self, put: list[AuthEntity], delete: list[tuple[str, str]], *, create: bool = False
+    ) -> int:
+        """Put and delete rule entities in one transaction; returns how many were deleted.
+        With `create`, a `put` whose key exists raises AlreadyExists and nothing is written."""
 
     async def auth_delete(self, kind: str, key: str) -> bool:
         """Remove one rule entity; False when there was none."""

@@ -25,6 +25,7 @@ import msgspec
 from hookgate.ids import floor_id, new_id
 from hookgate.store.base import (
     Abandoned,
+    AlreadyExists,
     AuthChange,
     AuthEntity,
     AuthSnapshot,
@@ -671,26 +672,43 @@ class SqliteStore:
         return await self._read(run)
 
     async def auth_put(self, entities: list[AuthEntity]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            now = iso(utcnow())
-            for entity in entities:
-                conn.execute(
-                    "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
-                    "doc = excluded.doc, managed_by = excluded.managed_by, "
-                    "updated_at = excluded.updated_at",
-                    (entity.kind, entity.key, entity.doc.decode(), entity.managed_by, now),
-                )
-                _changed(conn, entity.kind, entity.key)
-
-        await self._write(run)
+        await self.auth_write(entities, [])
 
     async def auth_delete(self, kind: str, key: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("DELETE FROM auth_entities WHERE kind = ? AND key = ?", (kind, key))
-            if cur.rowcount:
-                _changed(conn, kind, key)
-            return cur.rowcount == 1
+        return await self.auth_write([], [(kind, key)]) == 1
+
+    async def auth_write(
+        self, put: list[AuthEntity], delete: list[tuple[str, str]], *, create: bool = False
+    ) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            now = iso(utcnow())
+            for entity in put:
+                if create:
+                    cur = conn.execute(
+                        "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO NOTHING",
+                        (entity.kind, entity.key, entity.doc.decode(), entity.managed_by, now),
+                    )
+                    if cur.rowcount != 1:
+                        raise AlreadyExists(f"{entity.kind} {entity.key} already exists")
+                else:
+                    conn.execute(
+                        "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                        "doc = excluded.doc, managed_by = excluded.managed_by, "
+                        "updated_at = excluded.updated_at",
+                        (entity.kind, entity.key, entity.doc.decode(), entity.managed_by, now),
+                    )
+                _changed(conn, entity.kind, entity.key)
+            deleted = 0
+            for kind, key in delete:
+                cur = conn.execute(
+                    "DELETE FROM auth_entities WHERE kind = ? AND key = ?", (kind, key)
+                )
+                if cur.rowcount:
+                    _changed(conn, kind, key)
+                    deleted += 1
+            return deleted
 
         return await self._write(run)
 
