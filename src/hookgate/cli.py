@@ -140,6 +140,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             http="httptools",
             lifespan="on",
             access_log=config.server.access_log,
+            proxy_headers=config.server.proxy_headers,
+            forwarded_allow_ips=config.server.forwarded_allow_ips,
             log_config=None,
             timeout_graceful_shutdown=int(config.server.graceful_timeout_seconds),
             server_header=False,

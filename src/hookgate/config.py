@@ -43,6 +43,10 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # The address providers use to reach this gateway; `hookgate init` prints URLs from it.
     public_url: str | None = None
     access_log: bool = False
+    # Trust X-Forwarded-For/-Proto from these addresses (behind a load balancer); the
+    # client address only appears in the rejection log, so it is off by default.
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
     # Seconds that in-flight requests get to finish on SIGTERM before the server closes.
     graceful_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -37,9 +39,24 @@ class Metrics:
             ["source", "result", "fallback"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, ...], Any] = {}
         self.commit_batch = Histogram(
             "hookgate_commit_batch_size",
             "Writes that shared one commit (group commit).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=self.registry,
         )
+
+    def request(self, source: str, outcome: str) -> None:
+        """Count one provider call (label children cached: this runs on every request)."""
+        child = self._children.get(("r", source, outcome))
+        if child is None:
+            child = self._children[("r", source, outcome)] = self.requests.labels(source, outcome)
+        child.inc()
+
+    def acknowledged(self, provider: str, seconds: float) -> None:
+        """Observe one answer's latency."""
+        child = self._children.get(("a", provider))
+        if child is None:
+            child = self._children[("a", provider)] = self.ack_seconds.labels(provider)
+        child.observe(seconds)

@@ -236,7 +236,7 @@ class Ingress:
                     else provider.duplicate(ingested.event_id)
                 )
             elapsed = time.perf_counter() - request.started
-            self.metrics.ack_seconds.labels(source.provider).observe(elapsed)
+            self.metrics.acknowledged(source.provider, elapsed)
             # Server-Timing lets a client (or a benchmark) see the time spent in hookgate.
             timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
             return answer.status, answer.body, answer.content_type.encode(), timing
@@ -286,7 +286,7 @@ class Ingress:
         )
 
     def _count(self, source: SourceConfig | None, outcome: str) -> None:
-        self.metrics.requests.labels(source.name if source else "-", outcome).inc()
+        self.metrics.request(source.name if source else "-", outcome)
 
     async def _reject(
         self,
