@@ -8,6 +8,7 @@ write, the answer. Every refusal is recorded (masked) and never processed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -379,10 +380,12 @@ class Ingress:
                 raise
             return decision, outcome
 
+        # Four fifths of the deadline for the decision and its audit; should that run out,
+        # the rest goes to recording the fallback answer before it is given.
         deadline = source.decision_deadline_ms / 1000
         task = asyncio.ensure_future(decide_and_record())
         try:
-            decision, outcome = await asyncio.wait_for(asyncio.shield(task), deadline)
+            decision, outcome = await asyncio.wait_for(asyncio.shield(task), deadline * 0.8)
         except Exception as exc:
             why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
             log.warning("decision fallback", source=source.name, reason=why)
@@ -393,8 +396,17 @@ class Ingress:
             )
             outcome = fallback(source, why, known)
             decision = self._decision(source, event, start, outcome, started, fallback=True)
-            claim.take(Claim.FALLBACK)
-            self._spawn(self._record_fallback(task, event, decision, decided))
+            won = claim.take(Claim.FALLBACK)
+            record = asyncio.ensure_future(
+                self._record_fallback(None if won else task, event, decision, decided)
+            )
+            self._background.add(record)
+            record.add_done_callback(self._background.discard)
+            with contextlib.suppress(TimeoutError):
+                # Usually storage is fine and only the decision was slow: then the answer
+                # is audited before it goes out. Otherwise it goes out at the deadline and
+                # the audit follows when storage allows.
+                await asyncio.wait_for(asyncio.shield(record), deadline * 0.2)
         self.metrics.decisions.labels(
             source.name, decision.result, str(decision.fallback).lower()
         ).inc()
@@ -435,28 +447,24 @@ class Ingress:
 
     async def _record_fallback(
         self,
-        task: asyncio.Future[tuple[Decision, Outcome]],
+        primary: asyncio.Future[tuple[Decision, Outcome]] | None,
         event: InboundEvent,
         decision: Decision,
         decided: list[Decision],
     ) -> None:
-        """After a fallback answer: let the primary path finish, then audit what was answered."""
+        """Audit the fallback answer. `primary` is the decision path's write when it had
+        already claimed the start: it commits a session Zaptec never hears of, to be voided."""
         void = None
-        try:
-            await task
-            # The primary write won the claim race and committed: its session never reached Zaptec.
-            void = decided[0].session_id if decided else None
-        except Exception:  # noqa: S110 - the primary failure is already logged as the fallback reason
-            pass
+        if primary is not None:
+            try:
+                await primary
+                void = decided[0].session_id if decided else None
+            except Exception:  # noqa: S110 - the primary failure is already logged as the reason
+                pass
         try:
             await self.store.record_fallback(event, decision, void)
         except StoreError as exc:
             log.error("fallback decision not recorded", source=decision.source, error=str(exc))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
         """Wait for background audit writes (called on shutdown)."""

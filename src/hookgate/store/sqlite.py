@@ -428,10 +428,20 @@ class SqliteStore:
 
     @staticmethod
     def _insert_session(conn: sqlite3.Connection, event: InboundEvent, decision: Decision) -> None:
+        # The end may have been recorded first (a fallback answer audited late): the row
+        # exists as `unmatched`; it becomes the ended session it really was.
         conn.execute(
             "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
             "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
-            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, session_id) DO UPDATE SET "
+            "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
+            "ELSE authorized_sessions.status END, "
+            "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
+            "excluded.token), decision_id = excluded.decision_id, "
+            "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
+            "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
+            "reserved_kwh = excluded.reserved_kwh",
             (
                 decision.session_id,
                 decision.source,
