@@ -12,11 +12,10 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from hookgate.authorization.model import Budget, ChargerRule, Group, Token
+from hookgate.authorization.model import Budget, ChargerRule, Group, Token, check_zone
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
@@ -106,9 +105,9 @@ class AuthorizationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 
     def __post_init__(self) -> None:
         try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+            check_zone(self.timezone)
+        except ValueError as exc:
+            raise ValueError(f"timezone: {exc}") from None
         for items in (self.groups, self.chargers, self.tokens, self.budgets):
             for item in items:
                 item.managed_by = "config"

@@ -28,6 +28,14 @@ def normalise_uid(uid: str) -> str:
     return uid.strip().upper()
 
 
+def check_zone(name: str) -> None:
+    """ValueError unless `name` is an IANA time zone known here."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
 def _hhmm(text: str) -> time:
     try:
         hours, minutes = text.split(":")
@@ -67,10 +75,7 @@ class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     windows: list[Window] = []
 
     def __post_init__(self) -> None:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        check_zone(self.timezone)
 
     def allows(self, moment: datetime) -> bool:
         """True when `moment` (aware) is inside any window, read in the schedule's zone."""

@@ -192,27 +192,17 @@ def _emulator(
             "--secret",
             name,
         )
-        if provider == "ampeco":
-            if event not in (None, "session", "all"):
-                from hookgate.emulate.ampeco_samples import NAMES
+        if provider == "ampeco" and event not in (None, "session", "all"):
+            from hookgate.emulate.ampeco_samples import NAMES
 
-                if event not in NAMES:
-                    raise click.BadParameter(
-                        f"unknown AMPECO event {event!r}; one of: session, all, "
-                        + ", ".join(NAMES),
-                        param_hint="EVENT",
-                    )
-            return lambda c: ampeco.run(
-                c,
-                url,
-                name,
-                secret=key,
-                event=event,
-                count=opts["count"],
-                duplicate=opts["duplicate"],
-                encoding=opts["encoding"] or "hex",
-            )
-        return lambda c: ztlment.run(
+            if event not in NAMES:
+                raise click.BadParameter(
+                    f"unknown AMPECO event {event!r}; one of: session, all, " + ", ".join(NAMES),
+                    param_hint="EVENT",
+                )
+        # Each signs as the provider does: AMPECO hex, ZTLment base64.
+        run, encoding = (ampeco.run, "hex") if provider == "ampeco" else (ztlment.run, "base64")
+        return lambda c: run(
             c,
             url,
             name,
@@ -220,7 +210,7 @@ def _emulator(
             event=event,
             count=opts["count"],
             duplicate=opts["duplicate"],
-            encoding=opts["encoding"] or "base64",
+            encoding=opts["encoding"] or encoding,
         )
     e = configured if isinstance(configured, EasyParkSource) else None
     mode = opts["auth"] or (e.auth if e else "basic")

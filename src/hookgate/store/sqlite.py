@@ -547,19 +547,16 @@ class SqliteStore:
     # -- reads -------------------------------------------------------------------------
 
     async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
-        clauses, params = [], []
-        for column, value in (
-            ("source", where.source),
-            ("provider", where.provider),
-            ("event_type", where.event_type),
-            ("status", where.status),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if where.since is not None:
-            clauses.append("id >= ? AND received_at >= ?")
-            params.extend([floor_id(where.since), iso(where.since)])
+        clauses, params = _filters(
+            [
+                ("source", where.source),
+                ("provider", where.provider),
+                ("event_type", where.event_type),
+                ("status", where.status),
+            ],
+            "received_at",
+            where.since,
+        )
         return await self._page("inbox", _EVENT_COLUMNS, clauses, params, cursor, limit, _event_row)
 
     async def _page(
@@ -610,18 +607,15 @@ class SqliteStore:
         return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
-        clauses, params = [], []
-        for column, value in (
-            ("source", where.source),
-            ("token", where.token.strip().upper() if where.token else None),
-            ("result", where.result),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if where.since is not None:
-            clauses.append("id >= ? AND decided_at >= ?")
-            params.extend([floor_id(where.since), iso(where.since)])
+        clauses, params = _filters(
+            [
+                ("source", where.source),
+                ("token", where.token.strip().upper() if where.token else None),
+                ("result", where.result),
+            ],
+            "decided_at",
+            where.since,
+        )
         if where.until is not None:
             clauses.append("decided_at < ?")
             params.append(iso(where.until))
@@ -814,6 +808,23 @@ def _decision_row(row: sqlite3.Row) -> dict[str, Any]:
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` or `sqlite:////absolute.db` to a filesystem path."""
     return url.removeprefix("sqlite:///")
+
+
+def _filters(
+    equal: list[tuple[str, str | None]], time_column: str, since: datetime | None
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses for equality filters (None: any) and a lower time bound, which
+    becomes an id range too (ids are time-ordered) so the primary key serves it."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in equal:
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        clauses.append(f"id >= ? AND {time_column} >= ?")
+        params.extend([floor_id(since), iso(since)])
+    return clauses, params
 
 
 def _changed(conn: sqlite3.Connection, kind: str, key: str) -> None:
