@@ -3,7 +3,10 @@
 Request i is due at t0 + i / rate whether or not earlier answers have come back, and its
 latency is measured from that due time, not from when it was actually written: if the
 server (or this generator) falls behind, the queueing shows up in the latency instead of
-silently lowering the offered rate (Gil Tene's "coordinated omission").
+silently lowering the offered rate (Gil Tene's "coordinated omission"). A dispatcher
+thread wakes at each due time (time.sleep is precise to ~0.1 ms; the event loop's own
+timers only to 1 ms) and hands the due requests to the event loop; how late that was is
+reported as `dispatch_lag_*` and is part of every latency.
 
 Requests are pre-built raw HTTP/1.1 messages (bytes), sent over raw asyncio streams on
 keep-alive connections. A connection is reused when one is idle; when every open
@@ -29,6 +32,8 @@ import gc
 import math
 import re
 import resource
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -80,9 +85,10 @@ class OpenResult:
     latencies_ms: list[float]
     server_ms: list[float] = field(default_factory=list)
     connections: int = 0
-    dispatch_lag_max_ms: float = 0.0
+    dispatch_lag_s: list[float] = field(default_factory=list)
     client_cpu_s: float = 0.0
     wall_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def measured(self) -> range:
@@ -101,6 +107,7 @@ class OpenResult:
             codes[key] = codes.get(key, 0) + 1
         finished = [v for v in lat if math.isfinite(v)]
         server = sorted(self.server_ms)
+        lag = sorted(self.dispatch_lag_s[i] * 1000 for i in window)
         return {
             "rate": self.rate,
             "seconds": self.seconds,
@@ -108,6 +115,7 @@ class OpenResult:
             "requests": len(self.statuses),
             "measured": len(lat),
             "statuses": codes,
+            "errors": self.errors,
             "unfinished_measured": len(lat) - len(finished),
             "p50_ms": percentile(lat, 50),
             "p90_ms": percentile(lat, 90),
@@ -118,14 +126,19 @@ class OpenResult:
             "server_p50_ms": percentile(server, 50) if server else None,
             "server_p99_ms": percentile(server, 99) if server else None,
             "connections": self.connections,
-            "dispatch_lag_max_ms": self.dispatch_lag_max_ms,
+            # How late the generator itself launched requests (included in the latencies).
+            "dispatch_lag_p50_ms": percentile(lag, 50),
+            "dispatch_lag_p99_ms": percentile(lag, 99),
+            "dispatch_lag_max_ms": lag[-1] if lag else math.nan,
             "client_cpu_s": self.client_cpu_s,
             "wall_s": self.wall_s,
         }
 
 
 class _Pool:
-    """Keep-alive connections: reuse an idle one, else open one (up to `cap`), else wait."""
+    """Keep-alive connections: reuse an idle one (the most recently used, as HTTP client
+    pools do, skipping those the server has closed), else open one (up to `cap`), else
+    wait for one to come back."""
 
     def __init__(self, host: str, port: int, cap: int) -> None:
         self.host = host
@@ -135,10 +148,16 @@ class _Pool:
         self.opened = 0
         self.peak = 0
         self.waiters: deque[asyncio.Future[_Conn]] = deque()
+        self.background: set[asyncio.Task[None]] = set()
 
     async def acquire(self) -> _Conn:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            conn = self.idle.pop()
+            if not (conn[0].at_eof() or conn[1].is_closing()):
+                return conn
+            # The server closed it while idle (uvicorn's keep-alive timeout is 5 s).
+            self.opened -= 1
+            conn[1].close()
         if self.opened < self.cap:
             self.opened += 1
             self.peak = max(self.peak, self.opened)
@@ -164,11 +183,13 @@ class _Pool:
         conn[1].close()
         if self.waiters:
             # Someone waits for a connection that will never come back: open a fresh one.
-            asyncio.ensure_future(self._replace())
+            task = asyncio.ensure_future(self._replace())
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     async def _replace(self) -> None:
+        self.opened += 1
         try:
-            self.opened += 1
             conn = await asyncio.open_connection(self.host, self.port)
         except OSError:
             self.opened -= 1
@@ -212,10 +233,10 @@ async def open_model(
     statuses = [UNFINISHED] * total
     latencies = [math.inf] * total
     server: list[float] = []
+    errors: dict[str, int] = {}
     pool = _Pool(host, port, max_connections)
     measured_from = int(warmup * rate)
     clock = time.perf_counter
-    lag_max = 0.0
     pending: set[asyncio.Task[None]] = set()
 
     async def one(i: int, due: float) -> None:
@@ -223,8 +244,10 @@ async def open_model(
         try:
             conn = await pool.acquire()
             status, inside = await _exchange(conn, requests[i])
-        except (OSError, ValueError, asyncio.IncompleteReadError):
+        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
             statuses[i] = FAILED
+            reason = f"{type(exc).__name__}: {exc}"[:120]
+            errors[reason] = errors.get(reason, 0) + 1
             if conn is not None:
                 pool.discard(conn)
             return
@@ -238,27 +261,58 @@ async def open_model(
             server.append(inside)
         pool.release(conn)
 
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = clock() + 0.05
-    i = 0
-    while i < total:
+    loop = asyncio.get_running_loop()
+    dispatched = asyncio.Event()
+    stop = threading.Event()
+    lags = [0.0] * total
+
+    def launch(low: int, high: int) -> None:
         now = clock()
-        while i < total and t0 + i / rate <= now:
-            due = t0 + i / rate
-            lag_max = max(lag_max, now - due)
-            task = asyncio.ensure_future(one(i, due))
+        for k in range(low, high):
+            due = t0 + k / rate
+            lags[k] = now - due
+            task = asyncio.ensure_future(one(k, due))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            i += 1
-        if i < total:
-            await asyncio.sleep(max(0.0, t0 + i / rate - clock()))
-    end = t0 + total / rate
-    if pending:
-        _, late = await asyncio.wait(set(pending), timeout=max(0.0, end + grace - clock()))
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
+        if high == total:
+            dispatched.set()
+
+    def dispatcher() -> None:
+        # A thread, because the event loop's timers have 1 ms granularity (asyncio rounds
+        # the epoll timeout up, uvloop spins on sub-millisecond sleeps); time.sleep is
+        # precise to ~0.1 ms, and call_soon_threadsafe wakes the loop at once.
+        i = 0
+        while i < total and not stop.is_set():
+            now = clock()
+            j = i
+            while j < total and t0 + j / rate <= now:
+                j += 1
+            if j > i:
+                loop.call_soon_threadsafe(launch, i, j)
+                i = j
+            else:
+                time.sleep(t0 + i / rate - now)
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # the dispatcher gets the GIL back quickly
+    t0 = clock() + 0.05
+    thread = threading.Thread(target=dispatcher, name="open-model-dispatcher", daemon=True)
+    thread.start()
+    try:
+        if total:
+            await dispatched.wait()
+        end = t0 + total / rate
+        if pending:
+            _, late = await asyncio.wait(set(pending), timeout=max(0.0, end + grace - clock()))
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(switch)
     wall = clock() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     pool.close()
@@ -270,7 +324,8 @@ async def open_model(
         latencies_ms=latencies,
         server_ms=server,
         connections=pool.peak,
-        dispatch_lag_max_ms=lag_max * 1000,
+        dispatch_lag_s=lags,
+        errors=errors,
         client_cpu_s=(cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
         wall_s=wall,
     )

@@ -175,7 +175,9 @@ class AuthorizationService:
         elif change.kind == "session":
             source, _, session_id = change.key.partition("|")
             if row is not None and row["status"] == "active":
-                engine.track(_session(row))
+                # Usually this process's own approval, tracked when it was decided.
+                if (source, session_id) not in engine.active:
+                    engine.track(_session(row))
             else:
                 engine.untrack(source, session_id)
         elif change.kind == "consumption" and row is not None:
