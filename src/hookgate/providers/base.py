@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import msgspec
 
 from hookgate.config import SourceConfig
-from hookgate.store.base import ConsumptionReport, SessionEnd
+from hookgate.facts import Fact
+from hookgate.store.base import ConsumptionReport, SessionEnd, StoredEvent
 
 RouteKind = Literal["ingest", "authorize", "session_end", "token"]
 S = TypeVar("S", bound=SourceConfig)
@@ -154,6 +155,21 @@ class Provider(Generic[S]):
     def duplicate(self, event_id: str) -> Answer:
         """The answer to an event already in the inbox."""
         return self.accepted(event_id)
+
+    # -- after the answer: processing and delivery -------------------------------------
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """What a stored event says about sessions, charge points, parking or payments
+        (run by the processing step, never before the answer)."""
+        return []
+
+    def cloudevent_type(self, event_type: str) -> str:
+        """The CloudEvents `type` hookgate publishes for one of this provider's events."""
+        return f"hookgate.{self.name}.{event_type}"
+
+    def cloudevent_data(self, event: StoredEvent) -> Any:
+        """The CloudEvents `data` of a stored event: its parsed document."""
+        return event.document
 
 
 @dataclass(slots=True, frozen=True)
