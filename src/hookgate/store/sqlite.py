@@ -419,8 +419,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rejection.id,
                     iso(rejection.received_at),
@@ -436,6 +436,7 @@ class SqliteStore:
                     rejection.body_sha256,
                     rejection.body_size,
                     rejection.body,
+                    rejection.replay,
                 ),
             )
 
@@ -640,9 +641,37 @@ class SqliteStore:
         clauses, params = ([], []) if source is None else (["source = ?"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id"
         )
         return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
+
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT * FROM rejections WHERE id = ?", (rejection_id,)).fetchone()
+            if row is None:
+                return None
+            item = _rej_row(row)
+            item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
+            return item
+
+        return await self._read(run)
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE rejections SET rerun_event_id = ? WHERE id = ?", (event_id, rejection_id)
+            )
+
+        await self._write(run)
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT id FROM inbox WHERE source = ? AND dedup_key = ?", (source, dedup_key)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._read(run)
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
