@@ -52,7 +52,7 @@ from hookgate.store.base import (
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import decode_cursor, encode_cursor
-from hookgate.store.views import check_columns, view
+from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
@@ -1007,7 +1007,10 @@ class SqliteStore:
 
     async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
-            [(column, where.equal.get(column)) for column in ("event_id", "destination", "status")],
+            [
+                (column, where.equal.get(column))
+                for column in ("id", "event_id", "destination", "status")
+            ],
             "created_at",
             where.since,
         )
@@ -1097,7 +1100,7 @@ class SqliteStore:
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += (" ORDER BY id DESC" if ordered else " ORDER BY at DESC") + " LIMIT ?"
+        sql += f" ORDER BY {_view_order(shape, ' DESC')} LIMIT ?"
         params.append(limit + 1)
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         items = [_view_row(table, row) for row in rows[:limit]]
@@ -1110,7 +1113,7 @@ class SqliteStore:
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id" if "id" in shape.columns else " ORDER BY at"
+        sql += f" ORDER BY {_view_order(shape, '')}"
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_view_row(table, row) for row in rows]
 
@@ -1234,6 +1237,12 @@ def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
         clauses.append("event_id IN (SELECT id FROM inbox WHERE source = ?)")
         params.append(where.source)
     return " AND ".join(clauses), params
+
+
+def _view_order(shape: ViewTable, direction: str) -> str:
+    """By the time-ordered `id`, else by the primary key (evses, meter values, states)."""
+    columns = ("id",) if "id" in shape.columns else shape.key
+    return ", ".join(column + direction for column in columns)
 
 
 def _view_clauses(table: str, where: ViewFilter) -> tuple[list[str], list[Any]]:
