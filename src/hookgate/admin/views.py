@@ -16,6 +16,13 @@ from starlette.routing import Route
 from hookgate.admin.api import AdminApi, ApiError, _instant, json_response
 from hookgate.config import Config
 from hookgate.export import build_report, lines_csv, report_json, totals_csv
+from hookgate.ops.details import (
+    charge_point_detail,
+    delivery_detail,
+    payment_detail,
+    session_detail,
+    view_row,
+)
 from hookgate.ops.replay import (
     DELIVERY_STATUSES,
     BadReplay,
@@ -88,11 +95,11 @@ class ViewsApi:
         page = await self._store().list_view(table, where, q.get("cursor"), limit)
         return AdminApi._page(page)
 
-    async def _one(self, table: str, row_id: str, what: str) -> dict[str, Any]:
-        page = await self._store().list_view(table, ViewFilter(equal={"id": row_id}), None, 1)
-        if not page.items:
+    @staticmethod
+    def _found(item: dict[str, Any] | None, what: str) -> Response:
+        if item is None:
             raise ApiError(404, "not-found", f"no {what} with this id")
-        return page.items[0]
+        return json_response(item)
 
     async def sessions(self, request: Request) -> Response:
         return await self._list(
@@ -103,12 +110,8 @@ class ViewsApi:
         )
 
     async def session(self, request: Request) -> Response:
-        item = await self._one("charging_sessions", request.path_params["id"], "charging session")
-        item["meter_values"] = await self._store().view_rows(
-            "meter_values",
-            ViewFilter(equal={"source": item["source"], "session_key": item["session_key"]}),
-        )
-        return json_response(item)
+        item = await session_detail(self._store(), request.path_params["id"])
+        return self._found(item, "charging session")
 
     async def parking(self, request: Request) -> Response:
         return await self._list(
@@ -116,10 +119,8 @@ class ViewsApi:
         )
 
     async def parking_one(self, request: Request) -> Response:
-        item = await self._one(
-            "parking_transactions", request.path_params["id"], "parking transaction"
-        )
-        return json_response(item)
+        item = await view_row(self._store(), "parking_transactions", request.path_params["id"])
+        return self._found(item, "parking transaction")
 
     async def payments(self, request: Request) -> Response:
         return await self._list(
@@ -127,18 +128,8 @@ class ViewsApi:
         )
 
     async def payment(self, request: Request) -> Response:
-        item = await self._one("payment_objects", request.path_params["id"], "payment object")
-        item["history"] = await self._store().view_rows(
-            "payment_states",
-            ViewFilter(
-                equal={
-                    "source": item["source"],
-                    "object_type": item["object_type"],
-                    "object_id": item["object_id"],
-                }
-            ),
-        )
-        return json_response(item)
+        item = await payment_detail(self._store(), request.path_params["id"])
+        return self._found(item, "payment object")
 
     async def charge_points(self, request: Request) -> Response:
         return await self._list(
@@ -146,14 +137,8 @@ class ViewsApi:
         )
 
     async def charge_point(self, request: Request) -> Response:
-        item = await self._one("charge_points", request.path_params["id"], "charge point")
-        item["evses"] = await self._store().view_rows(
-            "evses",
-            ViewFilter(
-                equal={"source": item["source"], "charge_point_id": item["charge_point_id"]}
-            ),
-        )
-        return json_response(item)
+        item = await charge_point_detail(self._store(), request.path_params["id"])
+        return self._found(item, "charge point")
 
     # -- deliveries and destinations -----------------------------------------------------
 
@@ -173,14 +158,8 @@ class ViewsApi:
         return AdminApi._page(page)
 
     async def delivery(self, request: Request) -> Response:
-        delivery_id = request.path_params["id"]
-        store = self._store()
-        page = await store.list_deliveries(ViewFilter(equal={"id": delivery_id}), None, 1)
-        if not page.items:
-            raise ApiError(404, "not-found", "no delivery with this id")
-        item = page.items[0]
-        item["history"] = await store.delivery_attempts(delivery_id)
-        return json_response(item)
+        item = await delivery_detail(self._store(), request.path_params["id"])
+        return self._found(item, "delivery")
 
     async def destinations(self, request: Request) -> Response:
         states = await self._store().destination_states()
