@@ -20,7 +20,6 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from views_support import T0, seed
 
 from conftest import ADMIN_TOKEN, base_config
 from hookgate.admin.api import AdminApi
@@ -31,6 +30,7 @@ from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
 from hookgate.store.base import DeliveryOutcome, InboundEvent, Rejection, StoredEvent, ViewTx
 from hookgate.store.sqlite import SqliteStore
+from views_support import T0, seed
 
 T = TypeVar("T")
 PROBLEM = "application/problem+json"

@@ -451,9 +451,11 @@ def export_costs(
 ) -> None:
     """Fleet costs of a month: one line per parking transaction and charging session."""
     config = _config(config_path)
-    timezone = config.authorization.timezone
+    settings = config.authorization
     try:
-        report = _store_run(config, lambda s: build_report(s, month, timezone))
+        report = _store_run(
+            config, lambda s: build_report(s, month, settings.timezone, settings.tokens)
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--month") from None
     if fmt == "json":
