@@ -23,6 +23,7 @@ from hookgate.config import Config, ZaptecSource
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
+from hookgate.processing.worker import Workers
 from hookgate.providers import build_providers
 from hookgate.store import Store, StoreError, make_store
 
@@ -40,6 +41,7 @@ class Gateway:
         self.store: Store = make_store(config.storage, self.metrics.commit_batch.observe)
         self.ingress: Ingress | None = None
         self.authorization: AuthorizationService | None = None
+        self.workers: Workers | None = None
 
     async def start(self) -> None:
         """Open storage and wire the receivers; announce unusable sources."""
@@ -57,6 +59,9 @@ class Gateway:
         self.ingress = Ingress(
             self.config, self.store, providers, self.authorization, issuer, self.metrics
         )
+        if self.config.processing.in_process:
+            self.workers = Workers(self.store, self.config, providers, self.metrics)
+            await self.workers.start()
         # What start-up loaded (rules, tokens, code) lives as long as the process: keep it
         # out of the collector's way, and collect young objects less eagerly, so that a
         # full collection does not stall requests every fraction of a second under load.
@@ -73,6 +78,8 @@ class Gateway:
         """Finish background audit writes, flush queued writes, close storage."""
         if self.ingress is not None:
             await self.ingress.drain()
+        if self.workers is not None:
+            await self.workers.stop()
         if self.authorization is not None:
             await self.authorization.stop()
         await self.store.close()

@@ -39,6 +39,12 @@ class Metrics:
             ["source", "result", "fallback"],
             registry=self.registry,
         )
+        self.processed = Counter(
+            "hookgate_processed_events_total",
+            "Events through the processing step by outcome (processed, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self.commit_batch = Histogram(
             "hookgate_commit_batch_size",
