@@ -121,7 +121,11 @@ class DeliveryWorker:
         async def run_chain(name: str, chain: list[DeliveryJob]) -> None:
             async with limits[name]:
                 for job in chain:
-                    await self._deliver(job, self._destinations[name])
+                    try:
+                        await self._deliver(job, self._destinations[name])
+                    except Exception:
+                        # A store error: the lease lapses and the delivery is sent again.
+                        log.exception("delivery_not_recorded", destination=name, delivery=job.id)
 
         async with asyncio.TaskGroup() as group:
             for (name, _subject), chain in chains.items():
@@ -162,7 +166,7 @@ class DeliveryWorker:
                 "delivery_failed",
                 destination=name,
                 delivery=job.id,
-                event=job.event.id,
+                event_id=job.event.id,
                 attempt=job.attempt,
                 state=outcome.state,
                 status_code=outcome.status_code,
