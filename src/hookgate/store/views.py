@@ -62,17 +62,17 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "charge_point_id"),
         "source charge_point_id id name vendor model serial_number firmware_version "
         "network_status hardware_status status location_id last_boot_at deleted "
-        "last_event_type last_action event_ids versions last_occurred_at updated_at",
+        "last_event_type last_action last_event_id versions last_occurred_at updated_at",
         instants="last_boot_at last_occurred_at updated_at",
-        json="event_ids versions",
+        json="versions",
         booleans="deleted",
     ),
     "evses": _table(
         ("source", "evse_id"),
         "source evse_id id charge_point_id status hardware_status connectors max_power_kw "
-        "deleted last_event_type last_action event_ids versions last_occurred_at updated_at",
+        "deleted last_event_type last_action last_event_id versions last_occurred_at updated_at",
         instants="last_occurred_at updated_at",
-        json="connectors event_ids versions",
+        json="connectors versions",
         booleans="deleted",
     ),
     "parking_transactions": _table(
