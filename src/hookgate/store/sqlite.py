@@ -52,7 +52,7 @@ from hookgate.store.base import (
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import decode_cursor, encode_cursor
-from hookgate.store.views import check_columns, view
+from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
@@ -419,8 +419,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rejection.id,
                     iso(rejection.received_at),
@@ -436,6 +436,7 @@ class SqliteStore:
                     rejection.body_sha256,
                     rejection.body_size,
                     rejection.body,
+                    rejection.replay,
                 ),
             )
 
@@ -640,9 +641,37 @@ class SqliteStore:
         clauses, params = ([], []) if source is None else (["source = ?"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id"
         )
         return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
+
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT * FROM rejections WHERE id = ?", (rejection_id,)).fetchone()
+            if row is None:
+                return None
+            item = _rej_row(row)
+            item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
+            return item
+
+        return await self._read(run)
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE rejections SET rerun_event_id = ? WHERE id = ?", (event_id, rejection_id)
+            )
+
+        await self._write(run)
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT id FROM inbox WHERE source = ? AND dedup_key = ?", (source, dedup_key)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._read(run)
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
@@ -978,7 +1007,10 @@ class SqliteStore:
 
     async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
-            [(column, where.equal.get(column)) for column in ("event_id", "destination", "status")],
+            [
+                (column, where.equal.get(column))
+                for column in ("id", "event_id", "destination", "status")
+            ],
             "created_at",
             where.since,
         )
@@ -1068,7 +1100,7 @@ class SqliteStore:
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += (" ORDER BY id DESC" if ordered else " ORDER BY at DESC") + " LIMIT ?"
+        sql += f" ORDER BY {_view_order(shape, ' DESC')} LIMIT ?"
         params.append(limit + 1)
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         items = [_view_row(table, row) for row in rows[:limit]]
@@ -1081,7 +1113,7 @@ class SqliteStore:
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id" if "id" in shape.columns else " ORDER BY at"
+        sql += f" ORDER BY {_view_order(shape, '')}"
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_view_row(table, row) for row in rows]
 
@@ -1205,6 +1237,12 @@ def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
         clauses.append("event_id IN (SELECT id FROM inbox WHERE source = ?)")
         params.append(where.source)
     return " AND ".join(clauses), params
+
+
+def _view_order(shape: ViewTable, direction: str) -> str:
+    """By the time-ordered `id`, else by the primary key (evses, meter values, states)."""
+    columns = ("id",) if "id" in shape.columns else shape.key
+    return ", ".join(column + direction for column in columns)
 
 
 def _view_clauses(table: str, where: ViewFilter) -> tuple[list[str], list[Any]]:
