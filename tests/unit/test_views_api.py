@@ -358,7 +358,7 @@ def test_export_as_csv_and_json(api: Api) -> None:
         rows = list(csv.reader(io.StringIO(response.text)))
         assert rows[0][0] == "kind" and len(rows) == 3
         totals = c.get("/api/v1/export", params={"month": "2025-12", "totals": "true"})
-        assert list(csv.reader(io.StringIO(totals.text)))[0][0] == "vehicle"
+        assert next(iter(csv.reader(io.StringIO(totals.text))))[0] == "vehicle"
         document = c.get("/api/v1/export", params={"month": "2025-12", "format": "json"}).json()
         assert document["timezone"] == "Europe/Stockholm"
         assert {line["kind"] for line in document["lines"]} == {"parking", "charging"}

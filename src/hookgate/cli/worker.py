@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 
-import click
 import structlog
 
 from hookgate.cli.common import _config, _with_store, config_option, main
