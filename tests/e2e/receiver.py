@@ -20,7 +20,7 @@ Behaviour = Callable[[dict[str, Any]], tuple[int, float]]
 
 @dataclass
 class Receiver:
-    """What arrived: every request, the verified envelopes, and the ids seen once."""
+    """What arrived: every request, and the verified envelopes by "path webhook-id"."""
 
     url: str
     secret: str
@@ -65,7 +65,12 @@ def receiver(secret: str) -> Iterator[Receiver]:
                 self.end_headers()
                 return
             envelope = json.loads(body)
-            record = {"webhook-id": headers["webhook-id"], "envelope": envelope, "headers": headers}
+            record = {
+                "webhook-id": headers["webhook-id"],
+                "path": self.path,
+                "envelope": envelope,
+                "headers": headers,
+            }
             with state.lock:
                 state.requests.append(record)
             status, delay = state.behaviour(envelope)
@@ -74,7 +79,8 @@ def receiver(secret: str) -> Iterator[Receiver]:
             if 200 <= status < 300:
                 with state.lock:
                     # Idempotent on webhook-id: a redelivery is acknowledged, not redone.
-                    state.processed.setdefault(headers["webhook-id"], envelope)
+                    # (Each endpoint path stands for one receiving system.)
+                    state.processed.setdefault(f"{self.path} {headers['webhook-id']}", envelope)
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

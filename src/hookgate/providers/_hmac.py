@@ -21,7 +21,8 @@ class SignedProvider(Provider[SignedSource]):
         return frozenset({source.signature_header.lower(), "content-type"})
 
     def verify(self, source: SignedSource, call: Call) -> None:
-        secrets = source.credentials()
+        # The signing secrets only: a Kafka source's SASL password is no signing key.
+        secrets = [s for s in source.secrets if s]
         if not secrets:
             raise unauthorized(f"source {source.name!r} has no secret configured")
         header = source.signature_header.lower()

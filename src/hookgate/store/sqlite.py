@@ -52,7 +52,6 @@ from hookgate.store.base import (
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import decode_cursor, encode_cursor
-from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
@@ -1091,31 +1090,16 @@ class SqliteStore:
     async def list_view(
         self, table: str, where: ViewFilter, cursor: str | None, limit: int
     ) -> Page:
-        shape = view(table)
-        clauses, params = _view_clauses(table, where)
-        ordered = "id" in shape.columns
-        if cursor and ordered:
-            clauses.append("id < ?")
-            params.append(decode_cursor(cursor))
-        sql = f"SELECT * FROM {table}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {_view_order(shape, ' DESC')} LIMIT ?"
-        params.append(limit + 1)
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        items = [_view_row(table, row) for row in rows[:limit]]
-        more = ordered and len(rows) > limit and bool(items)
-        return Page(items, encode_cursor(items[-1]["id"]) if more else None)
+        from hookgate.store.viewtx import fetch_page
+
+        return await self._read(
+            lambda conn: fetch_page(conn, table, where, cursor, limit, "sqlite")
+        )
 
     async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
-        shape = view(table)
-        clauses, params = _view_clauses(table, where)
-        sql = f"SELECT * FROM {table}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {_view_order(shape, '')}"
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        return [_view_row(table, row) for row in rows]
+        from hookgate.store.viewtx import fetch_rows
+
+        return await self._read(lambda conn: fetch_rows(conn, table, where, "sqlite"))
 
 
 def _event_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -1237,45 +1221,6 @@ def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
         clauses.append("event_id IN (SELECT id FROM inbox WHERE source = ?)")
         params.append(where.source)
     return " AND ".join(clauses), params
-
-
-def _view_order(shape: ViewTable, direction: str) -> str:
-    """By the time-ordered `id`, else by the primary key (evses, meter values, states)."""
-    columns = ("id",) if "id" in shape.columns else shape.key
-    return ", ".join(column + direction for column in columns)
-
-
-def _view_clauses(table: str, where: ViewFilter) -> tuple[list[str], list[Any]]:
-    shape = view(table)
-    check_columns(shape, where.equal)
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in where.equal.items():
-        if value is None:
-            continue
-        clauses.append(f"{column} = ?")
-        params.append(int(value) if column in shape.booleans else value)
-    if where.time_column is not None and (where.since or where.until):
-        check_columns(shape, [where.time_column])
-        if where.since is not None:
-            clauses.append(f"{where.time_column} >= ?")
-            params.append(iso(where.since))
-        if where.until is not None:
-            clauses.append(f"{where.time_column} < ?")
-            params.append(iso(where.until))
-    return clauses, params
-
-
-def _view_row(table: str, row: sqlite3.Row) -> dict[str, Any]:
-    shape = view(table)
-    item = dict(row)
-    for column in shape.json:
-        if item.get(column) is not None:
-            item[column] = msgspec.json.decode(item[column])
-    for column in shape.booleans:
-        if item.get(column) is not None:
-            item[column] = bool(item[column])
-    return item
 
 
 def _rej_row(row: sqlite3.Row) -> dict[str, Any]:
