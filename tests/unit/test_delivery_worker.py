@@ -366,3 +366,60 @@ max_age_seconds = 600
     assert destination.policy().max_attempts == 4
     assert destination.selection().where == {"data.currency": ["NOK", "SEK"]}
     assert claim_limit(destination, batch_size=200, lease_seconds=60) == 8 * 6
+
+
+async def test_one_subject_is_sent_in_order_within_a_pass(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    cfg = config(http(receiver.url, concurrency=4))
+    received = datetime.now(UTC)
+    for n in range(5):
+        await store.ingest(
+            InboundEvent(
+                id=new_id(),
+                source="easypark",
+                provider="easypark",
+                event_type="parking.completed",
+                received_at=received + timedelta(milliseconds=n),
+                dedup_key=f"parking:1:{n}",
+                raw_body=b"{}",
+                body_sha256="00",
+                headers={},
+                document={"parkingId": 1, "n": n},
+                subject="parking/1",
+            )
+        )
+    router = Router(cfg.destinations, PROVIDERS)
+    await store.process_pending(lambda tx, event: router.destinations_for(event), 100)
+    w = worker(store, cfg, Clock())
+    try:
+        assert await w.run_once() == 5
+    finally:
+        await w.close()
+    assert [r.payload["data"]["n"] for r in receiver.received] == [0, 1, 2, 3, 4]
+
+
+class Broken(EasyPark):
+    """A provider whose payload hook fails for one parking."""
+
+    def cloudevent_data(self, event: StoredEvent) -> Any:
+        if event.document["parkingId"] == 2:
+            raise KeyError("zone")
+        return event.document
+
+
+async def test_a_failing_provider_hook_fails_only_its_delivery(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    cfg = config(http(receiver.url))
+    await accept(store, cfg, 1, 2, 3)
+    w = DeliveryWorker(store, cfg, {"easypark": Broken()}, None, owner="w1", clock=Clock())
+    try:
+        assert await w.run_once() == 3
+    finally:
+        await w.close()
+    by_subject = {d["event_id"]: d for d in await deliveries(store)}
+    assert sorted(d["status"] for d in by_subject.values()) == ["delivered", "delivered", "failed"]
+    (failed,) = [d for d in by_subject.values() if d["status"] == "failed"]
+    assert failed["last_error"] == "KeyError: 'zone'"
+    assert w.breakers["erp"].state == "closed"
