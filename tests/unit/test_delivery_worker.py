@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 import pytest
 from delivery_receiver import HANG, Receiver, closed_port, serve
-from kafka_mock import MockKafka, kafka_mock  # noqa: F401 (fixture)
 
 from hookgate.config import Config, parse_config
 from hookgate.delivery.router import Router
@@ -26,6 +25,7 @@ from hookgate.providers.base import Provider
 from hookgate.providers.easypark import EasyPark
 from hookgate.store.base import InboundEvent, StoredEvent, ViewFilter, ViewTx
 from hookgate.store.sqlite import SqliteStore
+from kafka_mock import MockKafka
 
 SECRET = "whsec_" + base64.b64encode(b"worker test secret of 32 bytes!!").decode()
 PROVIDERS: dict[str, Provider[Any]] = {"easypark": EasyPark()}
@@ -298,7 +298,7 @@ async def test_deliveries_of_destinations_no_longer_configured_are_left_alone(
 
 async def test_kafka_destination_end_to_end(
     store: SqliteStore,
-    kafka_mock: MockKafka,  # noqa: F811
+    kafka_mock: MockKafka,
 ) -> None:
     cfg = config(
         {"name": "lake", "kind": "kafka", "brokers": kafka_mock.bootstrap, "topic": "events"}
