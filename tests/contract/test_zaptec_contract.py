@@ -525,11 +525,13 @@ def test_token_stops_working_when_the_source_credentials_change(
     token = zaptec_token(client, "zaptec-allow")
     doc = fixture_doc("zaptec", "start_pascal")
     # Another instance on the same database with the same credentials accepts the token ...
-    twin = make_gateway(base_config(gateway.db))
+    twin = make_gateway(base_config(gateway.db, gateway.storage_url))
     with httpx.Client(base_url=twin.url, timeout=10) as other:
         assert start(other, "zaptec-allow", doc, bearer(token)).status_code == 200
     # ... one whose password was changed does not.
-    changed = make_gateway(_with_zaptec_password(base_config(gateway.db), "a-new:password"))
+    changed = make_gateway(
+        _with_zaptec_password(base_config(gateway.db, gateway.storage_url), "a-new:password")
+    )
     with httpx.Client(base_url=changed.url, timeout=10) as other:
         response = start(other, "zaptec-allow", doc, bearer(token))
         assert_problem(response, 401)

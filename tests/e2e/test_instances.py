@@ -1,0 +1,218 @@
+"""Several `hookgate serve` processes on one PostgreSQL database, driven by the provider
+emulators: a duplicate storm split across instances, an instance killed under load, a
+budget race, rule changes and OAuth tokens that hold on every instance."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import (
+    ADMIN_TOKEN,
+    AMPECO_NEW,
+    EASYPARK_PASSWORD,
+    EASYPARK_USER,
+    ZAPTEC_PASSWORD,
+    ZAPTEC_USER,
+    fresh_storage,
+    pg_available,
+    query_url,
+)
+from e2e_support import Server, migrate, write_config
+
+from hookgate.emulate import ampeco, easypark
+from hookgate.emulate.base import encode
+from hookgate.emulate.zaptec import ZaptecEmulator
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not pg_available(), reason="PostgreSQL not reachable"),
+]
+
+
+class Cluster:
+    """N servers on one database."""
+
+    def __init__(self, url: str, servers: list[Server]) -> None:
+        self.url = url
+        self.servers = servers
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return query_url(self.url, sql, *params)
+
+    def count(self, table: str, where: str = "1=1", *params: Any) -> int:
+        return int(self.rows(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0])
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with fresh_storage("postgresql", tmp_path) as url:
+        config = write_config(
+            tmp_path,
+            storage={"url": url, "pool_size": 6},
+            authorization={"refresh_interval_ms": 200, "session_reserve_kwh": 6},
+        )
+        migrate(config)
+        servers = [Server(config) for _ in range(3)]
+        try:
+            for server in servers:
+                server.start()
+            yield Cluster(url, servers)
+        finally:
+            for server in servers:
+                server.stop()
+                server.kill()
+
+
+def _basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_a_duplicate_storm_across_instances_stores_one_event(cluster: Cluster) -> None:
+    body = encode(easypark.transaction(4_200_000_001))
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": _basic(EASYPARK_USER, EASYPARK_PASSWORD),
+    }
+    async with httpx.AsyncClient(timeout=20) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    f"{cluster.servers[i % 3].url}/hooks/easypark", content=body, headers=headers
+                )
+                for i in range(60)
+            )
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(409) == 59, statuses
+    assert cluster.count("inbox", "source = ?", "easypark") == 1
+
+
+async def test_an_instance_killed_under_load_loses_no_acknowledged_event(
+    cluster: Cluster,
+) -> None:
+    victim = cluster.servers[0]
+    acknowledged: list[bytes] = []
+    failed = 0
+
+    async def load(server: Server, first: int) -> None:
+        nonlocal failed
+        async with httpx.AsyncClient(timeout=10) as client:
+            for round_ in range(12):
+                sent = await ampeco.run(
+                    client,
+                    server.url,
+                    "ampeco",
+                    secret=AMPECO_NEW,
+                    event="session.start.stop.notification",
+                    count=10,
+                    seq_start=first + round_ * 10,
+                )
+                for item in sent:
+                    if item.status is not None and 200 <= item.status < 300:
+                        acknowledged.append(item.body)
+                    else:
+                        failed += 1
+
+    async def kill_soon() -> None:
+        await asyncio.sleep(0.4)
+        victim.kill()
+
+    await asyncio.gather(
+        *(load(s, 1_000_000 * (n + 1)) for n, s in enumerate(cluster.servers)), kill_soon()
+    )
+    assert not victim.alive()
+    assert failed > 0, "the killed instance should have refused some calls"
+    stored = {r[0] for r in cluster.rows("SELECT body_sha256 FROM inbox WHERE source = 'ampeco'")}
+    missing = [b for b in acknowledged if hashlib.sha256(b).hexdigest() not in stored]
+    assert not missing, f"{len(missing)} acknowledged events are not stored"
+    assert len(acknowledged) >= 200  # the survivors kept taking load
+    for server in cluster.servers[1:]:
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def _admin(server: Server) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+    )
+
+
+async def test_two_instances_cannot_both_spend_the_last_kwh(cluster: Cluster) -> None:
+    with _admin(cluster.servers[0]) as admin:
+        assert admin.post("/api/v1/tokens", json={"uid": "RACE-1"}).status_code == 201
+        response = admin.post(
+            "/api/v1/budgets",
+            json={
+                "id": "race-day",
+                "subject": "token",
+                "subject_id": "RACE-1",
+                "period": "day",
+                "metric": "kwh",
+                "limit": "10",
+            },
+        )
+        assert response.status_code == 201, response.text
+    await asyncio.sleep(0.8)  # every instance has the token and its budget
+
+    async with httpx.AsyncClient(timeout=20) as client:
+        emulators = [
+            ZaptecEmulator(client, s.url, "zaptec", username=ZAPTEC_USER, password=ZAPTEC_PASSWORD)
+            for s in cluster.servers
+        ]
+        for emulator in emulators:
+            await emulator.authenticate()
+
+        async def start(emulator: ZaptecEmulator) -> int:
+            document = {"ChargerId": "CH-RACE", "TokenId": "RACE-1"}
+            sent = await emulator._post("session-start", "session-start", document)
+            assert sent.status is not None
+            return sent.status
+
+        statuses = await asyncio.gather(*(start(emulators[i % 3]) for i in range(12)))
+    assert sorted(statuses).count(200) == 1, statuses
+    assert set(statuses) == {200, 403}
+    results = dict(cluster.rows("SELECT result, count(*) FROM decisions GROUP BY result"))
+    assert results == {"ALLOWED": 1, "NO_CREDIT": 11}
+    assert cluster.count("authorized_sessions", "status = 'active'") == 1
+
+
+async def test_changes_and_tokens_hold_on_every_instance(cluster: Cluster) -> None:
+    first, second, third = cluster.servers
+    with _admin(first) as admin:
+        assert admin.post("/api/v1/tokens", json={"uid": "EVERY-1"}).status_code == 201
+    async with httpx.AsyncClient(timeout=20) as client:
+        # A token issued by one instance is accepted by the others.
+        issuer = ZaptecEmulator(
+            client, first.url, "zaptec", username=ZAPTEC_USER, password=ZAPTEC_PASSWORD
+        )
+        bearer = await issuer.authenticate()
+
+        async def start(server: Server) -> httpx.Response:
+            return await client.post(
+                f"{server.url}/hooks/zaptec/session-start",
+                content=encode({"ChargerId": "CH-1", "TokenId": "EVERY-1"}),
+                headers={"Authorization": bearer, "Content-Type": "application/json"},
+            )
+
+        deadline = time.monotonic() + 1.0
+        while (await start(third)).status_code != 200:
+            assert time.monotonic() < deadline, "a new token must reach every instance in 1 s"
+            await asyncio.sleep(0.05)
+        assert (await start(second)).status_code == 200
+
+        # Blocked through the third instance: refused by the first within a second.
+        with _admin(third) as admin:
+            assert admin.post("/api/v1/tokens/EVERY-1/block").status_code == 200
+        blocked_at = time.monotonic()
+        while (await start(first)).status_code != 403:
+            assert time.monotonic() - blocked_at < 1.0, "a block must hold everywhere in 1 s"
+            await asyncio.sleep(0.05)
