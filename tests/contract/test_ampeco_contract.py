@@ -18,6 +18,8 @@ from _support import (
 
 from conftest import AMPECO_NEW, AMPECO_OLD, Running
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 NAMES = sorted(p.stem for p in (FIXTURES / "ampeco").glob("*.json"))
 
 

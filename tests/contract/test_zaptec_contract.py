@@ -25,6 +25,8 @@ from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.config import ZaptecSource
 from hookgate.oauth import TokenIssuer
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 TOKEN_URL = "/hooks/{}/oauth/token"
 
