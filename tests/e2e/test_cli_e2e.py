@@ -31,8 +31,9 @@ def _serve_fails(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+@pytest.mark.backends("sqlite", "postgresql")
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path, storage_url: str) -> None:
+    config = write_config(tmp_path, url=storage_url)
 
     result = _serve_fails(config, tmp_path)
 
