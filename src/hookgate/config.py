@@ -7,6 +7,8 @@ operator can fix the file without reading code.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -148,13 +150,81 @@ class ZaptecSource(_Source, tag="zaptec"):
         return [s for s in (self.password,) if s]
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT", "SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Connection settings shared by the Kafka source and Kafka destinations."""
+
+    brokers: list[str] | str = []
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    # A CA bundle for SSL/SASL_SSL when the system store does not hold the brokers' CA.
+    ssl_ca_location: str | None = None
+
+    def broker_list(self) -> list[str]:
+        """`brokers` as a list whether it was written as a list or a comma-separated text."""
+        if isinstance(self.brokers, str):
+            return [b.strip() for b in self.brokers.split(",") if b.strip()]
+        return [b.strip() for b in self.brokers if b.strip()]
+
+    def check_kafka(self) -> None:
+        """Refuse settings librdkafka would only reject later, naming the key."""
+        if not self.broker_list():
+            raise ValueError("brokers: at least one host:port is needed")
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"sasl_mechanism is required with {self.security_protocol}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ValueError("sasl_username and sasl_password are required with SASL")
+
+
 class AmpecoSource(_Source, tag="ampeco"):
-    """AMPECO notifications signed with HMAC-SHA256 in X-Signature."""
+    """AMPECO notifications signed with HMAC-SHA256 in X-Signature, by webhook or from a
+    Kafka topic (`transport = "kafka"`)."""
 
     secrets: list[str] = []
     signature_header: str = "X-Signature"
+    transport: Literal["webhook", "kafka"] = "webhook"
+    brokers: list[str] | str = []
+    topic: str | None = None
+    group_id: str | None = None
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    # Where a new consumer group starts reading: the oldest message or only new ones.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    def __post_init__(self) -> None:
+        if self.transport == "kafka":
+            if not self.topic:
+                raise ValueError('topic is required with transport = "kafka"')
+            self.kafka().check_kafka()
+
+    def kafka(self) -> KafkaSettings:
+        """The Kafka connection settings of a `transport = "kafka"` source."""
+        return KafkaSettings(
+            brokers=self.brokers,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password,
+            ssl_ca_location=self.ssl_ca_location,
+        )
+
+    def consumer_group(self) -> str:
+        """The consumer group: `group_id`, else one named after the source."""
+        return self.group_id or f"hookgate-{self.name}"
 
     def credentials(self) -> list[str]:
+        # A Kafka source is authenticated by the broker; signatures are checked when sent.
+        if self.transport == "kafka":
+            return [s for s in (*self.secrets, self.sasl_password or "kafka") if s]
         return [s for s in self.secrets if s]
 
 
@@ -186,6 +256,133 @@ class ZtlmentSource(_Source, tag="ztlment"):
 SourceConfig = ZaptecSource | AmpecoSource | EasyParkSource | ZtlmentSource
 
 
+class DestinationFilter(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which events a destination receives; every given part must match (empty: all).
+
+    `event_types` are CloudEvents types (`hookgate.easypark.parking.completed`) or the
+    provider's own type names; a trailing `*` matches a prefix. `where` maps a dotted path
+    in the CloudEvent (`data.currency`, `subject`) to a value or a list of values.
+    """
+
+    providers: list[str] = []
+    sources: list[str] = []
+    event_types: list[str] = []
+    where: dict[str, Any] = {}
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Exponential backoff with full jitter; past `max_attempts` or `max_age_seconds` a
+    delivery is dead (kept, visible, replayable)."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 12
+    initial_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    max_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    max_age_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3 * 86400.0
+
+
+class DestinationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where accepted events go: an HTTP endpoint (Standard Webhooks signed) or a Kafka
+    topic (CloudEvents, structured mode). Filter and retry keys may be written at the top
+    level or in `[destinations.filter]` / `[destinations.retry]` tables."""
+
+    name: SourceName
+    kind: Literal["http", "kafka"]
+    url: str | None = None
+    secret: str | None = None
+    headers: dict[str, str] = {}
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    # Concurrent in-flight deliveries to this destination.
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    # Kafka
+    brokers: list[str] | str = []
+    topic: str | None = None
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    # Filter (also accepted as a `filter` table)
+    providers: list[str] = []
+    sources: list[str] = []
+    event_types: list[str] = []
+    where: dict[str, Any] = {}
+    filter: DestinationFilter | None = None
+    # Retry schedule (also accepted as a `retry` table)
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    initial_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_age_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    retry: RetryPolicy | None = None
+    # Consecutive failures that open the circuit, and how long it stays open at first.
+    breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    breaker_cooldown_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+    def __post_init__(self) -> None:
+        if self.kind == "http":
+            if not self.url or not self.url.startswith(("http://", "https://")):
+                raise ValueError('url: an http:// or https:// URL is required for kind = "http"')
+            if self.secret is not None and not self.secret.startswith("whsec_"):
+                raise ValueError("secret: a Standard Webhooks secret starts with whsec_")
+            if self.secret is not None:
+                try:
+                    base64.b64decode(self.secret.removeprefix("whsec_"), validate=True)
+                except (binascii.Error, ValueError):
+                    raise ValueError("secret: the part after whsec_ must be base64") from None
+        else:
+            if not self.topic:
+                raise ValueError('topic is required for kind = "kafka"')
+            self.kafka().check_kafka()
+        policy = self.retry or RetryPolicy()
+        self.retry = RetryPolicy(
+            max_attempts=self.max_attempts or policy.max_attempts,
+            initial_backoff_seconds=self.initial_backoff_seconds or policy.initial_backoff_seconds,
+            max_backoff_seconds=self.max_backoff_seconds or policy.max_backoff_seconds,
+            max_age_seconds=self.max_age_seconds or policy.max_age_seconds,
+        )
+        if self.retry.max_backoff_seconds < self.retry.initial_backoff_seconds:
+            raise ValueError("max_backoff_seconds must not be below initial_backoff_seconds")
+        given = self.filter or DestinationFilter()
+        self.filter = DestinationFilter(
+            providers=self.providers or given.providers,
+            sources=self.sources or given.sources,
+            event_types=self.event_types or given.event_types,
+            where=self.where or given.where,
+        )
+
+    def policy(self) -> RetryPolicy:
+        """The merged retry schedule."""
+        assert self.retry is not None
+        return self.retry
+
+    def selection(self) -> DestinationFilter:
+        """The merged filter."""
+        assert self.filter is not None
+        return self.filter
+
+    def kafka(self) -> KafkaSettings:
+        """Connection settings of a Kafka destination."""
+        return KafkaSettings(
+            brokers=self.brokers,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password,
+            ssl_ca_location=self.ssl_ca_location,
+        )
+
+
+class ProcessingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Outbox workers: projection into the views and delivery to destinations."""
+
+    # Run the workers inside `hookgate serve`; false when `hookgate worker` runs them.
+    in_process: bool = True
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
+    # How often idle workers look for work (new events also wake them at once in-process).
+    poll_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60000)] = 500
+    # A claimed delivery is another worker's to take over after this long.
+    lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -195,8 +392,18 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     authorization: AuthorizationConfig = msgspec.field(default_factory=AuthorizationConfig)
     sources: list[SourceConfig] = []
+    processing: ProcessingConfig = msgspec.field(default_factory=ProcessingConfig)
+    destinations: list[DestinationConfig] = []
 
     def __post_init__(self) -> None:
+        named: dict[str, int] = {}
+        for index, destination in enumerate(self.destinations):
+            if destination.name in named:
+                raise ValueError(
+                    f"destinations[{index}].name: {destination.name!r} is already the name of "
+                    f"destinations[{named[destination.name]}]"
+                )
+            named[destination.name] = index
         seen: dict[str, int] = {}
         for index, source in enumerate(self.sources):
             if source.name in seen:

@@ -28,6 +28,7 @@ from hookgate.store.base import (
     SessionEnd,
     StoreError,
 )
+from hookgate.store.migrations import migrations
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -79,7 +80,7 @@ async def test_unmigrated_database_is_refused(storage_url: str) -> None:
     store = make_store(StorageConfig(url=storage_url))
     with pytest.raises(SchemaOutdated, match="hookgate migrate"):
         await store.open()
-    assert await store.migrate() == [1, 2]
+    assert await store.migrate() == [version for version, _, _ in migrations("sqlite")]
     assert await store.migrate() == []
     assert await store.pending_migrations() == []
 
@@ -87,7 +88,8 @@ async def test_unmigrated_database_is_refused(storage_url: str) -> None:
 async def test_concurrent_migrations_apply_each_version_once(storage_url: str) -> None:
     stores = [make_store(StorageConfig(url=storage_url)) for _ in range(3)]
     applied = await asyncio.gather(*(s.migrate() for s in stores))
-    assert sorted(v for versions in applied for v in versions) == [1, 2]
+    everything = [version for version, _, _ in migrations("sqlite")]
+    assert sorted(v for versions in applied for v in versions) == everything
 
 
 async def test_concurrent_writes_share_commits(store: Store) -> None:

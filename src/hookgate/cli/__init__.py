@@ -1,7 +1,8 @@
 """Command line: serve, init, migrate, events, rejections, send (provider emulators),
-tokens (charge-token management), decide (a dry-run charging decision) and prune."""
+tokens (charge-token management), decide (a dry-run charging decision), worker
+(processing and delivery without the HTTP server) and prune (retention)."""
 
-from hookgate.cli import inbox, maintenance, send, server, tokens
+from hookgate.cli import inbox, maintenance, send, server, tokens, worker
 from hookgate.cli.common import main
 
-__all__ = ["inbox", "main", "maintenance", "send", "server", "tokens"]
+__all__ = ["inbox", "main", "maintenance", "send", "server", "tokens", "worker"]

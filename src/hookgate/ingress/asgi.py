@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,8 +20,9 @@ import structlog
 from hookgate.authorization.decider import Claim, Decider, fallback
 from hookgate.authorization.model import normalise_uid
 from hookgate.authorization.outcome import Outcome
-from hookgate.config import Config, SourceConfig, ZaptecSource
+from hookgate.config import AmpecoSource, Config, SourceConfig, ZaptecSource
 from hookgate.ids import new_id
+from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer, redact_form
@@ -34,19 +34,10 @@ from hookgate.providers.base import (
     Reject,
     RouteKind,
     SessionAuthority,
-    body_hash,
     json_answer,
 )
-from hookgate.store.base import (
-    Decision,
-    InboundEvent,
-    LimitReached,
-    Rejection,
-    Store,
-    StoreError,
-)
+from hookgate.store.base import Decision, InboundEvent, LimitReached, Store, StoreError
 from hookgate.timeutil import utcnow
-from hookgate.verify import mask_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,6 +78,10 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+def _by_kafka(source: SourceConfig) -> bool:
+    return isinstance(source, AmpecoSource) and source.transport == "kafka"
+
+
 class Ingress:
     """ASGI app for provider calls; built by the composition root once storage is open."""
 
@@ -98,6 +93,7 @@ class Ingress:
         decider: Decider,
         issuer: TokenIssuer,
         metrics: Metrics,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -107,7 +103,14 @@ class Ingress:
         self.metrics = metrics
         self.max_body = config.server.max_body_bytes
         self.sources = {source.name: source for source in config.sources}
+        # A source that receives through Kafka has no HTTP routes.
+        self.routes: dict[str, dict[str, RouteKind]] = {
+            source.name: {} if _by_kafka(source) else providers[source.provider].routes
+            for source in config.sources
+            if source.provider in providers
+        }
         self._background: set[asyncio.Task[None]] = set()
+        self.pipeline = Pipeline(config, store, decider, metrics, on_stored)
 
     # -- ASGI --------------------------------------------------------------------------
 
@@ -161,7 +164,7 @@ class Ingress:
         route = parts[1] if len(parts) > 1 else ""
         source = self.sources.get(name)
         provider = self.providers.get(source.provider) if source else None
-        kind: RouteKind | None = provider.routes.get(route) if provider else None
+        kind: RouteKind | None = self.routes[name].get(route) if provider else None
         body = b""
         declared = 0
         try:
@@ -172,7 +175,9 @@ class Ingress:
                     404,
                     "unknown-route",
                     "Not Found",
-                    f"source {name!r} ({source.provider}) has no route /{route}",
+                    f"source {name!r} receives through Kafka"
+                    if _by_kafka(source)
+                    else f"source {name!r} ({source.provider}) has no route /{route}",
                 )
             if request.method != "POST":
                 raise Reject(
@@ -205,15 +210,9 @@ class Ingress:
                     "the body must be application/json",
                     {"Accept-Post": "application/json"},
                 )
-            provider.verify(source, call)
-            try:
-                parsed = provider.parse(source, call)
-            except Reject as exc:
-                if exc.status != 422 or kind != "ingest" or source.on_invalid != "quarantine":
-                    raise
-                parsed = provider.quarantine(source, call)
-                parsed.document = {"error": exc.detail}
-            event = self._event(request, source, provider, parsed, body)
+            pipeline = self.pipeline
+            parsed = pipeline.parse(source, provider, call, kind)
+            event = pipeline.event(source, provider, request.headers, parsed, body)
             if kind == "authorize":
                 assert isinstance(source, ZaptecSource)
                 answer = await self._authorize(
@@ -230,13 +229,9 @@ class Ingress:
                 self._count(source, "accepted" if result.stored else "duplicate")
                 answer = provider.accepted(result.event_id)
             else:
-                used = parsed.consumption
-                if used is not None and used.token:
-                    used.token = normalise_uid(used.token)
-                    used.group_id = self.decider.group_of(used.token)
+                used = pipeline.consumption(parsed)
                 ingested = await self.store.ingest(event, used)
-                if used is not None and ingested.stored:
-                    self.decider.nudge()
+                pipeline.stored(used, ingested)
                 self._count(source, "accepted" if ingested.stored else "duplicate")
                 answer = (
                     provider.accepted(ingested.event_id)
@@ -267,32 +262,6 @@ class Ingress:
                 {"Retry-After": retry},
             )
 
-    def _event(
-        self,
-        request: _Request,
-        source: SourceConfig,
-        provider: Provider[Any],
-        parsed: Parsed,
-        body: bytes,
-    ) -> InboundEvent:
-        return InboundEvent(
-            id=new_id(),
-            source=source.name,
-            provider=source.provider,
-            event_type=parsed.event_type,
-            received_at=utcnow(),
-            dedup_key=parsed.dedup_key,
-            raw_body=body,
-            body_sha256=body_hash(body),
-            headers=mask_headers(
-                request.headers, provider.keep_headers, provider.secret_headers(source)
-            ),
-            document=parsed.document,
-            subject=parsed.subject,
-            status=parsed.status,
-            flags=parsed.flags,
-        )
-
     def _count(self, source: SourceConfig | None, outcome: str) -> None:
         self.metrics.request(source.name if source else "-", outcome)
 
@@ -307,33 +276,18 @@ class Ingress:
         declared: int = 0,
     ) -> None:
         self._count(source, "rejected")
-        self.metrics.rejections.labels(source.name if source else "-", exc.code).inc()
-        keep = provider.keep_headers if provider else frozenset({"content-type", "user-agent"})
-        secret = provider.secret_headers(source) if provider and source else frozenset()
-        cap = self.config.storage.rejection_body_bytes
-        rejection = Rejection(
-            id=new_id(),
-            received_at=utcnow(),
-            source=name[:200],
-            provider=source.provider if source else None,
+        await self.pipeline.reject(
+            source,
+            provider,
+            name,
+            exc,
             method=request.method,
-            path=request.path[:500],
-            status=exc.status,
-            reason=exc.code,
-            detail=exc.detail,
-            headers=mask_headers(request.headers, keep | {"content-length"}, secret),
+            path=request.path,
+            headers=request.headers,
             remote=request.remote,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            body_size=max(declared, len(body)),
-            body=body[:cap],
+            body=body,
+            declared=declared,
         )
-        log.info(
-            "request rejected", source=name, status=exc.status, reason=exc.code, detail=exc.detail
-        )
-        try:
-            await self.store.record_rejection(rejection)
-        except StoreError as err:
-            log.error("rejection not recorded", source=name, error=str(err))
 
     # -- Zaptec ------------------------------------------------------------------------
 

@@ -7,14 +7,17 @@ answer). Adding a provider means adding one module here and its fixtures.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
 from hookgate.config import SourceConfig
-from hookgate.store.base import ConsumptionReport, SessionEnd
+from hookgate.facts import Fact
+from hookgate.store.base import ConsumptionReport, SessionEnd, StoredEvent
 
 RouteKind = Literal["ingest", "authorize", "session_end", "token"]
 S = TypeVar("S", bound=SourceConfig)
@@ -102,6 +105,18 @@ def decode(body: bytes, model: type[T]) -> T:
         ) from None
 
 
+class ReplayCopy(msgspec.Struct, frozen=True):
+    """A stored `Rejection.replay`: the kept headers and the whole body (base64)."""
+
+    headers: dict[str, str]
+    body: bytes  # msgspec reads and writes bytes as base64
+
+
+def read_replay_copy(raw: bytes) -> ReplayCopy:
+    """Decode a `Rejection.replay` written by `Provider.replay_copy`."""
+    return msgspec.json.decode(raw, type=ReplayCopy)
+
+
 def body_hash(body: bytes) -> str:
     """SHA-256 hex of the raw body."""
     return hashlib.sha256(body).hexdigest()
@@ -126,6 +141,22 @@ class Provider(Generic[S]):
         if not source.credentials():
             return [f"source {source.name!r} has no credentials configured: it rejects every call"]
         return []
+
+    def replay_headers(self, source: S) -> frozenset[str]:
+        """Headers (lowercase) a refused call must keep to be verified again after a
+        configuration fix. Empty when the call's credentials would have to be stored
+        (Basic, API keys, bearer tokens): such calls are never kept for a re-run."""
+        return frozenset()
+
+    def replay_copy(self, source: S, headers: Mapping[str, str], body: bytes) -> bytes | None:
+        """The `Rejection.replay` copy of a refused call: its whole body and only the
+        `replay_headers`; None when this source keeps none. Pass only a complete body
+        (never the head of an over-size one)."""
+        names = self.replay_headers(source)
+        if not names:
+            return None
+        kept = {name: value for name, value in headers.items() if name in names}
+        return _encoder.encode({"headers": kept, "body": base64.b64encode(body).decode()})
 
     def authenticate(self, source: S, call: Call) -> None:
         """Check credentials carried in headers, before the body is read."""
@@ -154,6 +185,21 @@ class Provider(Generic[S]):
     def duplicate(self, event_id: str) -> Answer:
         """The answer to an event already in the inbox."""
         return self.accepted(event_id)
+
+    # -- after the answer: processing and delivery -------------------------------------
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """What a stored event says about sessions, charge points, parking or payments
+        (run by the processing step, never before the answer)."""
+        return []
+
+    def cloudevent_type(self, event_type: str) -> str:
+        """The CloudEvents `type` hookgate publishes for one of this provider's events."""
+        return f"hookgate.{self.name}.{event_type}"
+
+    def cloudevent_data(self, event: StoredEvent) -> Any:
+        """The CloudEvents `data` of a stored event: its parsed document."""
+        return event.document
 
 
 @dataclass(slots=True, frozen=True)

@@ -5,7 +5,7 @@ Callers (ingress, admin, CLI) see only this module; SQL lives in the backends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -68,6 +68,9 @@ class Rejection(msgspec.Struct, kw_only=True):
     body_sha256: str
     body_size: int
     body: bytes
+    # msgspec JSON {"headers": {...}, "body": <base64>} for a re-run after a configuration
+    # fix (Provider.replay_copy); None when the request cannot be verified again.
+    replay: bytes | None = None
 
 
 class Decision(msgspec.Struct, kw_only=True):
@@ -209,6 +212,97 @@ class Page(msgspec.Struct):
     next: str | None
 
 
+class StoredEvent(msgspec.Struct, kw_only=True):
+    """An inbox row as the processing step sees it (no raw body).
+
+    `decision` is the authorization decision recorded for the event, if any (Zaptec starts).
+    """
+
+    id: str
+    source: str
+    provider: str
+    event_type: str
+    received_at: datetime
+    subject: str | None
+    status: str
+    flags: list[str]
+    document: Any
+    decision: dict[str, Any] | None = None
+
+
+class ViewTx(Protocol):
+    """Row access to the domain views inside one transaction (synchronous: it runs on the
+    store's own writer). Tables and columns are the ones of the view migrations; values are
+    str, int, bool, None, datetime (stored as instants) or JSON-able lists/dicts (for the
+    tables' JSON columns). Rows come back with the same Python types."""
+
+    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The row whose primary key is `key`, or None."""
+
+    def upsert(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert `row`, or update the given columns of the row with its primary key."""
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> bool:
+        """Insert `row`; False (and nothing written) when its primary key exists."""
+
+    def select(
+        self, table: str, where: Mapping[str, Any], order_by: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Rows matching every `column = value` of `where`."""
+
+
+# The processing step for one event: project it and return the destinations to deliver it to.
+Handler = Callable[[ViewTx, StoredEvent], list[str]]
+
+
+class ProcessResult(msgspec.Struct, frozen=True):
+    """What one processing batch did."""
+
+    processed: int
+    failed: int
+    deliveries: int
+
+
+class DeliveryJob(msgspec.Struct, kw_only=True):
+    """A claimed delivery: the destination, the attempt about to be made, the event."""
+
+    id: str
+    destination: str
+    attempt: int  # 1 for the first attempt
+    created_at: datetime
+    event: StoredEvent
+
+
+class DeliveryOutcome(msgspec.Struct, kw_only=True):
+    """The result of one attempt. `state`: delivered | failed (retry at `retry_at`) | dead."""
+
+    state: str
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+class ReplayFilter(msgspec.Struct, kw_only=True):
+    """What to deliver again: explicit events, or a source/time/status selection."""
+
+    event_ids: list[str] = []
+    source: str | None = None
+    since: datetime | None = None
+    status: str | None = None  # delivery status: failed | dead | delivered | pending
+    destination: str | None = None
+
+
+class ViewFilter(msgspec.Struct, kw_only=True):
+    """A listing of a view: equality filters on columns, a time range on `time_column`."""
+
+    equal: dict[str, Any] = {}
+    time_column: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class Store(Protocol):
     """Durable storage. Every write method returns only after the data is committed."""
 
@@ -268,6 +362,15 @@ class Store(Protocol):
     async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
         """Rejected requests, newest first."""
 
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        """One rejection with its body, replay copy (bytes or None) and `rerun_event_id`."""
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        """Note the inbox event a re-run of the rejection produced."""
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        """The id of the inbox event of `source` holding `dedup_key`, if any."""
+
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         """Authorization decisions, newest first."""
 
@@ -308,3 +411,65 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreError when the database cannot be reached."""
+
+    # -- processing and delivery (docs/adr/0006) -----------------------------------------
+
+    async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
+        """Run `handler` over up to `limit` received events, oldest first, each in its own
+        savepoint of one transaction: its view changes, its `processed` status and one
+        pending delivery per returned destination commit together. An event whose handler
+        raises is marked `failed` with the error and does not stop the others. Events
+        claimed by another instance are skipped."""
+
+    async def claim_deliveries(
+        self,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        destinations: list[str],
+    ) -> list[DeliveryJob]:
+        """Lease up to `limit` due deliveries (pending or failed, next attempt <= now,
+        lease free or expired) of `destinations`, oldest first."""
+
+    async def finish_delivery(self, job: DeliveryJob, owner: str, outcome: DeliveryOutcome) -> bool:
+        """Record the attempt and the delivery's new state, if `owner` still holds the lease
+        (False otherwise: another worker took it over)."""
+
+    async def replay(self, where: ReplayFilter) -> int:
+        """Make matching deliveries due now with a fresh retry budget (creating the delivery
+        for an explicitly named event and destination); failed processing is queued again.
+        Returns how many deliveries (and events) were queued."""
+
+    async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+        """Deliveries newest first (filters on event_id, destination, status)."""
+
+    async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        """Every attempt of one delivery, oldest first."""
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        """Destinations that were disabled (410 Gone or by an operator), by name."""
+
+    async def set_destination_disabled(self, name: str, reason: str | None) -> None:
+        """Disable a destination (`reason`), or enable it again (None)."""
+
+    async def requeue_event(
+        self,
+        event_id: str,
+        document: Any,
+        event_type: str,
+        dedup_key: str,
+        subject: str | None,
+        flags: list[str],
+    ) -> bool:
+        """Re-parse of a quarantined event: replace its parsed form and queue it for
+        processing. False when its new dedup key is already taken (a duplicate)."""
+
+    async def list_view(
+        self, table: str, where: ViewFilter, cursor: str | None, limit: int
+    ) -> Page:
+        """A domain view's rows newest first (by their `id`), with JSON and instant
+        columns decoded."""
+
+    async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
+        """Every matching row of a view, oldest first (for exports)."""

@@ -21,16 +21,16 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection, errors, sql
+from psycopg import AsyncConnection, Connection, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from hookgate.ids import floor_id, new_id
 from hookgate.store.base import (
@@ -42,17 +42,24 @@ from hookgate.store.base import (
     ConsumptionReport,
     Decision,
     DecisionFilter,
+    DeliveryJob,
+    DeliveryOutcome,
     EventFilter,
+    Handler,
     InboundEvent,
     IngestResult,
     Limit,
     LimitReached,
     Page,
+    ProcessResult,
     Rejection,
+    ReplayFilter,
     SchemaOutdated,
     SessionEnd,
     SessionEndResult,
+    StoredEvent,
     StoreError,
+    ViewFilter,
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
@@ -165,6 +172,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sync: ConnectionPool[Connection[Any]] | None = None
         self._namespace = ""
         self._closed = False
 
@@ -218,6 +226,8 @@ class PostgresStore:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.close)
 
     def _lock(self, name: str) -> int:
         # Advisory locks are per database; the schema keeps instances of separate
@@ -528,8 +538,8 @@ class PostgresStore:
         async def run(tx: _Tx) -> None:
             await tx.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     rejection.id,
                     rejection.received_at,
@@ -545,6 +555,7 @@ class PostgresStore:
                     rejection.body_sha256,
                     rejection.body_size,
                     rejection.body,
+                    rejection.replay,
                 ),
             )
 
@@ -804,11 +815,40 @@ class PostgresStore:
         clauses, params = ([], []) if source is None else (["source = %s"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id"
         )
         return await self._page(
             "rejections", columns, clauses, params, cursor, limit, rejection_row
         )
+
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        async def run(tx: _Tx) -> dict[str, Any] | None:
+            row = await tx.one("SELECT * FROM rejections WHERE id = %s", (rejection_id,))
+            if row is None:
+                return None
+            item = rejection_row(_plain(row))
+            item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
+            return item
+
+        return await self._read(run)
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        async def run(tx: _Tx) -> None:
+            await tx.execute(
+                "UPDATE rejections SET rerun_event_id = %s WHERE id = %s", (event_id, rejection_id)
+            )
+
+        await self._write(run)
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        async def run(tx: _Tx) -> str | None:
+            row = await tx.one(
+                "SELECT id FROM inbox WHERE source = %s AND dedup_key = %s",
+                (_text(source), _text(dedup_key)),
+            )
+            return str(row["id"]) if row else None
+
+        return await self._read(run)
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
@@ -997,6 +1037,291 @@ class PostgresStore:
         result: int = await self._write(run)
         return result
 
+    # -- processing and delivery (docs/adr/0006) -----------------------------------------
+
+    def _sync_pool(self) -> ConnectionPool[Connection[Any]]:
+        """Synchronous connections for the processing handlers and view listings, whose
+        row access (`ViewTx`) is synchronous; used from worker threads."""
+        if self._sync is None:
+            self._sync = ConnectionPool(
+                self.url,
+                min_size=0,
+                max_size=max(2, self._pool_size // 3),
+                kwargs={"autocommit": True},
+                configure=_configure_sync,
+                open=True,
+                name="hookgate-sync",
+            )
+        return self._sync
+
+    async def _in_thread(self, fn: Callable[[Connection[Any]], T]) -> T:
+        if self._pool is None or self._closed:
+            raise StoreError("store is not open")
+
+        def run() -> T:
+            with self._sync_pool().connection(timeout=10) as conn:
+                return fn(conn)
+
+        try:
+            return await asyncio.to_thread(run)
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
+        from hookgate.store.viewtx import SqlViewTx
+
+        def run(conn: Connection[Any]) -> ProcessResult:
+            with conn.transaction():
+                # Rows another instance is processing are locked: skip them, take the next.
+                # A killed instance's transaction dies with its connection, and its rows
+                # are free again for the others.
+                cur = conn.cursor(row_factory=dict_row)
+                cur.execute(
+                    f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (limit,),
+                )
+                rows = cur.fetchall()
+                if not rows:
+                    return ProcessResult(0, 0, 0)
+                decisions = _decisions_of_sync(conn, [row["id"] for row in rows])
+                tx = SqlViewTx(conn, "postgresql")
+                now = utcnow()
+                processed = failed = deliveries = 0
+                for row in rows:
+                    event = _stored_event(row, decisions.get(row["id"]))
+                    try:
+                        with conn.transaction():
+                            names = handler(tx, event)
+                            for name in dict.fromkeys(names):
+                                deliveries += _enqueue_delivery_sync(conn, event.id, name, now)
+                            conn.execute(
+                                "UPDATE inbox SET status = 'processed', processed_at = %s, "
+                                "error = NULL WHERE id = %s",
+                                (now, event.id),
+                            )
+                        processed += 1
+                    except Exception as exc:
+                        conn.execute(
+                            "UPDATE inbox SET status = 'failed', processed_at = %s, error = %s "
+                            "WHERE id = %s",
+                            (now, _text(f"{type(exc).__name__}: {exc}"[:2000]), event.id),
+                        )
+                        failed += 1
+                return ProcessResult(processed, failed, deliveries)
+
+        return await self._in_thread(run)
+
+    async def claim_deliveries(
+        self,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        destinations: list[str],
+    ) -> list[DeliveryJob]:
+        if not destinations or limit <= 0:
+            return []
+
+        async def run(tx: _Tx) -> list[DeliveryJob]:
+            until = now + timedelta(seconds=lease_seconds)
+            rows = await tx.all(
+                "WITH due AS (SELECT id FROM deliveries "
+                "WHERE status IN ('pending', 'failed') AND next_attempt_at <= %s "
+                "AND destination = ANY(%s) AND (lease_until IS NULL OR lease_until < %s) "
+                "ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE deliveries d SET lease_owner = %s, lease_until = %s FROM due "
+                "WHERE d.id = due.id "
+                "RETURNING d.id, d.event_id, d.destination, d.attempts, d.created_at, "
+                "d.next_attempt_at",
+                (now, destinations, now, limit, owner, until),
+            )
+            rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
+            events = await _events_by_id(tx, [row["event_id"] for row in rows])
+            return [
+                DeliveryJob(
+                    id=row["id"],
+                    destination=row["destination"],
+                    attempt=int(row["attempts"]) + 1,
+                    created_at=row["created_at"].astimezone(UTC),
+                    event=events[row["event_id"]],
+                )
+                for row in rows
+                if row["event_id"] in events
+            ]
+
+        result: list[DeliveryJob] = await self._write(run)
+        return result
+
+    async def finish_delivery(self, job: DeliveryJob, owner: str, outcome: DeliveryOutcome) -> bool:
+        async def run(tx: _Tx) -> bool:
+            now = utcnow()
+            changed = await tx.execute(
+                "UPDATE deliveries SET status = %s, attempts = %s, "
+                "next_attempt_at = coalesce(%s, next_attempt_at), lease_owner = NULL, "
+                "lease_until = NULL, last_status_code = %s, last_error = %s, updated_at = %s, "
+                "delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END "
+                "WHERE id = %s AND lease_owner = %s",
+                (
+                    outcome.state,
+                    job.attempt,
+                    outcome.retry_at,
+                    outcome.status_code,
+                    _text(outcome.error),
+                    now,
+                    outcome.state,
+                    now,
+                    job.id,
+                    owner,
+                ),
+            )
+            await tx.execute(
+                "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, "
+                "duration_ms, outcome, status_code, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    new_id(),
+                    job.id,
+                    job.attempt,
+                    outcome.started_at,
+                    outcome.duration_ms,
+                    outcome.state,
+                    outcome.status_code,
+                    _text(outcome.error),
+                ),
+            )
+            return changed == 1
+
+        result: bool = await self._write(run)
+        return result
+
+    async def replay(self, where: ReplayFilter) -> int:
+        async def run(tx: _Tx) -> int:
+            now = utcnow()
+            queued = 0
+            if where.event_ids:
+                for event_id in where.event_ids:
+                    queued += await _replay_event(tx, event_id, where, now)
+                return queued
+            clauses, params = _delivery_selection(where)
+            queued += await tx.execute(
+                (
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, "
+                    "next_attempt_at = %s, lease_owner = NULL, lease_until = NULL, "
+                    "updated_at = %s WHERE " + clauses
+                ).encode(),
+                (now, now, *params),
+            )
+            if where.status in (None, "failed") and where.destination is None:
+                event_clauses = ["status = 'failed'"]
+                event_params: list[Any] = []
+                if where.source is not None:
+                    event_clauses.append("source = %s")
+                    event_params.append(where.source)
+                if where.since is not None:
+                    event_clauses.append("id >= %s")
+                    event_params.append(floor_id(where.since))
+                queued += await tx.execute(
+                    (
+                        "UPDATE inbox SET status = 'received', error = NULL WHERE "
+                        + " AND ".join(event_clauses)
+                    ).encode(),
+                    event_params,
+                )
+            return queued
+
+        result: int = await self._write(run)
+        return result
+
+    async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+        clauses, params = _filters(
+            [
+                (column, where.equal.get(column))
+                for column in ("id", "event_id", "destination", "status")
+            ],
+            "created_at",
+            where.since,
+        )
+        if where.until is not None:
+            clauses.append("created_at < %s")
+            params.append(where.until)
+        return await self._page("deliveries", "*", clauses, params, cursor, limit, dict)
+
+    async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        async def run(tx: _Tx) -> list[dict[str, Any]]:
+            rows = await tx.all(
+                "SELECT * FROM delivery_attempts WHERE delivery_id = %s ORDER BY attempt, id",
+                (delivery_id,),
+            )
+            return [_plain(row) for row in rows]
+
+        return await self._read(run)
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        async def run(tx: _Tx) -> dict[str, dict[str, Any]]:
+            rows = await tx.all("SELECT * FROM destination_state WHERE disabled_at IS NOT NULL")
+            return {row["name"]: _plain(row) for row in rows}
+
+        return await self._read(run)
+
+    async def set_destination_disabled(self, name: str, reason: str | None) -> None:
+        async def run(tx: _Tx) -> None:
+            now = utcnow()
+            await tx.execute(
+                "INSERT INTO destination_state (name, disabled_at, reason, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "disabled_at = excluded.disabled_at, reason = excluded.reason, "
+                "updated_at = excluded.updated_at",
+                (name, now if reason is not None else None, _text(reason), now),
+            )
+
+        await self._write(run)
+
+    async def requeue_event(
+        self,
+        event_id: str,
+        document: Any,
+        event_type: str,
+        dedup_key: str,
+        subject: str | None,
+        flags: list[str],
+    ) -> bool:
+        async def run(tx: _Tx) -> bool:
+            try:
+                async with tx.conn.transaction():
+                    changed = await tx.execute(
+                        "UPDATE inbox SET document = %s, event_type = %s, dedup_key = %s, "
+                        "subject = %s, flags = %s, status = 'received', error = NULL "
+                        "WHERE id = %s",
+                        (
+                            _json_text(document),
+                            _text(event_type),
+                            _text(dedup_key),
+                            _text(subject),
+                            _json_text(flags),
+                            event_id,
+                        ),
+                    )
+            except errors.UniqueViolation:
+                return False
+            return changed == 1
+
+        result: bool = await self._write(run)
+        return result
+
+    async def list_view(
+        self, table: str, where: ViewFilter, cursor: str | None, limit: int
+    ) -> Page:
+        from hookgate.store.viewtx import fetch_page
+
+        return await self._in_thread(
+            lambda conn: fetch_page(conn, table, where, cursor, limit, "postgresql")
+        )
+
+    async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
+        from hookgate.store.viewtx import fetch_rows
+
+        return await self._in_thread(lambda conn: fetch_rows(conn, table, where, "postgresql"))
+
 
 class _Single(Exception):
     """A lone write failed: its outcome is known, the transaction is rolled back."""
@@ -1004,6 +1329,122 @@ class _Single(Exception):
     def __init__(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
         super().__init__("single write failed")
         self.outcomes = outcomes
+
+
+_STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
+
+
+def _stored_event(row: Mapping[str, Any], decision: dict[str, Any] | None) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"],
+        source=row["source"],
+        provider=row["provider"],
+        event_type=row["event_type"],
+        received_at=row["received_at"].astimezone(UTC),
+        subject=row["subject"],
+        status=row["status"],
+        flags=msgspec.json.decode(row["flags"]),
+        document=msgspec.json.decode(row["document"]) if row["document"] else None,
+        decision=decision,
+    )
+
+
+def _decisions_of_sync(conn: Connection[Any], event_ids: list[str]) -> dict[str, dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    cur.execute("SELECT * FROM decisions WHERE event_id = ANY(%s) ORDER BY id", (event_ids,))
+    return {row["event_id"]: decision_row(_plain(row)) for row in cur.fetchall()}
+
+
+def _enqueue_delivery_sync(
+    conn: Connection[Any], event_id: str, destination: str, now: datetime
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO deliveries (id, event_id, destination, status, attempts, next_attempt_at, "
+        "created_at, updated_at) VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s) "
+        "ON CONFLICT (event_id, destination) DO NOTHING",
+        (new_id(), event_id, destination, now, now, now),
+    )
+    return cur.rowcount
+
+
+async def _events_by_id(tx: _Tx, event_ids: list[str]) -> dict[str, StoredEvent]:
+    unique = list(dict.fromkeys(event_ids))
+    if not unique:
+        return {}
+    decisions = {
+        row["event_id"]: decision_row(_plain(row))
+        for row in await tx.all(
+            "SELECT * FROM decisions WHERE event_id = ANY(%s) ORDER BY id", (unique,)
+        )
+    }
+    return {
+        row["id"]: _stored_event(row, decisions.get(row["id"]))
+        for row in await tx.all(
+            f"SELECT {_STORED_COLUMNS} FROM inbox WHERE id = ANY(%s)".encode(), (unique,)
+        )
+    }
+
+
+async def _replay_event(tx: _Tx, event_id: str, where: ReplayFilter, now: datetime) -> int:
+    """Queue one event again: its failed processing, and its deliveries (or the one named)."""
+    row = await tx.one("SELECT status FROM inbox WHERE id = %s", (event_id,))
+    if row is None:
+        return 0
+    queued = 0
+    if row["status"] == "failed":
+        await tx.execute(
+            "UPDATE inbox SET status = 'received', error = NULL WHERE id = %s", (event_id,)
+        )
+        queued += 1
+    clauses = ["event_id = %s"]
+    params: list[Any] = [event_id]
+    if where.destination is not None:
+        clauses.append("destination = %s")
+        params.append(where.destination)
+    if where.status is not None:
+        clauses.append("status = %s")
+        params.append(where.status)
+    changed = await tx.execute(
+        (
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = %s, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = %s WHERE " + " AND ".join(clauses)
+        ).encode(),
+        (now, now, *params),
+    )
+    queued += changed
+    if changed == 0 and where.destination is not None and row["status"] == "processed":
+        # A destination added after the event was processed: deliver it there now.
+        queued += await tx.execute(
+            "INSERT INTO deliveries (id, event_id, destination, status, attempts, "
+            "next_attempt_at, created_at, updated_at) "
+            "VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s) "
+            "ON CONFLICT (event_id, destination) DO NOTHING",
+            (new_id(), event_id, where.destination, now, now, now),
+        )
+    return queued
+
+
+def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
+    clauses = ["1 = 1"]
+    params: list[Any] = []
+    if where.status is not None:
+        clauses.append("status = %s")
+        params.append(where.status)
+    if where.destination is not None:
+        clauses.append("destination = %s")
+        params.append(where.destination)
+    if where.since is not None:
+        clauses.append("id >= %s")
+        params.append(floor_id(where.since))
+    if where.source is not None:
+        clauses.append("event_id IN (SELECT id FROM inbox WHERE source = %s)")
+        params.append(where.source)
+    return " AND ".join(clauses), params
+
+
+def _configure_sync(conn: Connection[Any]) -> None:
+    conn.adapters.register_loader("json", TextLoader)
+    conn.adapters.register_loader("jsonb", TextLoader)
 
 
 _APPLIED = "SELECT version FROM schema_migrations"
