@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,13 @@ def test_prune_clears_old_bodies_and_says_what_it_did(tmp_path: Path, storage_ur
     migrate(config)
     with serving(config) as server:
         run_cli("send", "easypark", "--url", server.url, "--config", str(config), cwd=tmp_path)
+        for _ in range(100):  # the in-process worker projects it
+            listed = run_cli(
+                "events", "list", "--json", "--status", "processed", "--config", str(config)
+            )
+            if json.loads(listed.stdout)["items"]:
+                break
+            time.sleep(0.1)
     args = ("prune", "--config", str(config), "--json")
     untouched = json.loads(run_cli(*args, "--older-than", "1d").stdout)
     assert untouched["inbox_bodies"] == 0

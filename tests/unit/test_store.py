@@ -380,6 +380,7 @@ async def test_documents_and_odd_text_come_back_as_written(store: Store) -> None
 
 async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
     old = await store.ingest(event("old-1"))
+    failing = await store.ingest(event("old-2"))
     await store.record_rejection(
         Rejection(
             id=new_id(),
@@ -402,15 +403,26 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
     cut = datetime.now(UTC)
     await asyncio.sleep(0.01)
     new = await store.ingest(event("new-1"))
+
+    def handler(tx: Any, ev: Any) -> list[str]:
+        if ev.id == failing.event_id:
+            raise ValueError("cannot project")
+        return []
+
+    await store.process_pending(handler, 100)
     assert await store.prune(cut, dry_run=True) == {
         "inbox_bodies": 1,
         "rejections": 1,
+        "delivery_attempts": 0,
+        "deliveries": 0,
         "auth_changes": 0,
     }
     assert (await store.prune(cut))["inbox_bodies"] == 1
     kept = await store.get_event(old.event_id)
     assert kept is not None and kept["raw_body"] == b"" and kept["body_sha256"] == "00"
     assert kept["document"] == {"parkingId": 1, "price": "22.45"}
+    kept_for_rerun = await store.get_event(failing.event_id)
+    assert kept_for_rerun is not None and kept_for_rerun["raw_body"] != b""
     fresh = await store.get_event(new.event_id)
     assert fresh is not None and fresh["raw_body"] == b'{"parkingId": 1}'
     assert (await store.list_rejections(None, None, 10)).items == []

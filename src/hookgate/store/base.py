@@ -405,9 +405,12 @@ class Store(Protocol):
         """An authorized (or unmatched) Zaptec session."""
 
     async def prune(self, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:
-        """Retention: clear raw bodies of inbox rows received before `older_than` (the row,
-        its document and body hash stay), delete older rejections and change-log entries.
-        Returns how many rows each step touched (would touch, with `dry_run`)."""
+        """Retention: clear the raw bodies of processed inbox rows received before
+        `older_than` (the row, its document and body hash stay; failed and quarantined
+        events keep theirs for a re-run), delete older rejections, finished (delivered or
+        dead) deliveries with their attempts, and change-log entries. Decisions, sessions,
+        consumption and views are kept. Returns how many rows each step touched (would
+        touch, with `dry_run`)."""
 
     async def ping(self) -> None:
         """Raise StoreError when the database cannot be reached."""

@@ -718,9 +718,11 @@ class PostgresStore:
         steps: list[tuple[str, str, str, tuple[Any, ...]]] = [
             (
                 "inbox_bodies",
-                "SELECT count(*) FROM inbox WHERE id < %s AND octet_length(raw_body) > 0",
+                "SELECT count(*) FROM inbox WHERE id < %s AND octet_length(raw_body) > 0 "
+                "AND status = 'processed'",
                 "UPDATE inbox SET raw_body = '' WHERE id IN (SELECT id FROM inbox "
-                "WHERE id < %s AND octet_length(raw_body) > 0 LIMIT 5000)",
+                "WHERE id < %s AND octet_length(raw_body) > 0 AND status = 'processed' "
+                "LIMIT 5000)",
                 (floor,),
             ),
             (
@@ -728,6 +730,22 @@ class PostgresStore:
                 "SELECT count(*) FROM rejections WHERE id < %s",
                 "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections "
                 "WHERE id < %s LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "delivery_attempts",
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
+                "deliveries WHERE id < %s AND status IN ('delivered', 'dead'))",
+                "DELETE FROM delivery_attempts WHERE id IN (SELECT id FROM delivery_attempts "
+                "WHERE delivery_id IN (SELECT id FROM deliveries WHERE id < %s "
+                "AND status IN ('delivered', 'dead')) LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "deliveries",
+                "SELECT count(*) FROM deliveries WHERE id < %s AND status IN ('delivered', 'dead')",
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+                "WHERE id < %s AND status IN ('delivered', 'dead') LIMIT 5000)",
                 (floor,),
             ),
             (

@@ -604,9 +604,11 @@ class SqliteStore:
         steps = [
             (
                 "inbox_bodies",
-                "SELECT count(*) FROM inbox WHERE id < ? AND length(raw_body) > 0",
+                "SELECT count(*) FROM inbox WHERE id < ? AND length(raw_body) > 0 "
+                "AND status = 'processed'",
                 "UPDATE inbox SET raw_body = X'' WHERE rowid IN (SELECT rowid FROM inbox "
-                "WHERE id < ? AND length(raw_body) > 0 LIMIT 5000)",
+                "WHERE id < ? AND length(raw_body) > 0 AND status = 'processed' "
+                "LIMIT 5000)",
                 (floor,),
             ),
             (
@@ -614,6 +616,22 @@ class SqliteStore:
                 "SELECT count(*) FROM rejections WHERE id < ?",
                 "DELETE FROM rejections WHERE rowid IN (SELECT rowid FROM rejections "
                 "WHERE id < ? LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "delivery_attempts",
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
+                "deliveries WHERE id < ? AND status IN ('delivered', 'dead'))",
+                "DELETE FROM delivery_attempts WHERE id IN (SELECT id FROM delivery_attempts "
+                "WHERE delivery_id IN (SELECT id FROM deliveries WHERE id < ? "
+                "AND status IN ('delivered', 'dead')) LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "deliveries",
+                "SELECT count(*) FROM deliveries WHERE id < ? AND status IN ('delivered', 'dead')",
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+                "WHERE id < ? AND status IN ('delivered', 'dead') LIMIT 5000)",
                 (floor,),
             ),
             (
