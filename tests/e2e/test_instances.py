@@ -5,6 +5,7 @@ budget race, rule changes and OAuth tokens that hold on every instance."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from e2e_support import Server, migrate, write_config
+from receiver import Receiver, receiver
 
 from conftest import (
     ADMIN_TOKEN,
@@ -50,8 +52,18 @@ class Cluster:
         return int(self.rows(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0])
 
 
+SECRET = "whsec_" + base64.b64encode(b"receiver-secret-for-instances!!").decode()
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def erp() -> Iterator[Receiver]:
+    """The customer's endpoint every AMPECO event is delivered to."""
+    with receiver(SECRET) as inbox:
+        yield inbox
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, erp: Receiver) -> Iterator[Cluster]:
     """Three instances on one fresh schema, started together; each test uses its own
     keys, tokens and sources of rows."""
     directory = tmp_path_factory.mktemp("instances")
@@ -60,6 +72,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             directory,
             storage={"url": url, "pool_size": 6},
             authorization={"refresh_interval_ms": 200, "session_reserve_kwh": 6},
+            processing={"lease_seconds": 2, "poll_interval_ms": 100},
+            destinations=[
+                {
+                    "name": "erp",
+                    "kind": "http",
+                    "url": erp.url,
+                    "secret": SECRET,
+                    "providers": ["ampeco"],
+                }
+            ],
         )
         migrate(config)
         servers = [Server(config) for _ in range(3)]
@@ -74,8 +96,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _basic(user: str, password: str) -> str:
-    import base64
-
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
@@ -101,7 +121,7 @@ async def test_a_duplicate_storm_across_instances_stores_one_event(cluster: Clus
 
 
 async def test_an_instance_killed_under_load_loses_no_acknowledged_event(
-    cluster: Cluster,
+    cluster: Cluster, erp: Receiver
 ) -> None:
     victim = cluster.servers[0]
     acknowledged: list[bytes] = []
@@ -141,6 +161,20 @@ async def test_an_instance_killed_under_load_loses_no_acknowledged_event(
     assert len(acknowledged) >= 200  # the survivors kept taking load
     for server in cluster.servers[1:]:
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+    # The outbox work the victim had claimed is done by the survivors: every stored event
+    # is processed and delivered (expired leases taken over), once for the receiver.
+    stored_ids = {r[0] for r in cluster.rows("SELECT id FROM inbox WHERE source = 'ampeco'")}
+    deadline = time.monotonic() + 60
+    while True:
+        done = cluster.count("deliveries", "destination = 'erp' AND status = 'delivered'")
+        if done == len(stored_ids):
+            break
+        assert time.monotonic() < deadline, f"{done} of {len(stored_ids)} delivered"
+        await asyncio.sleep(0.2)
+    assert cluster.count("inbox", "source = 'ampeco' AND status <> 'processed'") == 0
+    assert {key.split(" ", 1)[1] for key in erp.processed} >= stored_ids
+    assert erp.invalid == 0
     victim.start(timeout=60)  # back for the next test
 
 
