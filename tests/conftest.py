@@ -1,8 +1,17 @@
-"""Shared fixtures: a real gateway on a real socket, with a fresh SQLite database."""
+"""Shared fixtures: a real gateway on a real socket, with a fresh database.
+
+Tests that take the `backend` fixture (through `gateway`, `shared_gateway`, `make_gateway`
+or `storage_url`) run on SQLite; a module marked `pytest.mark.backends("sqlite",
+"postgresql")` runs them on both. PostgreSQL comes from $HOOKGATE_TEST_PG (default: the
+local service, database `test`); each gateway gets a fresh schema, dropped afterwards.
+$HOOKGATE_TEST_BACKENDS=sqlite skips PostgreSQL (unreachable PostgreSQL is skipped too).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import socket
 import sqlite3
@@ -10,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +31,7 @@ import uvicorn
 
 from hookgate.app import create_app
 from hookgate.config import Config, parse_config
-from hookgate.store.sqlite import SqliteStore
+from hookgate.store import make_store
 from kafka_mock import kafka_mock  # noqa: F401 (a fixture for every test)
 
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -35,11 +45,114 @@ EASYPARK_KEY = "ep-api-key-123"
 ZTLMENT_SECRET = "ztlment-webhook-secret"
 
 
-def base_config(db: Path, **overrides: Any) -> dict[str, Any]:
-    """The test configuration as a TOML-shaped dict, one source per variant under test."""
+PG_URL = os.environ.get("HOOKGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
+
+
+@functools.cache
+def pg_available() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def pg_schema_url(schema: str) -> str:
+    """PG_URL with `schema` as the search path."""
+    joiner = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{joiner}options=-csearch_path%3D{schema}"
+
+
+def new_pg_schema() -> tuple[str, str]:
+    """A fresh, empty schema: (name, URL that uses it)."""
+    import psycopg
+
+    schema = f"hg_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return schema, pg_schema_url(schema)
+
+
+def drop_pg_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run the module's backend-aware tests on these backends"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = list(marker.args) if marker else ["sqlite"]
+    allowed = os.environ.get("HOOKGATE_TEST_BACKENDS")
+    if allowed:
+        names = [n for n in names if n in allowed.split(",")] or ["sqlite"]
+    metafunc.parametrize("backend", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend under test: "sqlite" or "postgresql"."""
+    name = str(request.param)
+    if name == "postgresql" and not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    return name
+
+
+@contextlib.contextmanager
+def fresh_storage(backend: str, directory: Path) -> Iterator[str]:
+    """A storage URL for an empty database of `backend`, removed afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'hookgate.db'}"
+        return
+    schema, url = new_pg_schema()
+    try:
+        yield url
+    finally:
+        drop_pg_schema(schema)
+
+
+@pytest.fixture
+def storage_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, unmigrated database of the backend under test."""
+    with fresh_storage(backend, tmp_path) as url:
+        yield url
+
+
+def query_url(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Query a database of either backend on a connection of our own. Write the SQL with
+    `?` placeholders; JSON columns come back as text, as SQLite returns them."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+    from psycopg.types.string import TextLoader
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.adapters.register_loader("json", TextLoader)
+        pg.adapters.register_loader("jsonb", TextLoader)
+        return pg.execute(sql.replace("%", "%%").replace("?", "%s").encode(), params).fetchall()
+
+
+def base_config(db: Path, url: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The test configuration as a TOML-shaped dict, one source per variant under test.
+    The database is the SQLite file `db` unless a storage `url` is given."""
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, "max_body_bytes": 65536},
-        "storage": {"url": f"sqlite:///{db}"},
+        "storage": {"url": url or f"sqlite:///{db}"},
         "admin": {"tokens": [ADMIN_TOKEN]},
         "logging": {"level": "warning"},
         "sources": [
@@ -107,13 +220,13 @@ class Running:
     db: Path
     app: Any
 
+    @property
+    def storage_url(self) -> str:
+        return self.config.storage.url
+
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Query the gateway's database directly (a separate connection)."""
-        conn = sqlite3.connect(self.db)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        """Query the gateway's database directly (a separate connection; `?` params)."""
+        return query_url(self.storage_url, sql, *params)
 
     def count(self, table: str = "inbox", where: str = "1=1", *params: Any) -> int:
         return int(self.rows(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0])
@@ -125,7 +238,7 @@ class Running:
 
 
 def _serve(config: Config) -> Iterator[Running]:
-    asyncio.run(SqliteStore(config.storage.url.removeprefix("sqlite:///")).migrate())
+    asyncio.run(make_store(config.storage).migrate())
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -159,36 +272,48 @@ def _serve(config: Config) -> Iterator[Running]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Running]:
+def gateway(backend: str, tmp_path: Path) -> Iterator[Running]:
     """A gateway with every test source configured."""
-    yield from _serve(parse_config(base_config(tmp_path / "hookgate.db"), env={}))
+    with fresh_storage(backend, tmp_path) as url:
+        yield from _serve(parse_config(base_config(tmp_path / "hookgate.db", url), env={}))
 
 
 @pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def shared_gateway(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """One gateway for a module's table-driven cases (each case checks only its own rows).
 
     Starting a gateway per case costs about 0.2 s; cases found by their own body hash,
     dedup key or rejection id can share one.
     """
-    db = tmp_path_factory.mktemp("shared-gateway") / "hookgate.db"
-    yield from _serve(parse_config(base_config(db), env={}))
+    directory = tmp_path_factory.mktemp("shared-gateway")
+    with fresh_storage(backend, directory) as url:
+        yield from _serve(parse_config(base_config(directory / "hookgate.db", url), env={}))
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path) -> Iterator[Any]:
-    """Start a gateway from a custom config dict (see base_config)."""
+def make_gateway(backend: str, tmp_path: Path) -> Iterator[Any]:
+    """Start a gateway from a custom config dict (see base_config). A SQLite URL in the
+    dict is replaced by a fresh database of the backend under test (the same one for
+    every gateway of the test that names the same file)."""
     stack: list[Iterator[Running]] = []
+    databases: dict[str, str] = {}
 
-    def start(data: dict[str, Any]) -> Running:
-        gen = _serve(parse_config(data, env={}))
-        stack.append(gen)
-        return next(gen)
+    with contextlib.ExitStack() as cleanup:
 
-    yield start
-    for gen in stack:
-        for _ in gen:
-            pass
+        def start(data: dict[str, Any]) -> Running:
+            url = data["storage"]["url"]
+            if backend != "sqlite" and url.startswith("sqlite:///"):
+                if url not in databases:
+                    databases[url] = cleanup.enter_context(fresh_storage(backend, tmp_path))
+                data = {**data, "storage": {**data["storage"], "url": databases[url]}}
+            gen = _serve(parse_config(data, env={}))
+            stack.append(gen)
+            return next(gen)
+
+        yield start
+        for gen in reversed(stack):
+            for _ in gen:
+                pass
 
 
 @pytest.fixture

@@ -60,6 +60,10 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auto_migrate: bool = False
     # Largest number of writes that share one commit (group commit).
     batch_max: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 512
+    # PostgreSQL: most connections this instance opens (writers, reads, admin).
+    pool_size: Annotated[int, msgspec.Meta(ge=2, le=500)] = 10
+    # PostgreSQL: batches committed concurrently by this instance (each on a connection).
+    writers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     # Bytes of a rejected request's body kept for inspection.
     rejection_body_bytes: Annotated[int, msgspec.Meta(ge=0, le=1024 * 1024)] = 4096
     # Seconds a provider is told to wait (Retry-After) when storage is unavailable.

@@ -24,6 +24,8 @@ from hookgate.providers.ampeco_catalog import (
     subject,
 )
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 LISTING = Path(__file__).resolve().parents[3] / "shared/contracts/ampeco-callbacks.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ampeco"
 

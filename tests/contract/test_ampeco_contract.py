@@ -18,6 +18,8 @@ from _support import (
 
 from conftest import AMPECO_NEW, AMPECO_OLD, Running
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 NAMES = sorted(p.stem for p in (FIXTURES / "ampeco").glob("*.json"))
 
 
@@ -61,7 +63,7 @@ def test_signed_notification_is_accepted_with_202_and_stored_verbatim(
     (row,) = inbox(gateway, "ampeco", body)
     assert row["event_type"] == name
     assert row["raw_body"] == body
-    assert row["status"] in {"received", "processed"}  # processing follows the answer
+    assert row["status"] in ("received", "processed")  # the in-process worker may be first
     assert "unknown_type" not in row["flags"]
     same_except_nulls(row["document"], json.loads(body))
     assert row["document"]["notification"] == name

@@ -42,6 +42,8 @@ from conftest import (
 from hookgate.emulate.base import sign
 from hookgate.store import StoreError
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 MAX_BODY = 65536  # server.max_body_bytes in the test configuration
 SECRETS = (
     ADMIN_TOKEN,

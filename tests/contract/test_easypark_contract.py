@@ -20,6 +20,8 @@ from _support import (
 
 from conftest import EASYPARK_KEY, EASYPARK_PASSWORD, EASYPARK_USER, Running
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 AMOUNTS = (
     "price",
     "priceVatAmount",

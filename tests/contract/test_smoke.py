@@ -1,6 +1,10 @@
 """The fixture gateway answers over a real socket."""
 
+import pytest
+
 from conftest import Running
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 def test_healthz(gateway: Running) -> None:

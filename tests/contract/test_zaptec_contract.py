@@ -25,6 +25,8 @@ from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.config import ZaptecSource
 from hookgate.oauth import TokenIssuer
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 TOKEN_URL = "/hooks/{}/oauth/token"
 
@@ -525,11 +527,13 @@ def test_token_stops_working_when_the_source_credentials_change(
     token = zaptec_token(client, "zaptec-allow")
     doc = fixture_doc("zaptec", "start_pascal")
     # Another instance on the same database with the same credentials accepts the token ...
-    twin = make_gateway(base_config(gateway.db))
+    twin = make_gateway(base_config(gateway.db, gateway.storage_url))
     with httpx.Client(base_url=twin.url, timeout=10) as other:
         assert start(other, "zaptec-allow", doc, bearer(token)).status_code == 200
     # ... one whose password was changed does not.
-    changed = make_gateway(_with_zaptec_password(base_config(gateway.db), "a-new:password"))
+    changed = make_gateway(
+        _with_zaptec_password(base_config(gateway.db, gateway.storage_url), "a-new:password")
+    )
     with httpx.Client(base_url=changed.url, timeout=10) as other:
         response = start(other, "zaptec-allow", doc, bearer(token))
         assert_problem(response, 401)

@@ -21,6 +21,8 @@ from _support import (
 
 from conftest import ZTLMENT_SECRET, Running
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 # The current list from ZTLment's docs, plus PROCESSING_IBAN from older pages.
 STATES = (
     "PENDING_COMPLIANCE_CHECKS",

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import base_config, free_port, hookgate_cmd, run_cli, wait_healthy
+from conftest import base_config, free_port, hookgate_cmd, query_url, run_cli, wait_healthy
 
 LOOPBACK = "127.0.0.1"
 
@@ -64,9 +63,12 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_config(directory: Path, *, port: int | None = None, **overrides: Any) -> Path:
-    """base_config() for a database in `directory`, written as `directory/hookgate.toml`."""
-    data = base_config(directory / "hookgate.db", **overrides)
+def write_config(
+    directory: Path, *, port: int | None = None, url: str | None = None, **overrides: Any
+) -> Path:
+    """base_config() for a database in `directory` (or at storage `url`), written as
+    `directory/hookgate.toml`."""
+    data = base_config(directory / "hookgate.db", url, **overrides)
     data["server"] = {**data["server"], "port": port if port is not None else free_port()}
     path = directory / "hookgate.toml"
     path.write_text(to_toml(data), encoding="utf-8")
@@ -81,13 +83,10 @@ def db_path(directory: Path) -> Path:
     return directory / "hookgate.db"
 
 
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Read the gateway's database directly, on a connection of our own."""
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def query(db: Path | str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the gateway's database (a SQLite file or a storage URL) on a connection of our
+    own; `?` placeholders."""
+    return query_url(db if isinstance(db, str) else f"sqlite:///{db}", sql, *params)
 
 
 # -- hookgate serve -----------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,9 @@ def _serve_fails(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+@pytest.mark.backends("sqlite", "postgresql")
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path, storage_url: str) -> None:
+    config = write_config(tmp_path, url=storage_url)
 
     result = _serve_fails(config, tmp_path)
 
@@ -78,3 +81,31 @@ def test_a_bad_key_is_named_by_check_config_and_serve(tmp_path: Path, where: str
     served = _serve_fails(config, tmp_path)
     assert key in served.stderr and section in served.stderr, served.stderr
     assert "Traceback" not in served.stderr
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_prune_clears_old_bodies_and_says_what_it_did(tmp_path: Path, storage_url: str) -> None:
+    config = write_config(tmp_path, url=storage_url)
+    migrate(config)
+    with serving(config) as server:
+        run_cli("send", "easypark", "--url", server.url, "--config", str(config), cwd=tmp_path)
+        for _ in range(100):  # the in-process worker projects it
+            listed = run_cli(
+                "events", "list", "--json", "--status", "processed", "--config", str(config)
+            )
+            if json.loads(listed.stdout)["items"]:
+                break
+            time.sleep(0.1)
+    args = ("prune", "--config", str(config), "--json")
+    untouched = json.loads(run_cli(*args, "--older-than", "1d").stdout)
+    assert untouched["inbox_bodies"] == 0
+    planned = json.loads(run_cli(*args, "--older-than", "0d", "--dry-run").stdout)
+    assert planned["dry_run"] and planned["inbox_bodies"] == 1
+    done = json.loads(run_cli(*args, "--older-than", "0h").stdout)
+    assert done["inbox_bodies"] == 1
+    listed = json.loads(run_cli("events", "list", "--json", "--config", str(config)).stdout)
+    shown = run_cli("events", "show", listed["items"][0]["id"], "--config", str(config))
+    assert json.loads(shown.stdout)["raw_body"] == ""
+
+    bad = run_cli("prune", "--config", str(config), "--older-than", "90x", check=False)
+    assert bad.returncode == 2 and "90d" in bad.stderr

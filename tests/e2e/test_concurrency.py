@@ -9,7 +9,6 @@ import hmac
 import json
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,20 +19,22 @@ from conftest import (
     EASYPARK_PASSWORD,
     EASYPARK_USER,
     ZTLMENT_SECRET,
+    fresh_storage,
 )
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.emulate.easypark import transaction
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+def served(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     home = tmp_path_factory.mktemp("concurrency")
-    config = write_config(home)
-    migrate(config)
-    with serving(config) as server:
-        yield server, home / "hookgate.db"
+    with fresh_storage(backend, home) as url:
+        config = write_config(home, url=url)
+        migrate(config)
+        with serving(config) as server:
+            yield server, url
 
 
 async def _burst(url: str, body: bytes, headers: dict[str, str], n: int) -> list[tuple[int, bytes]]:
@@ -66,14 +67,14 @@ async def _burst(url: str, body: bytes, headers: dict[str, str], n: int) -> list
         return await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
 
-def _count(db: Path, source: str) -> list[tuple[str, str]]:
+def _count(db: str, source: str) -> list[tuple[str, str]]:
     return [
         (str(r[0]), str(r[1]))
         for r in query(db, "SELECT id, dedup_key FROM inbox WHERE source = ?", source)
     ]
 
 
-def test_100_identical_easypark_posts_one_200_and_99_409(served: tuple[Server, Path]) -> None:
+def test_100_identical_easypark_posts_one_200_and_99_409(served: tuple[Server, str]) -> None:
     server, db = served
     document = transaction(7_700_000_001)
     body = json.dumps(document).encode()
@@ -92,7 +93,7 @@ def test_100_identical_easypark_posts_one_200_and_99_409(served: tuple[Server, P
     assert {c["event_id"] for c in conflicts} == {event_id}
 
 
-def test_50_identical_ampeco_posts_all_202_one_row(served: tuple[Server, Path]) -> None:
+def test_50_identical_ampeco_posts_all_202_one_row(served: tuple[Server, str]) -> None:
     server, db = served
     body = json.dumps(sample("session.start.stop.notification", 4242)).encode()
     signature = hmac.new(AMPECO_NEW.encode(), body, hashlib.sha256).hexdigest()
@@ -111,7 +112,7 @@ def test_50_identical_ampeco_posts_all_202_one_row(served: tuple[Server, Path]) 
     assert rows[0][1] == hashlib.sha256(body).hexdigest()
 
 
-def test_50_identical_ztlment_posts_all_200_one_row(served: tuple[Server, Path]) -> None:
+def test_50_identical_ztlment_posts_all_200_one_row(served: tuple[Server, str]) -> None:
     server, db = served
     body = json.dumps({"id": 990_001, "type": "PAYMENT_OBJECT", "state": "PROCESSED"}).encode()
     signature = base64.b64encode(

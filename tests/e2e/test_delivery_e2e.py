@@ -18,7 +18,7 @@ from receiver import receiver
 from conftest import hookgate_cmd, run_cli
 from kafka_mock import MockKafka
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-secret-for-e2e-tests!!").decode()
 
@@ -28,7 +28,7 @@ def _send(server: Server, config: Path, *args: str) -> str:
     return result.stdout
 
 
-def _delivered(db: Path, destination: str) -> int:
+def _delivered(db: str, destination: str) -> int:
     return int(
         query(
             db,
@@ -47,11 +47,12 @@ def _wait(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
 
 
 def test_every_accepted_event_reaches_a_verifying_receiver_once(
-    tmp_path: Path, kafka_mock: MockKafka
+    tmp_path: Path, kafka_mock: MockKafka, storage_url: str
 ) -> None:
     with receiver(SECRET) as inbox:
         config = write_config(
             tmp_path,
+            url=storage_url,
             destinations=[
                 {"name": "erp", "kind": "http", "url": inbox.url, "secret": SECRET},
                 {
@@ -70,7 +71,7 @@ def test_every_accepted_event_reaches_a_verifying_receiver_once(
             ],
         )
         migrate(config)
-        db = tmp_path / "hookgate.db"
+        db = storage_url
         with serving(config) as server:
             _send(server, config, "ampeco")
             _send(server, config, "easypark", "--duplicate")
@@ -107,7 +108,7 @@ def test_every_accepted_event_reaches_a_verifying_receiver_once(
 
 
 def test_a_worker_killed_mid_delivery_delivers_after_restart_once_for_the_receiver(
-    tmp_path: Path,
+    tmp_path: Path, storage_url: str
 ) -> None:
     held: list[str] = []
 
@@ -122,6 +123,7 @@ def test_a_worker_killed_mid_delivery_delivers_after_restart_once_for_the_receiv
         inbox.behaviour = hold_first
         config = write_config(
             tmp_path,
+            url=storage_url,
             processing={"in_process": False, "lease_seconds": 2, "poll_interval_ms": 100},
             destinations=[
                 {
@@ -135,7 +137,7 @@ def test_a_worker_killed_mid_delivery_delivers_after_restart_once_for_the_receiv
             ],
         )
         migrate(config)
-        db = tmp_path / "hookgate.db"
+        db = storage_url
         with serving(config) as server:
             _send(server, config, "easypark")
             first = _start_worker(config, tmp_path, "1")

@@ -120,15 +120,16 @@ async def _run_load(
     return inflight
 
 
-def _missing(db: Path, acked: set[tuple[str, str]]) -> list[tuple[str, str]]:
+def _missing(db: str, acked: set[tuple[str, str]]) -> list[tuple[str, str]]:
     stored = {(str(s), str(k)) for s, k in query(db, "SELECT source, dedup_key FROM inbox")}
     return sorted(acked - stored)
 
 
-def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+@pytest.mark.backends("sqlite", "postgresql")
+def test_acknowledged_events_survive_sigkill(tmp_path: Path, storage_url: str) -> None:
+    config = write_config(tmp_path, url=storage_url)
     migrate(config)
-    db = tmp_path / "hookgate.db"
+    db = storage_url
     ids = itertools.count(1)
     acked: set[tuple[str, str]] = set()
     started = time.monotonic()

@@ -13,9 +13,10 @@ import pytest
 from e2e_support import Server, migrate, query, send_lines, send_summary, serving, write_config
 
 from conftest import free_port, run_cli
+from hookgate.config import load_config
 from hookgate.emulate.ampeco_samples import NAMES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 
 
 class Gate:
@@ -25,6 +26,10 @@ class Gate:
         self.server = server
         self.config = config
         self.cwd = cwd
+
+    @property
+    def storage(self) -> str:
+        return load_config(self.config).storage.url
 
     def send(self, *args: str) -> tuple[str, str]:
         result = run_cli(
@@ -65,8 +70,8 @@ class Gate:
 
 
 @pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    config = write_config(tmp_path)
+def gate(tmp_path: Path, storage_url: str) -> Iterator[Gate]:
+    config = write_config(tmp_path, url=storage_url)
     migrate(config)
     with serving(config) as server:
         yield Gate(server, config, tmp_path)
@@ -116,7 +121,7 @@ def test_zaptec_oauth_cycles_with_duplicate_ends(gate: Gate) -> None:
     assert json.loads(shown["raw_body"])["SessionId"] == session_ids[0]
 
     rows = query(
-        gate.server.config.parent / "hookgate.db",
+        gate.storage,
         "SELECT session_id, status FROM authorized_sessions WHERE source = 'zaptec-allow'",
     )
     assert dict(rows) == {sid: "ended" for sid in session_ids}

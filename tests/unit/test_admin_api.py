@@ -27,6 +27,8 @@ from conftest import (
 )
 from hookgate.config import parse_config
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 PROBLEM_JSON = "application/problem+json"
 
 

@@ -18,7 +18,13 @@ import msgspec
 import pytest
 
 from hookgate.authorization.decider import fallback
-from hookgate.authorization.engine import ActiveSession, Consumption, Engine, period_key
+from hookgate.authorization.engine import (
+    ActiveSession,
+    Consumption,
+    Engine,
+    period_bounds,
+    period_key,
+)
 from hookgate.authorization.model import (
     Budget,
     ChargerRule,
@@ -1223,3 +1229,48 @@ def test_token_uids_are_normalised_everywhere() -> None:
 def test_invalid_rules_are_refused(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    ("period", "zone", "moment", "start", "end"),
+    [
+        ("day", "UTC", "2025-06-11T15:00:00Z", "2025-06-11T00:00:00Z", "2025-06-12T00:00:00Z"),
+        ("day", OSLO, "2025-06-11T23:30:00Z", "2025-06-11T22:00:00Z", "2025-06-12T22:00:00Z"),
+        ("week", "UTC", "2025-06-11T15:00:00Z", "2025-06-09T00:00:00Z", "2025-06-16T00:00:00Z"),
+        ("month", OSLO, "2025-03-15T12:00:00Z", "2025-02-28T23:00:00Z", "2025-03-31T22:00:00Z"),
+        ("month", "UTC", "2025-12-31T23:59:59Z", "2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+    ],
+)
+def test_period_bounds_hold_exactly_the_moments_of_the_period_key(
+    period: str, zone: str, moment: str, start: str, end: str
+) -> None:
+    tz = ZoneInfo(zone)
+    since, until = period_bounds(parse_iso(moment), period, tz)  # type: ignore[arg-type]
+    assert (since, until) == (parse_iso(start), parse_iso(end))
+    key = period_key(parse_iso(moment), period, tz)  # type: ignore[arg-type]
+    assert period_key(since, period, tz) == key  # type: ignore[arg-type]
+    assert period_key(until - timedelta(microseconds=1), period, tz) == key  # type: ignore[arg-type]
+    assert period_key(until, period, tz) != key  # type: ignore[arg-type]
+
+
+def test_an_approval_carries_the_limits_the_store_rechecks() -> None:
+    e = engine(session_reserve_kwh=2)
+    e.put("group", "FLEET", Group(id="FLEET", max_sessions=3))
+    e.put("token", "TAG-1", Token(uid="TAG-1", group_id="FLEET", max_sessions=1))
+    e.put("budget", "t", kwh_budget("token", "TAG-1", "10"))
+    e.put("budget", "g", kwh_budget("group", "FLEET", "50", period="month"))
+    e.put("budget", "m", money_budget("token", "TAG-1", "100"))
+    outcome = e.decide(DENY, request(), NOW)
+    assert outcome.result == ALLOWED
+    energy = {(lim.subject, lim.max_kwh) for lim in outcome.limits if lim.max_kwh is not None}
+    assert energy == {("token", "10"), ("group", "50")}
+    assert all(lim.reserve_kwh == "2" for lim in outcome.limits if lim.max_kwh is not None)
+    sessions = {(lim.subject, lim.max_sessions) for lim in outcome.limits if lim.max_sessions}
+    assert sessions == {("token", 1), ("group", 3)}
+    token_day = next(lim for lim in outcome.limits if lim.max_kwh == "10")
+    assert token_day.since is not None and token_day.until is not None
+    assert token_day.since <= NOW < token_day.until
+    assert token_day.active_since == NOW - timedelta(hours=48)
+    # No budget, no cap: nothing to re-check.
+    e.put("token", "FREE", Token(uid="FREE"))
+    assert e.decide(DENY, request(token="FREE"), NOW).limits == ()

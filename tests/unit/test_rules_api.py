@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM = "urn:hookgate:problem:"
 _ids = itertools.count(1)

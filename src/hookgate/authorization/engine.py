@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from hookgate.authorization.model import (
@@ -36,6 +36,7 @@ from hookgate.authorization.outcome import (
 )
 from hookgate.config import AuthorizationConfig, ZaptecSource
 from hookgate.providers.base import StartRequest
+from hookgate.store.base import Limit
 
 ZERO = Decimal(0)
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
@@ -76,6 +77,23 @@ def period_key(moment: datetime, period: Period, zone: ZoneInfo) -> str:
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{local.year}-{local.month:02d}"
+
+
+def period_bounds(moment: datetime, period: Period, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC start and end of the calendar bucket that holds `moment` (see period_key)."""
+    local = moment.astimezone(zone).date()
+    if period == "day":
+        start, end = local, local + timedelta(days=1)
+    elif period == "week":
+        start = local - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = local.replace(day=1)
+        end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return (
+        datetime.combine(start, time(0), zone).astimezone(UTC),
+        datetime.combine(end, time(0), zone).astimezone(UTC),
+    )
 
 
 def window_start(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -369,10 +387,44 @@ class Engine:
     ) -> Outcome:
         session_id = str(uuid.uuid4())
         held = self.reserve if token and self._has_energy_budget(token, group_id) else ZERO
-        outcome = Outcome(ALLOWED, reasons, "", session_id, token, group_id, held)
+        limits = self._limits(token, group_id, now)
+        outcome = Outcome(ALLOWED, reasons, "", session_id, token, group_id, held, limits)
         if reserve:
             self.track(ActiveSession(source.name, session_id, token, group_id, held, now))
         return outcome
+
+    def _limits(self, token: str | None, group_id: str | None, now: datetime) -> tuple[Limit, ...]:
+        """The energy budgets and session caps this approval relies on, for the store to
+        re-check against sessions other instances approved since this one last looked."""
+        active_since = now - self.max_age
+        limits: list[Limit] = []
+        for subject in self._subjects(token, group_id):
+            kind: Literal["token", "group"] = "token" if subject[0] == "token" else "group"
+            for budget in self._budgets_of.get(subject, ()):
+                if budget.metric == "kwh":
+                    since, until = period_bounds(now, budget.period, self.zone)
+                    limits.append(
+                        Limit(
+                            subject=kind,
+                            subject_id=subject[1],
+                            active_since=active_since,
+                            max_kwh=str(budget.limit),
+                            reserve_kwh=str(self.reserve),
+                            since=since,
+                            until=until,
+                        )
+                    )
+            owner = self.tokens.get(subject[1]) if kind == "token" else self.groups.get(subject[1])
+            if owner is not None and owner.max_sessions is not None:
+                limits.append(
+                    Limit(
+                        subject=kind,
+                        subject_id=subject[1],
+                        active_since=active_since,
+                        max_sessions=owner.max_sessions,
+                    )
+                )
+        return tuple(limits)
 
     def _has_energy_budget(self, token: str, group_id: str | None) -> bool:
         return any(

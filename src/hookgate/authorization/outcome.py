@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from hookgate.store.base import Limit
+
 ALLOWED = "ALLOWED"
 BLOCKED = "BLOCKED"
 EXPIRED = "EXPIRED"
@@ -25,6 +27,9 @@ class Outcome:
     token: str | None = None
     group_id: str | None = None
     reserved_kwh: Decimal = Decimal(0)
+    # What the store re-checks against every instance's sessions when it records this
+    # approval (see Store.record_session_start).
+    limits: tuple[Limit, ...] = ()
 
     @property
     def allowed(self) -> bool:

@@ -36,7 +36,7 @@ from hookgate.providers.base import (
     SessionAuthority,
     json_answer,
 )
-from hookgate.store.base import Decision, InboundEvent, Store, StoreError
+from hookgate.store.base import Decision, InboundEvent, LimitReached, Store, StoreError
 from hookgate.timeutil import utcnow
 
 Scope = MutableMapping[str, Any]
@@ -329,17 +329,31 @@ class Ingress:
         decided: list[Decision] = []
 
         async def decide_and_record() -> tuple[Decision, Outcome]:
-            outcome = await self.decider.decide(source, start)
-            decision = self._decision(source, event, start, outcome, started, fallback=False)
-            decided.append(decision)
-            try:
-                await self.store.record_session_start(
-                    event, decision, claim=lambda: claim.take(Claim.WRITER)
-                )
-            except BaseException:
-                self.decider.release(source.name, outcome)
-                raise
-            return decision, outcome
+            for attempt in range(3):
+                outcome = await self.decider.decide(source, start)
+                decision = self._decision(source, event, start, outcome, started, fallback=False)
+                decided.append(decision)
+                try:
+                    await self.store.record_session_start(
+                        event,
+                        decision,
+                        claim=lambda: claim.take(Claim.WRITER),
+                        limits=outcome.limits,
+                    )
+                except LimitReached as exc:
+                    if attempt == 2:
+                        raise
+                    # Another instance approved against the same budget since this one
+                    # last looked: catch up and decide again (now likely a refusal).
+                    self.decider.release(source.name, outcome)
+                    log.info("limit re-checked by the store", source=source.name, why=str(exc))
+                    await self.decider.refresh()
+                    continue
+                except BaseException:
+                    self.decider.release(source.name, outcome)
+                    raise
+                return decision, outcome
+            raise AssertionError("unreachable")
 
         # Four fifths of the deadline for the decision and its audit; should that run out,
         # the rest goes to recording the fallback answer before it is given.
@@ -419,7 +433,7 @@ class Ingress:
         if primary is not None:
             try:
                 await primary
-                void = decided[0].session_id if decided else None
+                void = decided[-1].session_id if decided else None
             except Exception:  # noqa: S110 - the primary failure is already logged as the reason
                 pass
         try:

@@ -21,7 +21,15 @@ def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = N
             auto_migrate=config.auto_migrate,
             on_batch=on_batch,
         )
-    raise StoreError(
-        f"storage.url {config.url.split('://')[0]}:// is not available in this version; "
-        "use sqlite:///path"
-    )
+    if config.url.startswith("postgresql://"):
+        from hookgate.store.postgres import PostgresStore
+
+        return PostgresStore(
+            config.url,
+            batch_max=config.batch_max,
+            auto_migrate=config.auto_migrate,
+            on_batch=on_batch,
+            pool_size=config.pool_size,
+            writers=config.writers,
+        )
+    raise StoreError(f"storage.url {config.url.split('://')[0]}:// is not supported")

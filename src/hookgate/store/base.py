@@ -5,9 +5,9 @@ Callers (ingress, admin, CLI) see only this module; SQL lives in the backends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -26,6 +26,11 @@ class AlreadyExists(StoreError):
 
 class SchemaOutdated(StoreError):
     """The database lacks migrations this version needs."""
+
+
+class LimitReached(StoreError):
+    """An approval would break a limit once every instance's sessions are counted: the
+    caller refreshes its view and decides again."""
 
 
 class InboundEvent(msgspec.Struct, kw_only=True):
@@ -112,6 +117,26 @@ class ConsumptionReport(msgspec.Struct, kw_only=True):
     money: str | None = None
     currency: str | None = None
     occurred_at: datetime
+
+
+class Limit(msgspec.Struct, frozen=True, kw_only=True):
+    """A limit an approval must respect, re-checked by the store inside the transaction
+    that records the session (other instances may have approved against it meanwhile).
+
+    Energy: consumption in [since, until) plus the reservations of active sessions plus
+    `reserve_kwh` must stay within `max_kwh` (and usage alone below it). Sessions: fewer
+    than `max_sessions` active. Active sessions started before `active_since` are stale
+    and not counted.
+    """
+
+    subject: Literal["token", "group"]
+    subject_id: str
+    active_since: datetime
+    max_kwh: str | None = None
+    reserve_kwh: str = "0"
+    since: datetime | None = None
+    until: datetime | None = None
+    max_sessions: int | None = None
 
 
 class AuthEntity(msgspec.Struct, kw_only=True):
@@ -305,12 +330,18 @@ class Store(Protocol):
         """Keep a refused request for inspection."""
 
     async def record_session_start(
-        self, event: InboundEvent, decision: Decision, claim: Callable[[], bool] | None = None
+        self,
+        event: InboundEvent,
+        decision: Decision,
+        claim: Callable[[], bool] | None = None,
+        limits: Sequence[Limit] = (),
     ) -> None:
         """Store the start call and its decision together; track an approved session.
 
         `claim` runs inside the transaction: when it returns False the write is abandoned
-        (Abandoned is raised) because the deadline fallback has answered instead.
+        (Abandoned is raised) because the deadline fallback has answered instead. Each of
+        `limits` is checked against every committed session and consumption, serialised
+        per subject; a broken one raises LimitReached and nothing is written.
         """
 
     async def record_fallback(
@@ -372,6 +403,14 @@ class Store(Protocol):
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
         """An authorized (or unmatched) Zaptec session."""
+
+    async def prune(self, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:
+        """Retention: clear the raw bodies of processed inbox rows received before
+        `older_than` (the row, its document and body hash stay; failed and quarantined
+        events keep theirs for a re-run), delete older rejections, finished (delivered or
+        dead) deliveries with their attempts, and change-log entries. Decisions, sessions,
+        consumption and views are kept. Returns how many rows each step touched (would
+        touch, with `dry_run`)."""
 
     async def ping(self) -> None:
         """Raise StoreError when the database cannot be reached."""

@@ -1,9 +1,17 @@
-"""Helpers shared by the backends: opaque pagination cursors."""
+"""Helpers shared by the backends: opaque pagination cursors and the dict shapes rows
+take on their way out (identical for every backend)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from hookgate.store.base import Limit, LimitReached
 
 
 class BadCursor(ValueError):
@@ -24,3 +32,50 @@ def decode_cursor(cursor: str) -> str:
     if not value.isalnum() or len(value) != 26:
         raise BadCursor("cursor is not valid")
     return value
+
+
+def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An inbox row as callers see it (JSON columns decoded, timestamps as ISO text)."""
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "provider": row["provider"],
+        "type": row["event_type"],
+        "received_at": row["received_at"],
+        "dedup_key": row["dedup_key"],
+        "subject": row["subject"],
+        "status": row["status"],
+        "flags": msgspec.json.decode(row["flags"]),
+        "headers": msgspec.json.decode(row["headers"]),
+        "document": msgspec.json.decode(row["document"]) if row["document"] else None,
+        "body_sha256": row["body_sha256"],
+        "body_size": row["body_size"],
+    }
+
+
+def rejection_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A rejection as callers see it."""
+    item = dict(row)
+    item["headers"] = msgspec.json.decode(row["headers"])
+    item["body"] = bytes(row["body"])
+    return item
+
+
+def decision_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A decision as callers see it."""
+    item = dict(row)
+    item["reasons"] = msgspec.json.decode(row["reasons"])
+    item["fallback"] = bool(row["fallback"])
+    return item
+
+
+def check_energy(limit: Limit, used: Decimal, held: Decimal) -> None:
+    """The engine's energy rule applied to what the database holds: raise LimitReached
+    when the reserve no longer fits (or usage alone has reached the cap)."""
+    assert limit.max_kwh is not None
+    cap = Decimal(limit.max_kwh)
+    if used + held + Decimal(limit.reserve_kwh) > cap or used + held >= cap:
+        raise LimitReached(
+            f"{limit.subject} {limit.subject_id} energy budget: {used} kWh used + "
+            f"{held} kWh reserved of {cap} kWh"
+        )

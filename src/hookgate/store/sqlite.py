@@ -15,7 +15,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +39,8 @@ from hookgate.store.base import (
     Handler,
     InboundEvent,
     IngestResult,
+    Limit,
+    LimitReached,
     Page,
     ProcessResult,
     Rejection,
@@ -51,7 +53,14 @@ from hookgate.store.base import (
     ViewFilter,
 )
 from hookgate.store.migrations import migrations
-from hookgate.store.rows import decode_cursor, encode_cursor
+from hookgate.store.rows import (
+    check_energy,
+    decision_row,
+    decode_cursor,
+    encode_cursor,
+    event_row,
+    rejection_row,
+)
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
@@ -495,11 +504,17 @@ class SqliteStore:
         _changed(conn, "session", f"{decision.source}|{decision.session_id}")
 
     async def record_session_start(
-        self, event: InboundEvent, decision: Decision, claim: Callable[[], bool] | None = None
+        self,
+        event: InboundEvent,
+        decision: Decision,
+        claim: Callable[[], bool] | None = None,
+        limits: Sequence[Limit] = (),
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             if claim is not None and not claim():
                 raise Abandoned("the deadline fallback answered first")
+            for limit in limits:
+                _check_limit(conn, limit, decision.session_id)
             self._insert_event(conn, event)
             self._insert_decision(conn, decision)
             if decision.session_id is not None:
@@ -582,6 +597,67 @@ class SqliteStore:
 
         return await self._write(run)
 
+    # -- retention ---------------------------------------------------------------------
+
+    async def prune(self, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:
+        floor = floor_id(older_than)
+        steps = [
+            (
+                "inbox_bodies",
+                "SELECT count(*) FROM inbox WHERE id < ? AND length(raw_body) > 0 "
+                "AND status = 'processed'",
+                "UPDATE inbox SET raw_body = X'' WHERE rowid IN (SELECT rowid FROM inbox "
+                "WHERE id < ? AND length(raw_body) > 0 AND status = 'processed' "
+                "LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "rejections",
+                "SELECT count(*) FROM rejections WHERE id < ?",
+                "DELETE FROM rejections WHERE rowid IN (SELECT rowid FROM rejections "
+                "WHERE id < ? LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "delivery_attempts",
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
+                "deliveries WHERE id < ? AND status IN ('delivered', 'dead'))",
+                "DELETE FROM delivery_attempts WHERE id IN (SELECT id FROM delivery_attempts "
+                "WHERE delivery_id IN (SELECT id FROM deliveries WHERE id < ? "
+                "AND status IN ('delivered', 'dead')) LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "deliveries",
+                "SELECT count(*) FROM deliveries WHERE id < ? AND status IN ('delivered', 'dead')",
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+                "WHERE id < ? AND status IN ('delivered', 'dead') LIMIT 5000)",
+                (floor,),
+            ),
+            (
+                "auth_changes",
+                "SELECT count(*) FROM auth_changes WHERE changed_at < ? "
+                "AND seq < (SELECT max(seq) FROM auth_changes)",
+                "DELETE FROM auth_changes WHERE seq IN (SELECT seq FROM auth_changes "
+                "WHERE changed_at < ? AND seq < (SELECT max(seq) FROM auth_changes) LIMIT 5000)",
+                (iso(older_than),),
+            ),
+        ]
+        done: dict[str, int] = {}
+        for name, count_sql, change_sql, params in steps:
+            if dry_run:
+                done[name] = await self._read(_counting(count_sql, params))
+                continue
+            total = 0
+            while True:
+                # Small transactions: ingest keeps flowing between them.
+                changed = await self._write(_changing(change_sql, params))
+                total += changed
+                if changed < 5000:
+                    break
+            done[name] = total
+        return done
+
     # -- reads -------------------------------------------------------------------------
 
     async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
@@ -595,7 +671,7 @@ class SqliteStore:
             "received_at",
             where.since,
         )
-        return await self._page("inbox", _EVENT_COLUMNS, clauses, params, cursor, limit, _event_row)
+        return await self._page("inbox", _EVENT_COLUMNS, clauses, params, cursor, limit, event_row)
 
     async def _page(
         self,
@@ -605,7 +681,7 @@ class SqliteStore:
         params: list[Any],
         cursor: str | None,
         limit: int,
-        convert: Callable[[sqlite3.Row], dict[str, Any]],
+        convert: Callable[[Any], dict[str, Any]],
     ) -> Page:
         clauses = list(clauses)
         params = list(params)
@@ -630,7 +706,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
-            item = _event_row(row)
+            item = event_row(row)
             item["raw_body"] = bytes(row["raw_body"])
             return item
 
@@ -642,14 +718,16 @@ class SqliteStore:
             "id, received_at, source, provider, method, path, status, reason, detail, "
             "headers, remote, body_sha256, body_size, body, rerun_event_id"
         )
-        return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
+        return await self._page(
+            "rejections", columns, clauses, params, cursor, limit, rejection_row
+        )
 
     async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
         def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute("SELECT * FROM rejections WHERE id = ?", (rejection_id,)).fetchone()
             if row is None:
                 return None
-            item = _rej_row(row)
+            item = rejection_row(row)
             item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
             return item
 
@@ -685,7 +763,7 @@ class SqliteStore:
         if where.until is not None:
             clauses.append("decided_at < ?")
             params.append(iso(where.until))
-        return await self._page("decisions", "*", clauses, params, cursor, limit, _decision_row)
+        return await self._page("decisions", "*", clauses, params, cursor, limit, decision_row)
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
         def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -1102,24 +1180,6 @@ class SqliteStore:
         return await self._read(lambda conn: fetch_rows(conn, table, where, "sqlite"))
 
 
-def _event_row(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "source": row["source"],
-        "provider": row["provider"],
-        "type": row["event_type"],
-        "received_at": row["received_at"],
-        "dedup_key": row["dedup_key"],
-        "subject": row["subject"],
-        "status": row["status"],
-        "flags": msgspec.json.decode(row["flags"]),
-        "headers": msgspec.json.decode(row["headers"]),
-        "document": msgspec.json.decode(row["document"]) if row["document"] else None,
-        "body_sha256": row["body_sha256"],
-        "body_size": row["body_size"],
-    }
-
-
 _STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
 # Time one processing job may hold the shared writer before it commits what it has.
 _PROCESS_BUDGET_S = 0.005
@@ -1148,7 +1208,7 @@ def _decisions_of(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, d
         for row in conn.execute(
             f"SELECT * FROM decisions WHERE event_id IN ({marks}) ORDER BY id", chunk
         ):
-            found[row["event_id"]] = _decision_row(row)
+            found[row["event_id"]] = decision_row(row)
     return found
 
 
@@ -1223,20 +1283,6 @@ def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _rej_row(row: sqlite3.Row) -> dict[str, Any]:
-    item = dict(row)
-    item["headers"] = msgspec.json.decode(row["headers"])
-    item["body"] = bytes(row["body"])
-    return item
-
-
-def _decision_row(row: sqlite3.Row) -> dict[str, Any]:
-    item = dict(row)
-    item["reasons"] = msgspec.json.decode(row["reasons"])
-    item["fallback"] = bool(row["fallback"])
-    return item
-
-
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` or `sqlite:////absolute.db` to a filesystem path."""
     return url.removeprefix("sqlite:///")
@@ -1257,6 +1303,44 @@ def _filters(
         clauses.append(f"id >= ? AND {time_column} >= ?")
         params.extend([floor_id(since), iso(since)])
     return clauses, params
+
+
+def _counting(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int]:
+    return lambda conn: int(conn.execute(sql, params).fetchone()[0])
+
+
+def _changing(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int]:
+    return lambda conn: conn.execute(sql, params).rowcount
+
+
+def _check_limit(conn: sqlite3.Connection, limit: Limit, session_id: str | None) -> None:
+    """Raise LimitReached when `limit` is broken by what is committed (the writer thread
+    serialises every approval, so nothing can slip in between check and insert)."""
+    column = "token" if limit.subject == "token" else "group_id"
+    active = conn.execute(
+        f"SELECT reserved_kwh FROM authorized_sessions WHERE {column} = ? "
+        "AND status = 'active' AND started_at >= ? AND session_id IS NOT ?",
+        (limit.subject_id, iso(limit.active_since), session_id),
+    ).fetchall()
+    held = sum((Decimal(r[0] or 0) for r in active), Decimal(0))
+    if limit.max_sessions is not None and len(active) >= limit.max_sessions:
+        raise LimitReached(
+            f"{limit.subject} {limit.subject_id} has {len(active)} active sessions "
+            f"(limit {limit.max_sessions})"
+        )
+    if limit.max_kwh is not None and limit.since is not None and limit.until is not None:
+        used = sum(
+            (
+                Decimal(r[0])
+                for r in conn.execute(
+                    f"SELECT kwh FROM consumption WHERE {column} = ? "
+                    "AND occurred_at >= ? AND occurred_at < ?",
+                    (limit.subject_id, iso(limit.since), iso(limit.until)),
+                )
+            ),
+            Decimal(0),
+        )
+        check_energy(limit, used, held)
 
 
 def _changed(conn: sqlite3.Connection, kind: str, key: str) -> None:

@@ -21,7 +21,9 @@ _TYPES: dict[Dialect, dict[str, str]] = {
     },
     "postgresql": {
         "blob": "BYTEA",
-        "json": "JSONB",
+        # JSON, not JSONB: the text is kept as written (key order included), so every
+        # backend returns identical documents; nothing queries inside them.
+        "json": "JSON",
         "ts": "TIMESTAMPTZ",
         "bool": "BOOLEAN",
         "serial_pk": "BIGSERIAL PRIMARY KEY",

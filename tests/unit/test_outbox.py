@@ -1,14 +1,15 @@
-"""The outbox in the SQLite store: processing batches, delivery leases, replay, requeue."""
+"""The outbox in both stores: processing batches, delivery leases, replay, requeue."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from hookgate.config import StorageConfig
 from hookgate.ids import new_id
+from hookgate.store import Store, make_store
 from hookgate.store.base import (
     DeliveryOutcome,
     EventFilter,
@@ -18,7 +19,8 @@ from hookgate.store.base import (
     ViewFilter,
     ViewTx,
 )
-from hookgate.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 def event(dedup: str, source: str = "easypark", status: str = "received") -> InboundEvent:
@@ -39,8 +41,8 @@ def event(dedup: str, source: str = "easypark", status: str = "received") -> Inb
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(str(tmp_path / "outbox.db"), auto_migrate=True)
+async def store(storage_url: str) -> AsyncIterator[Store]:
+    db = make_store(StorageConfig(url=storage_url, auto_migrate=True))
     await db.open()
     yield db
     await db.close()
@@ -54,7 +56,7 @@ def to(*names: str):  # type: ignore[no-untyped-def]
 
 
 async def test_processing_marks_events_and_fans_out_one_delivery_per_destination(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     for key in ("a", "b", "c"):
         await store.ingest(event(key))
@@ -77,7 +79,7 @@ async def test_processing_marks_events_and_fans_out_one_delivery_per_destination
 
 
 async def test_a_failing_handler_fails_only_its_event_and_rolls_its_changes_back(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.ingest(event("good"))
     bad = event("bad")
@@ -97,7 +99,7 @@ async def test_a_failing_handler_fails_only_its_event_and_rolls_its_changes_back
     assert (result.processed, result.deliveries) == (1, 1)
 
 
-async def test_quarantined_events_wait_until_requeued(store: SqliteStore) -> None:
+async def test_quarantined_events_wait_until_requeued(store: Store) -> None:
     held = event("quarantine:x", status="quarantined")
     await store.ingest(held)
     assert (await store.process_pending(to("erp"), 10)).processed == 0
@@ -112,7 +114,7 @@ async def test_quarantined_events_wait_until_requeued(store: SqliteStore) -> Non
     assert (await store.process_pending(to(), 10)).processed == 2
 
 
-async def test_leases_give_a_delivery_to_one_worker_until_they_expire(store: SqliteStore) -> None:
+async def test_leases_give_a_delivery_to_one_worker_until_they_expire(store: Store) -> None:
     await store.ingest(event("a"))
     await store.process_pending(to("erp"), 10)
     now = datetime.now(UTC)
@@ -134,7 +136,7 @@ async def test_leases_give_a_delivery_to_one_worker_until_they_expire(store: Sql
 
 
 async def test_failed_deliveries_wait_for_their_retry_time_and_dead_ones_for_replay(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.ingest(event("a"))
     await store.process_pending(to("erp"), 10)
@@ -158,7 +160,7 @@ async def test_failed_deliveries_wait_for_their_retry_time_and_dead_ones_for_rep
 
 
 async def test_replay_to_a_named_destination_creates_the_missing_delivery(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     ev = event("a")
     await store.ingest(ev)
@@ -169,7 +171,7 @@ async def test_replay_to_a_named_destination_creates_the_missing_delivery(
     assert sorted(job.destination for job in claimed) == ["erp", "lake"]
 
 
-async def test_destinations_are_disabled_and_enabled_again(store: SqliteStore) -> None:
+async def test_destinations_are_disabled_and_enabled_again(store: Store) -> None:
     await store.set_destination_disabled("erp", "410 Gone")
     states = await store.destination_states()
     assert states["erp"]["reason"] == "410 Gone"
