@@ -31,6 +31,12 @@ patched in its own process to acknowledge before COMMIT (loss must be seen) and 
 `synchronous=OFF` (SIGKILL cannot see it; the fsync trace must). If a control goes
 unnoticed the benchmark is blind and exits 1, as it does on any loss.
 Writes bench/results/durability.{json,md}; `--out DIR` writes elsewhere.
+
+`--backend postgresql [--pg-url postgresql://postgres@127.0.0.1:5432/test]`: the same
+campaign on a fresh schema of a local PostgreSQL (dropped afterwards), written to
+durability-postgresql.{json,md}. The kills hit hookgate only, so after each kill the
+database itself is checked (no power-cut copy), the fsync trace (SQLite's WAL) is not run,
+and the only control is ack-before-commit.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -531,8 +538,7 @@ async def _run_load(
 # -- the server -----------------------------------------------------------------------------
 
 
-def write_config(work: Path, port: int, zaptec_extra: str = "") -> Path:
-    db = work / "hookgate.db"
+def write_config(work: Path, port: int, storage_url: str, zaptec_extra: str = "") -> Path:
     text = f"""
 [server]
 host = "{HOST}"
@@ -540,7 +546,7 @@ port = {port}
 max_body_bytes = 65536
 
 [storage]
-url = "sqlite:///{db}"
+url = "{storage_url}"
 
 [logging]
 level = "warning"
@@ -636,34 +642,78 @@ class DbState:
         uri = f"file:{db}?mode=ro" if read_only else f"file:{db}"
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
-            inbox = {
-                (str(s), str(k)) for s, k in conn.execute("SELECT source, dedup_key FROM inbox")
-            }
-            inbox_ids = {
-                str(r[0]) for r in conn.execute("SELECT id FROM inbox WHERE source='zaptec'")
-            }
-            decisions: dict[str, tuple[str, str]] = {}
-            chargers: set[str] = set()
-            for session, charger, event in conn.execute(
-                "SELECT session_id, charger_id, event_id FROM decisions WHERE source = 'zaptec'"
-            ):
-                chargers.add(str(charger))
-                if session is not None:
-                    decisions[str(session)] = (str(charger), str(event))
-            sessions = {
-                str(s): str(st)
-                for s, st in conn.execute(
-                    "SELECT session_id, status FROM authorized_sessions WHERE source = 'zaptec'"
-                )
-            }
+            return cls.query(lambda sql: list(conn.execute(sql)))
         finally:
             conn.close()
+
+    @classmethod
+    def read_pg(cls, url: str) -> DbState:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            return cls.query(lambda sql: list(conn.execute(sql.encode()).fetchall()))
+
+    @classmethod
+    def query(cls, rows: Callable[[str], list[tuple[Any, ...]]]) -> DbState:
+        inbox = {(str(s), str(k)) for s, k in rows("SELECT source, dedup_key FROM inbox")}
+        inbox_ids = {str(r[0]) for r in rows("SELECT id FROM inbox WHERE source='zaptec'")}
+        decisions: dict[str, tuple[str, str]] = {}
+        chargers: set[str] = set()
+        for session, charger, event in rows(
+            "SELECT session_id, charger_id, event_id FROM decisions WHERE source = 'zaptec'"
+        ):
+            chargers.add(str(charger))
+            if session is not None:
+                decisions[str(session)] = (str(charger), str(event))
+        sessions = {
+            str(s): str(st)
+            for s, st in rows(
+                "SELECT session_id, status FROM authorized_sessions WHERE source = 'zaptec'"
+            )
+        }
         return cls(inbox, inbox_ids, decisions, chargers, sessions)
 
     def has(self, req: Req) -> bool:
         if req.kind == "zaptec-start":
             return req.charger in self.decision_chargers
         return (req.source, req.key) in self.inbox
+
+
+@dataclass
+class Db:
+    """Where a campaign's events live: a SQLite file in the work directory, or a fresh
+    schema in a local PostgreSQL database (created here, dropped afterwards)."""
+
+    backend: str  # sqlite | postgresql
+    path: Path  # the SQLite file
+    pg_url: str = ""  # PostgreSQL: the database to create the schema in
+    schema: str = ""
+
+    @property
+    def storage_url(self) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite:///{self.path}"
+        joiner = "&" if "?" in self.pg_url else "?"
+        return f"{self.pg_url}{joiner}options=-csearch_path%3D{self.schema}"
+
+    def create(self) -> None:
+        if self.backend == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}".encode())
+
+    def drop(self) -> None:
+        if self.backend == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE".encode())
+
+    def state(self, *, read_only: bool) -> DbState:
+        if self.backend == "postgresql":
+            return DbState.read_pg(self.storage_url)
+        return DbState.read(self.path, read_only=read_only)
 
 
 def missing(ledger: Ledger, state: DbState) -> list[dict[str, Any]]:
@@ -845,14 +895,20 @@ def wait_traced(pid: int, timeout: float) -> bool:
 
 
 def after_kill(
-    ledger: Ledger, stats: RoundStats, db: Path, work: Path, lost: dict[str, dict[str, Any]]
+    ledger: Ledger, stats: RoundStats, db: Db, work: Path, lost: dict[str, dict[str, Any]]
 ) -> None:
-    """The power-cut copy: every acknowledged event must be in db + WAL as left in the files."""
-    copy, stats.db_bytes, stats.wal_bytes = power_cut_copy(db, work / "copy")
-    state = DbState.read(copy, read_only=False)
+    """SQLite: the power-cut copy, every acknowledged event must be in db + WAL as left in
+    the files. PostgreSQL (which the kill does not touch): the database as it is now."""
+    if db.backend == "postgresql":
+        state = db.state(read_only=True)
+        where = f"PostgreSQL after kill {stats.round}"
+    else:
+        copy, stats.db_bytes, stats.wal_bytes = power_cut_copy(db.path, work / "copy")
+        state = DbState.read(copy, read_only=False)
+        where = f"copy of db + WAL after kill {stats.round}"
     gone = missing(ledger, state)
     stats.missing_in_copy = len(gone)
-    note_lost(lost, gone, f"copy of db + WAL after kill {stats.round}")
+    note_lost(lost, gone, where)
     for req in stats.failed:
         if req.duplicate:
             stats.failed_already_acked += 1
@@ -860,13 +916,13 @@ def after_kill(
             stats.failed_stored += 1
         else:
             stats.failed_not_stored += 1
-    shutil.rmtree(work / "copy")
+    shutil.rmtree(work / "copy", ignore_errors=True)
 
 
 def check_live(
-    ledger: Ledger, stats: RoundStats, db: Path, lost: dict[str, dict[str, Any]], where: str
+    ledger: Ledger, stats: RoundStats, db: Db, lost: dict[str, dict[str, Any]], where: str
 ) -> None:
-    gone = missing(ledger, DbState.read(db, read_only=True))
+    gone = missing(ledger, db.state(read_only=True))
     stats.missing_after_restart = len(gone)
     note_lost(lost, gone, where)
 
@@ -874,6 +930,7 @@ def check_live(
 # -- controls: the same campaign against deliberately broken servers -------------------------
 
 # Each patches hookgate in the server process only (src/ is untouched) and then runs the CLI.
+# The code names the SQLite store; control_code() swaps in the PostgreSQL one.
 CONTROLS: dict[str, dict[str, str]] = {
     "ack-before-commit": {
         "expect": "acknowledged events lost after SIGKILL",
@@ -891,8 +948,8 @@ real_ingest, real_start, real_end = (
 async def ingest(self, event, consumption=None):
     _later(real_ingest(self, event, consumption))
     return IngestResult(True, event.id)
-async def record_session_start(self, event, decision, claim=None):
-    _later(real_start(self, event, decision, claim))
+async def record_session_start(self, event, decision, *args, **kwargs):
+    _later(real_start(self, event, decision, *args, **kwargs))
 async def record_session_end(self, event, end):
     _later(real_end(self, event, end))
     return SessionEndResult(True, event.id, True)
@@ -920,6 +977,17 @@ main()
 }
 
 
+SQLITE_ONLY_CONTROLS = ("synchronous-off",)
+
+
+def control_code(name: str, backend: str) -> str:
+    code = CONTROLS[name]["code"]
+    if backend == "postgresql":
+        code = code.replace("import sqlite as s", "import postgres as s")
+        code = code.replace("SqliteStore", "PostgresStore")
+    return code
+
+
 @dataclass
 class Campaign:
     """One database, N kill rounds, an optional traced round, a clean final start."""
@@ -930,6 +998,8 @@ class Campaign:
     dup_share: float
     launcher: str | None = None
     zaptec_extra: str = ""  # extra TOML lines for the zaptec source
+    backend: str = "sqlite"
+    pg_url: str = ""
     ledger: Ledger = field(init=False)
     lost: dict[str, dict[str, Any]] = field(default_factory=dict)
     rounds: list[RoundStats] = field(default_factory=list)
@@ -943,32 +1013,40 @@ class Campaign:
     def run(self, delays: list[float], *, trace: bool, deadline: float, keep: bool) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"hookgate-durability-{self.name}-"))
         port = free_port()
-        config = write_config(work, port, self.zaptec_extra)
-        db = work / "hookgate.db"
-        subprocess.run(
-            [sys.executable, "-m", "hookgate", "migrate", "--config", str(config)],
-            check=True,
-            capture_output=True,
-            timeout=120,
+        schema = f"hg_durability_{os.getpid()}_{self.name.replace('-', '_')}"
+        db = Db(self.backend, work / "hookgate.db", self.pg_url, schema)
+        db.create()
+        config = write_config(work, port, db.storage_url, self.zaptec_extra)
+        print(
+            f"[{self.name}] {self.backend}, work dir {work}, port {port}, seed {self.seed}, "
+            f"kills {len(delays)}"
         )
-        print(f"[{self.name}] work dir {work}, port {port}, seed {self.seed}, kills {len(delays)}")
         try:
+            subprocess.run(
+                [sys.executable, "-m", "hookgate", "migrate", "--config", str(config)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             for number, delay in enumerate(delays, 1):
                 if time.monotonic() > deadline:
                     self.cut_short = True
                     print(f"[{self.name}] time budget spent: stopping after {number - 1} rounds")
                     break
                 self.kill_round(config, port, db, str(number), delay)
-            if trace:
+            if trace and self.backend == "sqlite":
                 self.traced_round(config, port, db)
+            elif trace:
+                self.trace = {"ran": False, "why": "the fsync trace reads SQLite's WAL file"}
             self.final_round(config, port, db)
         finally:
             if keep:
-                print(f"[{self.name}] kept {work}")
+                print(f"[{self.name}] kept {work} (schema {schema})")
             else:
                 shutil.rmtree(work, ignore_errors=True)
+                db.drop()
 
-    def kill_round(self, config: Path, port: int, db: Path, label: str, delay: float) -> None:
+    def kill_round(self, config: Path, port: int, db: Db, label: str, delay: float) -> None:
         stats = RoundStats(round=label, kill_after_s=delay)
         proc, stats.startup_s = start_server(config, port, label, self.launcher)
         check_live(self.ledger, stats, db, self.lost, f"after restart before round {label}")
@@ -987,7 +1065,7 @@ class Campaign:
             f"exit {stats.exit_code}"
         )
 
-    def traced_round(self, config: Path, port: int, db: Path) -> None:
+    def traced_round(self, config: Path, port: int, db: Db) -> None:
         """One kill round with the server under strace: fresh events only, 4 senders."""
         if not shutil.which("strace"):
             self.trace = {"ran": False, "why": "strace is not installed"}
@@ -1018,7 +1096,7 @@ class Campaign:
         )
 
         def grab_fds() -> None:
-            fds.update(wal_fds(proc.pid, db))
+            fds.update(wal_fds(proc.pid, db.path))
 
         asyncio.run(_run_load(ctx, 4, 1.5, proc.pid, on_loaded=grab_fds))
         stats.exit_code = proc.wait(10)
@@ -1038,7 +1116,7 @@ class Campaign:
             f"{result['violations']} violations"
         )
 
-    def final_round(self, config: Path, port: int, db: Path) -> None:
+    def final_round(self, config: Path, port: int, db: Db) -> None:
         """Clean start, the remaining provider retries, SIGTERM, then compare once more."""
         stats = RoundStats(round="final")
         proc, stats.startup_s = start_server(config, port, "final", self.launcher)
@@ -1052,7 +1130,7 @@ class Campaign:
         proc.send_signal(signal.SIGTERM)
         stats.exit_code = proc.wait(60)
         self.rounds.append(stats)
-        state = DbState.read(db, read_only=False)
+        state = db.state(read_only=False)
         note_lost(self.lost, missing(self.ledger, state), "after the clean stop")
         unacked = self.ledger.unacked.values()
         self.final = {
@@ -1125,7 +1203,20 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "HOOKGATE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="PostgreSQL on this machine; each campaign gets a fresh schema, dropped after",
+    )
     args = parser.parse_args()
+    if args.backend == "postgresql":
+        from urllib.parse import urlsplit
+
+        if urlsplit(args.pg_url).hostname not in ("127.0.0.1", "localhost"):
+            parser.error("--pg-url must point at 127.0.0.1")
     if not 1 <= args.kills <= 500 or not 1 <= args.senders <= 512:
         parser.error("--kills 1..500, --senders 1..512")
     if not 0 <= args.control_kills <= 20 or not 0 <= args.dup_share <= 0.5:
@@ -1140,13 +1231,29 @@ def main() -> None:
         f'on_error = "{args.zaptec_on_error}"\ndecision_deadline_ms = {args.zaptec_deadline_ms}\n'
     )
     main_run = Campaign(
-        "hookgate", args.seed, args.senders, args.dup_share, zaptec_extra=zaptec_extra
+        "hookgate",
+        args.seed,
+        args.senders,
+        args.dup_share,
+        zaptec_extra=zaptec_extra,
+        backend=args.backend,
+        pg_url=args.pg_url,
     )
     main_run.run(delays, trace=not args.no_trace, deadline=began + args.max_seconds, keep=args.keep)
     controls = {}
     if args.control_kills:
-        for name, control in CONTROLS.items():
-            run = Campaign(name, args.seed, args.senders, args.dup_share, control["code"])
+        for name in CONTROLS:
+            if args.backend != "sqlite" and name in SQLITE_ONLY_CONTROLS:
+                continue
+            run = Campaign(
+                name,
+                args.seed,
+                args.senders,
+                args.dup_share,
+                control_code(name, args.backend),
+                backend=args.backend,
+                pg_url=args.pg_url,
+            )
             rng = random.Random(f"{args.seed}-{name}")
             run.run(
                 [round(rng.uniform(KILL_MIN_S, KILL_MAX_S), 3) for _ in range(args.control_kills)],
@@ -1156,6 +1263,14 @@ def main() -> None:
             )
             controls[name] = run
     report(args, main_run, controls, time.monotonic() - began)
+
+
+def pg_version(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(b"SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
 
 
 def report(
@@ -1198,10 +1313,12 @@ def report(
             "decision_deadline_ms": args.zaptec_deadline_ms,
         },
         "kill_window_seconds": [KILL_MIN_S, KILL_MAX_S],
+        "backend": args.backend,
         "host": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version,
+            "postgresql": pg_version(args.pg_url) if args.backend == "postgresql" else None,
         },
         "totals": totals,
         "lost_events": list(run.lost.values())[:100],
@@ -1214,8 +1331,9 @@ def report(
         "rounds": [r.summary() for r in run.rounds],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "durability.json").write_text(json.dumps(document, indent=2) + "\n")
-    (args.out / "durability.md").write_text(markdown(document))
+    stem = "durability" if args.backend == "sqlite" else f"durability-{args.backend}"
+    (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(document))
     print(markdown(document))
     failed = [name for name, doc in control_docs.items() if doc["detected"] is False]
     if run.lost:
@@ -1237,6 +1355,13 @@ def markdown(doc: dict[str, Any]) -> str:
             f" --zaptec-on-error {zaptec['on_error']} "
             f"--zaptec-deadline-ms {zaptec['decision_deadline_ms']}"
         )
+    pg = doc.get("backend", "sqlite") == "postgresql"
+    backend = " --backend postgresql" if pg else ""
+    store = (
+        f"PostgreSQL {doc['host'].get('postgresql')} (a fresh schema per campaign)"
+        if pg
+        else f"SQLite {doc['host']['sqlite']}"
+    )
     verdict = (
         "**0 acknowledged events lost.**" if t["lost"] == 0 else f"**{t['lost']} LOST: a bug.**"
     )
@@ -1244,8 +1369,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "# Durability under SIGKILL",
         "",
         f"`bench/durability.py --kills {t['kills_requested']} --senders {doc['senders']} "
-        f"--seed {doc['seed']}{policy}` on {doc['host']['cpus']} CPUs, "
-        f"SQLite {doc['host']['sqlite']}, Python {doc['host']['python']}; total runtime "
+        f"--seed {doc['seed']}{policy}{backend}` on {doc['host']['cpus']} CPUs, "
+        f"{store}, Python {doc['host']['python']}; total runtime "
         f"{t['runtime_seconds']} s (controls included). Written by the script; see "
         "docs/durability.md.",
         "",
@@ -1279,6 +1404,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| requests/s during the kill rounds | {t['rps_during_rounds']} |",
         f"| seed | {doc['seed']} |",
     ]
+    if pg:
+        lines += [
+            "",
+            "PostgreSQL runs on, untouched by the kills: after each kill the database itself "
+            "is read (the SQLite run's power-cut copy of db + WAL has no equivalent here).",
+        ]
     if trace.get("ran"):
         lines += [
             "",
@@ -1332,7 +1463,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "## Rounds",
         "",
         "| round | kill after s | startup s | requests | acked | req/s | in flight | "
-        "transport errors | stored unacked | missing (copy / restart) | exit |",
+        "transport errors | stored unacked | missing "
+        f"({'after the kill' if pg else 'copy'} / restart) | exit |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rounds"]:
