@@ -1,21 +1,23 @@
 """Ingest benchmark: five provider scenarios against the ceiling, a hand-written baseline
-and hookgate, in one run on one machine.
+and hookgate (SQLite; SQLite without in-process processing; PostgreSQL with one and with
+two instances), in one run on one machine.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--scenarios ampeco,easypark,ztlment,mix,zaptec]
-        [--peers ceiling,baseline,hookgate-sqlite] [--rates 500,2000] [--quick]
+        [--peers ceiling,baseline,hookgate-sqlite,hookgate-sqlite-ingest-only,
+                 hookgate-postgres,hookgate-postgres-2] [--rates 500,2000] [--quick]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
-For each scenario x peer: a fresh temporary directory and database; start the server
-(uvicorn + uvloop + httptools for every peer); warm up with wrk; saturate it with
-`wrk -t1 -c64 --latency` replaying pre-signed requests (bench/lua/replay.lua); then the
-open-model generator (bench/loadgen.py) at each fixed rate, latency measured from each
-request's due time; server CPU (utime+stime, children included, from /proc) over the
-saturation run divided by acknowledged requests; stop with SIGTERM; check that every
-acknowledged event is in the database and that no more rows exist than were sent.
-Writes bench/results/ingest.json and bench/results/ingest.md. docs/benchmarks.md explains.
-
-PostgreSQL: `--peers ...,hookgate-postgres --pg-url postgresql://user:pw@127.0.0.1/postgres`
-runs hookgate on a fresh database created (and dropped) through that URL, once hookgate
-has a PostgreSQL store; until then the peer is reported as skipped.
+For each scenario x peer: a fresh temporary directory and database (PostgreSQL: a fresh
+schema in the --pg-url database, dropped afterwards); start the server(s) (uvicorn +
+uvloop + httptools for every peer); warm up with wrk; saturate with `wrk -t1 -c64
+--latency` replaying pre-signed requests (bench/lua/replay.lua; two instances: one wrk
+with half the connections per instance); then the open-model generator (bench/loadgen.py,
+round robin over the instances) at each fixed rate, latency measured from each request's
+due time; server CPU (utime+stime, children included, from /proc; PostgreSQL's own
+processes separately) over the saturation run until the server is idle again, divided by
+acknowledged requests; stop with SIGTERM; check that every acknowledged event is in the
+database and that no more rows exist than were sent. Writes bench/results/ingest.json and
+bench/results/ingest.md. docs/benchmarks.md explains.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -67,8 +69,16 @@ RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 
 SCENARIOS = ("ampeco", "easypark", "ztlment", "mix", "zaptec")
-PEERS = ("ceiling", "baseline", "hookgate-sqlite", "hookgate-postgres")
-DEFAULT_PEERS = ("ceiling", "baseline", "hookgate-sqlite")
+PEERS = (
+    "ceiling",
+    "baseline",
+    "hookgate-sqlite",
+    "hookgate-sqlite-ingest-only",
+    "hookgate-postgres",
+    "hookgate-postgres-2",
+)
+DEFAULT_PEERS = PEERS
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 AMPECO_SECRET = "bench-ampeco-secret"
 ZTLMENT_SECRET = "bench-ztlment-secret"
@@ -206,32 +216,29 @@ STREAMS: dict[str, Callable[[int, int], Iterator[Req]]] = {
 }
 
 
+Window = tuple[int, int]  # (first position, requests sent) in a Prepared sequence
+
+
 @dataclass
 class Prepared:
-    """Requests in sending order, with a prefix count of first occurrences."""
+    """Requests in sending order."""
 
     requests: list[Req]
-    new_prefix: list[int] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        seen: set[tuple[str, str]] = set()
-        total = 0
-        self.new_prefix = [0]
-        for req in self.requests:
-            if req.key is None or req.key not in seen:
-                total += 1
-                if req.key is not None:
-                    seen.add(req.key)
-            self.new_prefix.append(total)
+    def offsets(self, instances: int) -> list[int]:
+        """Where each of `instances` wrk processes starts replaying: evenly apart."""
+        return [k * len(self.requests) // instances for k in range(instances)]
 
-    def new_between(self, start: int, stop: int) -> int:
-        """First occurrences among positions [start, stop), replaying from 0 past the end
-        (a replayed keyed request is a duplicate; a replayed Zaptec start is new)."""
-        n = len(self.requests)
-        always_new = self.requests[0].key is None
-        if always_new:
-            return stop - start
-        return self.new_prefix[min(stop, n)] - self.new_prefix[min(start, n)]
+    def new_in(self, windows: Sequence[Window], earlier: Sequence[Window]) -> int:
+        """Distinct events sent in `windows` and in none of the `earlier` ones, positions
+        replaying from 0 past the end (a replayed keyed request is a duplicate; a replayed
+        Zaptec start is a new one)."""
+        reqs, n = self.requests, len(self.requests)
+        if reqs[0].key is None:
+            return sum(count for _, count in windows)
+        seen = {reqs[i % n].key for start, count in earlier for i in range(start, start + count)}
+        sent = {reqs[i % n].key for start, count in windows for i in range(start, start + count)}
+        return len(sent - seen)
 
 
 def build(scenario: str, port: int, base: int, count: int) -> Prepared:
@@ -253,19 +260,29 @@ class Skip(Exception):
 
 
 class Peer:
-    """A server under test: how to prepare its storage, start it and read what it stored."""
+    """A server under test: how to prepare its storage, start it and read what it stored.
+
+    `instances` servers (one `ports` entry each) share the storage; the load is split
+    evenly across them.
+    """
 
     name = ""
     stores = True
+    instances = 1
+    postgres = False  # PostgreSQL's own CPU is measured too
 
-    def __init__(self, work: Path, port: int) -> None:
+    def __init__(self, work: Path, ports: Sequence[int]) -> None:
         self.work = work
-        self.port = port
+        self.ports = list(ports[: self.instances])
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
 
     def prepare(self, scenario: str) -> None:
         """Create fresh storage (and the charge tokens for Zaptec)."""
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
+    def commands(self) -> list[tuple[list[str], dict[str, str]]]:
         raise NotImplementedError
 
     def count(self) -> int:
@@ -309,8 +326,8 @@ class Ceiling(Peer):
     name = "ceiling"
     stores = False
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
-        return [*_uvicorn("ceiling:app"), "--port", str(self.port)], {}
+    def commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        return [([*_uvicorn("ceiling:app"), "--port", str(self.port)], {})]
 
 
 class Baseline(Peer):
@@ -332,7 +349,7 @@ class Baseline(Peer):
             seed_tokens(engine, token_uids())
         engine.dispose()
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
+    def commands(self) -> list[tuple[list[str], dict[str, str]]]:
         env = {
             "BASELINE_DB": str(self.db),
             "BASELINE_AMPECO_SECRETS": AMPECO_SECRET,
@@ -342,7 +359,7 @@ class Baseline(Peer):
             "BASELINE_ZAPTEC_USER": ZAPTEC[0],
             "BASELINE_ZAPTEC_PASSWORD": ZAPTEC[1],
         }
-        return [*_uvicorn("baseline.app:app"), "--port", str(self.port)], env
+        return [([*_uvicorn("baseline.app:app"), "--port", str(self.port)], env)]
 
     def count(self) -> int:
         return int(_sqlite_read(self.db, "SELECT count(*) FROM events")[0][0])
@@ -352,33 +369,37 @@ class Baseline(Peer):
 
 
 class Hookgate(Peer):
-    """hookgate as an operator runs it: a TOML file, `hookgate migrate`, `hookgate serve`."""
+    """hookgate as an operator runs it: a TOML file, `hookgate migrate`, `hookgate serve`
+    (with its processing and delivery workers in the same process, the default)."""
 
     name = "hookgate-sqlite"
+    in_process = True
 
     def storage_url(self) -> str:
         return f"sqlite:///{self.work / 'hookgate.db'}"
 
-    @property
-    def config(self) -> Path:
-        return self.work / "hookgate.toml"
+    def config(self, instance: int = 0) -> Path:
+        return self.work / f"hookgate-{instance}.toml"
 
     def prepare(self, scenario: str) -> None:
-        self.config.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {self.port}\n'
-            f'[storage]\nurl = "{self.storage_url()}"\n'
-            '[logging]\nlevel = "warning"\n'
-            f'[[sources]]\nname = "ampeco"\nprovider = "ampeco"\nsecrets = ["{AMPECO_SECRET}"]\n'
-            f'[[sources]]\nname = "easypark"\nprovider = "easypark"\nauth = "basic"\n'
-            f'username = "{EASYPARK[0]}"\npassword = "{EASYPARK[1]}"\n'
-            f'[[sources]]\nname = "ztlment"\nprovider = "ztlment"\n'
-            f'secrets = ["{ZTLMENT_SECRET}"]\n'
-            f'[[sources]]\nname = "zaptec"\nprovider = "zaptec"\nauth = "basic"\n'
-            f'username = "{ZAPTEC[0]}"\npassword = "{ZAPTEC[1]}"\n',
-            encoding="utf-8",
-        )
+        for instance, port in enumerate(self.ports):
+            self.config(instance).write_text(
+                f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+                f'[storage]\nurl = "{self.storage_url()}"\n'
+                '[logging]\nlevel = "warning"\n'
+                f"[processing]\nin_process = {str(self.in_process).lower()}\n"
+                f'[[sources]]\nname = "ampeco"\nprovider = "ampeco"\n'
+                f'secrets = ["{AMPECO_SECRET}"]\n'
+                f'[[sources]]\nname = "easypark"\nprovider = "easypark"\nauth = "basic"\n'
+                f'username = "{EASYPARK[0]}"\npassword = "{EASYPARK[1]}"\n'
+                f'[[sources]]\nname = "ztlment"\nprovider = "ztlment"\n'
+                f'secrets = ["{ZTLMENT_SECRET}"]\n'
+                f'[[sources]]\nname = "zaptec"\nprovider = "zaptec"\nauth = "basic"\n'
+                f'username = "{ZAPTEC[0]}"\npassword = "{ZAPTEC[1]}"\n',
+                encoding="utf-8",
+            )
         subprocess.run(
-            [PY, "-m", "hookgate", "migrate", "--config", str(self.config)],
+            [PY, "-m", "hookgate", "migrate", "--config", str(self.config())],
             check=True,
             capture_output=True,
         )
@@ -398,8 +419,11 @@ class Hookgate(Peer):
         finally:
             await store.close()
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
-        return [PY, "-m", "hookgate", "serve", "--config", str(self.config)], {}
+    def commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        return [
+            ([PY, "-m", "hookgate", "serve", "--config", str(self.config(i))], {})
+            for i in range(len(self.ports))
+        ]
 
     def count(self) -> int:
         return int(_sqlite_read(self.work / "hookgate.db", "SELECT count(*) FROM inbox")[0][0])
@@ -409,38 +433,36 @@ class Hookgate(Peer):
         return {(s, k) for s, k in rows}
 
 
-class HookgatePostgres(Hookgate):
-    """hookgate on PostgreSQL: a fresh database per run, created and dropped via --pg-url.
+class HookgateIngestOnly(Hookgate):
+    """The same with `[processing] in_process = false`: what acknowledging alone costs."""
 
-    The hook for the PostgreSQL backend: it runs as soon as `hookgate.store.make_store`
-    accepts `postgresql://` URLs; until then it is skipped with the store's own message.
-    """
+    name = "hookgate-sqlite-ingest-only"
+    in_process = False
+
+
+class HookgatePostgres(Hookgate):
+    """hookgate on a local PostgreSQL: a fresh schema per run (created through --pg-url,
+    used through `options=-csearch_path`), dropped afterwards."""
 
     name = "hookgate-postgres"
+    postgres = True
     admin_url = ""
 
-    def __init__(self, work: Path, port: int) -> None:
-        super().__init__(work, port)
-        self.database = f"hookgate_bench_{os.getpid()}_{port}_{int(time.time())}"
+    def __init__(self, work: Path, ports: Sequence[int]) -> None:
+        super().__init__(work, ports)
+        self.schema = f"hg_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
     def storage_url(self) -> str:
-        parts = urlsplit(self.admin_url)
-        return urlunsplit(parts._replace(path=f"/{self.database}"))
+        joiner = "&" if "?" in self.admin_url else "?"
+        return f"{self.admin_url}{joiner}options=-csearch_path%3D{self.schema}"
 
     def prepare(self, scenario: str) -> None:
-        from hookgate.config import StorageConfig
-        from hookgate.store import StoreError, make_store
-
         if not self.admin_url:
             raise Skip("no --pg-url given")
         host = urlsplit(self.admin_url).hostname
-        if host not in (None, "", "127.0.0.1", "localhost"):
+        if host not in ("127.0.0.1", "localhost"):
             raise Skip(f"--pg-url must point at 127.0.0.1, not {host}")
-        try:
-            make_store(StorageConfig(url=self.storage_url()))
-        except StoreError as exc:
-            raise Skip(f"hookgate has no PostgreSQL store yet: {exc}") from None
-        self._admin(f'CREATE DATABASE "{self.database}"')
+        self._admin(f"CREATE SCHEMA {self.schema}")
         super().prepare(scenario)
 
     def _admin(self, sql: str) -> None:
@@ -463,31 +485,60 @@ class HookgatePostgres(Hookgate):
 
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
-            self._admin(f'DROP DATABASE IF EXISTS "{self.database}"')
+            self._admin(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+class HookgatePostgres2(HookgatePostgres):
+    """Two `hookgate serve` instances on the same schema, the load split across both."""
+
+    name = "hookgate-postgres-2"
+    instances = 2
 
 
 PEER_TYPES: dict[str, type[Peer]] = {
     "ceiling": Ceiling,
     "baseline": Baseline,
     "hookgate-sqlite": Hookgate,
+    "hookgate-sqlite-ingest-only": HookgateIngestOnly,
     "hookgate-postgres": HookgatePostgres,
+    "hookgate-postgres-2": HookgatePostgres2,
 }
+HOOKGATE_PEERS = tuple(name for name in PEER_TYPES if name.startswith("hookgate"))
 
 
 # -- process and measurement helpers ---------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime + cutime + cstime of a process (all its threads and waited children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / CLK_TCK
+def cpu_seconds(pids: int | Sequence[int]) -> float:
+    """utime + stime + cutime + cstime of processes (all their threads and waited
+    children), summed."""
+    total = 0
+    for pid in [pids] if isinstance(pids, int) else pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(v) for v in fields[11:15])
+    return total / CLK_TCK
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+def postgres_cpu_seconds() -> float:
+    """CPU of every `postgres` process on the machine (the postmaster's cutime covers the
+    backends that exited meanwhile): PostgreSQL's share of the work, on the same cores."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            if name == "postgres" or name.startswith("postgres:"):
+                total += sum(int(v) for v in text.rsplit(")", 1)[1].split()[11:15])
+    return total / CLK_TCK
+
+
+def peak_rss_mb(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -503,19 +554,33 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-def wait_idle(pid: int, limit: float = 30.0) -> float:
-    """Wait until the server burns < 5 % CPU for 0.4 s (queued writes are done)."""
+def wait_idle(pids: Sequence[int], limit: float = 60.0) -> float:
+    """Wait until the servers burn < 5 % CPU for 0.4 s (queued writes and the processing
+    of stored events are done)."""
     began = time.monotonic()
     quiet = 0
-    last = cpu_seconds(pid)
+    last = cpu_seconds(pids)
     while time.monotonic() - began < limit:
         time.sleep(0.2)
-        now = cpu_seconds(pid)
-        quiet = quiet + 1 if now - last <= 0.01 else 0
+        now = cpu_seconds(pids)
+        quiet = quiet + 1 if now - last <= 0.01 * len(pids) else 0
         last = now
         if quiet >= 2:
             break
     return time.monotonic() - began
+
+
+def settle(peer: Peer, limit: float = 60.0) -> int:
+    """The stored-event count once it stops changing: a server can be idle on its CPU
+    while a commit (PostgreSQL: a lock wait) still completes requests wrk gave up on."""
+    began = time.monotonic()
+    last, same = peer.count(), 0
+    while same < 2 and time.monotonic() - began < limit:
+        time.sleep(0.3)
+        now = peer.count()
+        same = same + 1 if now == last else 0
+        last = now
+    return last
 
 
 def free_port() -> int:
@@ -528,30 +593,62 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def run_wrk(
-    port: int, side_file: Path, offset: int, seconds: float, connections: int
+    ports: Sequence[int],
+    side_file: Path,
+    offsets: Sequence[int],
+    seconds: float,
+    connections: int,
 ) -> dict[str, Any]:
-    """wrk -t1 at saturation; returns its numbers and the CPU wrk itself used."""
+    """wrk -t1 at saturation, one wrk per port (connections split evenly, each replaying
+    the side file from its own offset), all at once; their numbers summed (latency
+    percentiles: the worst instance's), and the CPU the wrk processes used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(LUA),
-            f"http://127.0.0.1:{port}",
-            "--",
-            str(side_file),
-            str(offset),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
+    procs = [
+        subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{max(1, connections // len(ports))}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                str(LUA),
+                f"http://127.0.0.1:{port}",
+                "--",
+                str(side_file),
+                str(offset),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for port, offset in zip(ports, offsets, strict=True)
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=seconds + 60)
+        if proc.returncode:
+            raise RuntimeError(f"wrk exited with {proc.returncode}: {err[-500:]}")
+        outs.append(out)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts = [_parse_wrk(out) for out in outs]
+    total: dict[str, Any] = {}
+    for key in ("rps", "completed", "sent", "ok_2xx", "conflict_409", "other"):
+        total[key] = sum(part[key] for part in parts)
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        total[key] = max(part[key] for part in parts)
+    total["socket_errors"] = {
+        name: sum(part["socket_errors"].get(name, 0) for part in parts)
+        for name in ("connect", "read", "write", "timeout")
+    }
+    if not any(total["socket_errors"].values()):
+        total["socket_errors"] = {}
+    total["wrk_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    total["sent_per_instance"] = [part["sent"] for part in parts]
+    return total
+
+
+def _parse_wrk(out: str) -> dict[str, Any]:
 
     def pct(p: str) -> float:
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
@@ -579,7 +676,6 @@ def run_wrk(
         )
         if errors
         else {},
-        "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     }
 
 
@@ -601,20 +697,30 @@ def _acked(status: int, req: Req) -> bool:
 
 
 def check_wrk(
-    seq: Prepared, start: int, wrk: dict[str, Any], rows: int, stores: bool
+    seq: Prepared,
+    windows: Sequence[Window],
+    earlier: Sequence[Window],
+    wrk: dict[str, Any],
+    rows: int,
+    stores: bool,
 ) -> dict[str, Any]:
-    """Bounds for a wrk window, where the answer of each single request is unknown:
-    new events acknowledged <= rows added <= new events sent."""
+    """Bounds for wrk windows (one per instance), where the answer of each single request
+    is unknown: new events acknowledged <= rows added <= new events sent."""
     sent = wrk["sent"]
-    new = seq.new_between(start, start + sent)
+    new = seq.new_in(windows, earlier)
     acked = wrk["ok_2xx"] + wrk["conflict_409"]
     lower = new - (sent - acked)
+    share = len(seq.requests) // len(windows)
+    offsets = seq.offsets(len(windows))
     result = {
         "sent": sent,
         "acked": acked,
         "new_events_sent": new,
         "rows_added": rows,
-        "wrapped": start + sent > len(seq.requests),
+        "wrapped": any(
+            start + count > offset + share
+            for (start, count), offset in zip(windows, offsets, strict=True)
+        ),
     }
     if stores:
         result["lost_at_least"] = max(0, lower - rows)
@@ -707,67 +813,104 @@ def run_peer(
     side: Path,
     rate_seqs: dict[int, Prepared],
 ) -> dict[str, Any]:
-    log = peer.work / "server.log"
     peer.prepare(scenario)
-    cmd, env = peer.command()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=peer.work, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-    result: dict[str, Any] = {"peer": peer.name, "scenario": scenario}
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    for instance, (cmd, env) in enumerate(peer.commands()):
+        log = peer.work / f"server-{instance}.log"
+        logs.append(log)
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=peer.work,
+                    env={**os.environ, **env},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    pids = [proc.pid for proc in procs]
+    result: dict[str, Any] = {"peer": peer.name, "scenario": scenario, "instances": len(procs)}
+
+    def db_cpu() -> float:
+        return postgres_cpu_seconds() if peer.postgres else 0.0
+
     try:
-        wait_port(peer.port, proc)
-        started = cpu_seconds(proc.pid)
-        warm = run_wrk(peer.port, side, 0, plan.wrk_warmup, plan.connections)
-        wait_idle(proc.pid)
-        rows0 = peer.count()
-        cpu0 = cpu_seconds(proc.pid)
-        sat = run_wrk(peer.port, side, warm["sent"], plan.seconds, plan.connections)
-        cpu1 = cpu_seconds(proc.pid)
-        wait_idle(proc.pid)
-        rows1 = peer.count()
+        for port, proc in zip(peer.ports, procs, strict=True):
+            wait_port(port, proc)
+        started = cpu_seconds(pids)
+        offsets = wrk_seq.offsets(len(procs))
+        warm = run_wrk(peer.ports, side, offsets, plan.wrk_warmup, plan.connections)
+        warm_windows = list(zip(offsets, warm["sent_per_instance"], strict=True))
+        wait_idle(pids)
+        rows0 = settle(peer)
+        cpu0, db0 = cpu_seconds(pids), db_cpu()
+        sat_offsets = [o + n for o, n in warm_windows]
+        sat = run_wrk(peer.ports, side, sat_offsets, plan.seconds, plan.connections)
+        cpu1, db1 = cpu_seconds(pids), db_cpu()
+        sat["drain_s"] = wait_idle(pids)
+        cpu2, db2 = cpu_seconds(pids), db_cpu()
+        rows1 = settle(peer)
         acked = sat["ok_2xx"] + sat["conflict_409"]
+        per_1k = 1e6 / acked if acked else math.nan
         sat["server_cpu_s"] = cpu1 - cpu0
-        sat["cpu_ms_per_1k"] = (cpu1 - cpu0) * 1000 / (acked / 1000) if acked else math.nan
+        sat["cpu_ms_per_1k"] = (cpu1 - cpu0) * per_1k
+        # Until idle again: the processing of the stored events finishes after wrk stops.
+        sat["cpu_ms_per_1k_with_drain"] = (cpu2 - cpu0) * per_1k
+        if peer.postgres:
+            sat["postgres_cpu_s"] = db2 - db0
+            sat["postgres_cpu_ms_per_1k"] = (db1 - db0) * per_1k
+            sat["postgres_cpu_ms_per_1k_with_drain"] = (db2 - db0) * per_1k
         result["startup_cpu_s"] = started
         result["saturation"] = sat
+        sat_windows = list(zip(sat_offsets, sat["sent_per_instance"], strict=True))
         result["checks"] = {
-            "warmup": check_wrk(wrk_seq, 0, warm, rows0, peer.stores),
-            "saturation": check_wrk(wrk_seq, warm["sent"], sat, rows1 - rows0, peer.stores),
+            "warmup": check_wrk(wrk_seq, warm_windows, [], warm, rows0, peer.stores),
+            "saturation": check_wrk(
+                wrk_seq, sat_windows, warm_windows, sat, rows1 - rows0, peer.stores
+            ),
         }
         rows = rows1
         result["rates"] = {}
         statuses: dict[int, list[int]] = {}
         for rate in plan.rates:
-            cpu_before = cpu_seconds(proc.pid)
+            cpu_before, db_before = cpu_seconds(pids), db_cpu()
             run = run_open(
-                peer.port,
+                peer.ports if len(peer.ports) > 1 else peer.port,
                 [r.raw for r in rate_seqs[rate].requests],
                 rate,
                 plan.seconds,
                 plan.warmup,
             )
             summary = run.summary()
-            summary["server_cpu_s"] = cpu_seconds(proc.pid) - cpu_before
+            summary["drain_s"] = wait_idle(pids)
+            summary["server_cpu_s"] = cpu_seconds(pids) - cpu_before
             answered = sum(1 for st in run.statuses if st > 0)
             summary["cpu_ms_per_1k"] = (
                 summary["server_cpu_s"] * 1e6 / answered if answered else math.nan
             )
-            summary["drain_s"] = wait_idle(proc.pid)
-            now = peer.count()
+            if peer.postgres:
+                summary["postgres_cpu_s"] = db_cpu() - db_before
+            now = settle(peer)
             summary["rows_added"] = now - rows
             rows = now
             result["rates"][str(rate)] = summary
             statuses[rate] = run.statuses
             del run
-        result["peak_rss_mb"] = peak_rss_mb(proc.pid)
+        result["peak_rss_mb"] = peak_rss_mb(pids)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            result["exit_code"] = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            result["exit_code"] = "killed after 60 s"
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: list[int | str] = []
+        for proc in procs:
+            try:
+                codes.append(proc.wait(60))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+                codes.append("killed after 60 s")
+        result["exit_code"] = codes[0] if len(codes) == 1 else codes
     stored = peer.keys() if peer.stores else set()
     result["rows_total"] = peer.count() if peer.stores else 0
     for rate in plan.rates:
@@ -779,7 +922,7 @@ def run_peer(
                 stored,
                 peer.stores,
             )
-    result["server_log_problems"] = log_problems(log)
+    result["server_log_problems"] = [line for log in logs for line in log_problems(log)]
     return result
 
 
@@ -802,6 +945,7 @@ def machine() -> dict[str, Any]:
         "fastapi",
         "pydantic",
         "sqlalchemy",
+        "psycopg",
     ):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
@@ -815,10 +959,25 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "postgresql": postgres_version(),
         "wrk": wrk.strip(),
         "packages": versions,
         "commit": git_commit(),
     }
+
+
+def postgres_version() -> str | None:
+    url = HookgatePostgres.admin_url
+    if not url:
+        return None
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            row = conn.execute(b"SHOW server_version").fetchone()
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return str(row[0]) if row else None
 
 
 def git_commit() -> str | None:
@@ -859,6 +1018,19 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{value:.2f}{TIMES}" if value < 100 else f"{value:.0f}{TIMES}"
 
 
+def _cpu_total(sat: dict[str, Any]) -> float:
+    """Server CPU per 1,000 acknowledged events until idle again, PostgreSQL's included."""
+    own = float(sat.get("cpu_ms_per_1k_with_drain", sat["cpu_ms_per_1k"]))
+    return own + float(sat.get("postgres_cpu_ms_per_1k_with_drain", 0.0))
+
+
+def _cpu(sat: dict[str, Any]) -> str:
+    own = float(sat.get("cpu_ms_per_1k_with_drain", sat["cpu_ms_per_1k"]))
+    if "postgres_cpu_ms_per_1k_with_drain" in sat:
+        return f"{own:.0f} + {sat['postgres_cpu_ms_per_1k_with_drain']:.0f}"
+    return f"{own:.0f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     rates = report["plan"]["rates"]
     box, plan = report["machine"], report["plan"]
@@ -878,7 +1050,7 @@ def markdown(report: dict[str, Any]) -> str:
         for rate in rates:
             header += f" p50 / p99 / p99.9 @{rate}/s |"
             rule += "---:|"
-        header += " CPU ms per 1k |"
+        header += " CPU ms per 1k (+ PostgreSQL) |"
         rule += "---:|"
         lines += [header, rule]
         by_peer = {run["peer"]: run for run in runs}
@@ -895,9 +1067,9 @@ def markdown(report: dict[str, Any]) -> str:
                 row += (
                     f" {_ms(r.get('p50_ms'))} / {_ms(r.get('p99_ms'))} / {_ms(r.get('p999_ms'))} |"
                 )
-            row += f" {run['saturation']['cpu_ms_per_1k']:.0f} |"
+            row += f" {_cpu(run['saturation'])} |"
             lines.append(row)
-        for hook in ("hookgate-sqlite", "hookgate-postgres"):
+        for hook in HOOKGATE_PEERS:
             if "saturation" not in by_peer.get(hook, {}):
                 continue
             for other in ("ceiling", "baseline"):
@@ -910,7 +1082,7 @@ def markdown(report: dict[str, Any]) -> str:
                     ra, rb = a["rates"].get(str(rate), {}), b["rates"].get(str(rate), {})
                     cells = [_ratio(ra.get(k), rb.get(k)) for k in ("p50_ms", "p99_ms", "p999_ms")]
                     row += f" {' / '.join(cells)} |"
-                row += f" {_ratio(sat_a['cpu_ms_per_1k'], sat_b['cpu_ms_per_1k'])} |"
+                row += f" {_ratio(_cpu_total(sat_a), _cpu_total(sat_b))} |"
                 lines.append(row)
         lines.append("")
         notes = []
@@ -964,8 +1136,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-ups (smoke run)")
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("HOOKGATE_BENCH_PG_URL", ""),
-        help="admin URL of a local PostgreSQL for hookgate-postgres",
+        default=os.environ.get("HOOKGATE_BENCH_PG_URL", PG_URL),
+        help="a database of the local PostgreSQL; each run gets a fresh schema in it",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
@@ -1002,6 +1174,9 @@ def main() -> None:
     )
     HookgatePostgres.admin_url = args.pg_url
     port = free_port()
+    ports = [port, free_port()]
+    while ports[1] == port:
+        ports[1] = free_port()
     began = time.monotonic()
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -1045,7 +1220,7 @@ def main() -> None:
             for name in peers:
                 work = root / f"{scenario}-{name}"
                 work.mkdir()
-                peer = PEER_TYPES[name](work, port)
+                peer = PEER_TYPES[name](work, ports)
                 t = time.monotonic()
                 try:
                     run = run_peer(peer, scenario, plan, wrk_seq, side, rate_seqs)
@@ -1057,7 +1232,9 @@ def main() -> None:
                         "scenario": scenario,
                         "error": f"{type(exc).__name__}: {exc}",
                     }
-                    run["server_log_problems"] = log_problems(work / "server.log")
+                    logs = sorted(work.glob("server-*.log"))
+                    problems = [line for log in logs for line in log_problems(log)]
+                    run["server_log_problems"] = problems
                 finally:
                     peer.cleanup()
                     shutil.rmtree(work, ignore_errors=True)

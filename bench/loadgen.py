@@ -18,7 +18,11 @@ counted as unfinished (latency +inf), so an overloaded server cannot stretch a r
 Every answer's status code is recorded per request (for correctness checks), and the
 `Server-Timing: app;dur=<ms>` header is collected when the server sends one.
 
-Library use: `run_open(port, requests, rate, seconds, warmup)`.
+Several instances of one server: pass a list of ports; request i goes to
+`ports[i % len(ports)]` (round robin), each port with its own connection pool of
+`max_connections // len(ports)`, and the latencies are one merged sample.
+
+Library use: `run_open(port, requests, rate, seconds, warmup)` (port: an int or a list).
 CLI (replays a side file written by bench/ingest.py):
     .venv/bin/python bench/loadgen.py FILE --port 8000 --rate 500 --seconds 10
 """
@@ -216,7 +220,7 @@ async def _exchange(conn: _Conn, raw: bytes) -> tuple[int, float | None]:
 
 
 async def open_model(
-    port: int,
+    port: int | Sequence[int],
     requests: Sequence[bytes],
     rate: float,
     seconds: float,
@@ -234,13 +238,15 @@ async def open_model(
     latencies = [math.inf] * total
     server: list[float] = []
     errors: dict[str, int] = {}
-    pool = _Pool(host, port, max_connections)
+    ports = [port] if isinstance(port, int) else list(port)
+    pools = [_Pool(host, p, max(1, max_connections // len(ports))) for p in ports]
     measured_from = int(warmup * rate)
     clock = time.perf_counter
     pending: set[asyncio.Task[None]] = set()
 
     async def one(i: int, due: float) -> None:
         conn = None
+        pool = pools[i % len(pools)]
         try:
             conn = await pool.acquire()
             status, inside = await _exchange(conn, requests[i])
@@ -315,7 +321,8 @@ async def open_model(
         sys.setswitchinterval(switch)
     wall = clock() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    pool.close()
+    for pool in pools:
+        pool.close()
     return OpenResult(
         rate=rate,
         seconds=seconds,
@@ -323,7 +330,7 @@ async def open_model(
         statuses=statuses,
         latencies_ms=latencies,
         server_ms=server,
-        connections=pool.peak,
+        connections=sum(pool.peak for pool in pools),
         dispatch_lag_s=lags,
         errors=errors,
         client_cpu_s=(cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
@@ -332,7 +339,7 @@ async def open_model(
 
 
 def run_open(
-    port: int,
+    port: int | Sequence[int],
     requests: Sequence[bytes],
     rate: float,
     seconds: float,
