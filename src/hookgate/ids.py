@@ -8,24 +8,37 @@ release the GIL on every request, and get it back only after the writer thread l
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import time
 from datetime import datetime
 
-# RFC 4648 base32 digits, re-spelt in Crockford's alphabet (which sorts like the values).
-_CROCKFORD = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
+# Crockford's base32 digits (they sort like the values), two at a time: a 10-bit lookup
+# per pair of digits is several times faster than base64.b32encode and a translate.
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
 _random = random.Random(os.urandom(32))  # noqa: S311 - ids are unique, not secret
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
 def _encode(value: int) -> str:
-    # 26 digits hold 130 bits: the 128-bit value with two leading zero bits. Shifted into
-    # 17 bytes, base32's first 26 digits are exactly those.
-    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_CROCKFORD).decode()
+    # 26 digits hold 130 bits: the 128-bit value with two leading zero bits, 13 pairs.
+    p = _PAIRS
+    return (
+        p[value >> 120 & 1023]
+        + p[value >> 110 & 1023]
+        + p[value >> 100 & 1023]
+        + p[value >> 90 & 1023]
+        + p[value >> 80 & 1023]
+        + p[value >> 70 & 1023]
+        + p[value >> 60 & 1023]
+        + p[value >> 50 & 1023]
+        + p[value >> 40 & 1023]
+        + p[value >> 30 & 1023]
+        + p[value >> 20 & 1023]
+        + p[value >> 10 & 1023]
+        + p[value & 1023]
+    )
 
 
 def new_id() -> str:

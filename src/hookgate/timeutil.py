@@ -12,7 +12,10 @@ def utcnow() -> datetime:
 
 def iso(moment: datetime) -> str:
     """`2025-12-04T12:02:37.123456Z`: fixed width, so text order is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is several times cheaper than strftime; "+00:00" becomes "Z".
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:
