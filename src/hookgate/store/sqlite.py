@@ -15,7 +15,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -923,21 +923,13 @@ class SqliteStore:
         from hookgate.store.viewtx import SqlViewTx
 
         def run(conn: sqlite3.Connection) -> ProcessResult:
-            rows = conn.execute(
-                f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
-                "ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
-            if not rows:
-                return ProcessResult(0, 0, 0)
-            decisions = _decisions_of(conn, [row["id"] for row in rows])
             tx = SqlViewTx(conn, "sqlite")
             now = iso(utcnow())
             processed = failed = deliveries = 0
             # The writer is shared with ingest: stop early rather than hold commits back.
             budget = time.perf_counter() + _PROCESS_BUDGET_S
-            for row in rows:
-                event = _stored_event(row, decisions.get(row["id"]))
+            for row, decision in _pending_rows(conn, limit, budget):
+                event = _stored_event(row, decision)
                 conn.execute("SAVEPOINT process_event")
                 try:
                     names = handler(tx, event)
@@ -1183,6 +1175,33 @@ class SqliteStore:
 _STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
 # Time one processing job may hold the shared writer before it commits what it has.
 _PROCESS_BUDGET_S = 0.005
+
+
+# Events read per query while processing: the time budget usually ends a job long before
+# `limit` events, and reading (and decoding the decisions of) all of them was wasted work.
+_PROCESS_CHUNK = 32
+
+
+def _pending_rows(
+    conn: sqlite3.Connection, limit: int, budget: float
+) -> Iterator[tuple[sqlite3.Row, dict[str, Any] | None]]:
+    """Received events in id order, `_PROCESS_CHUNK` at a time, up to `limit`; no further
+    chunk is read once the `budget` (a perf_counter time) is spent."""
+    after, left = "", limit
+    while left > 0:
+        rows = conn.execute(
+            f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after, min(left, _PROCESS_CHUNK)),
+        ).fetchall()
+        if not rows:
+            return
+        decisions = _decisions_of(conn, [row["id"] for row in rows])
+        for row in rows:
+            yield row, decisions.get(row["id"])
+        after, left = rows[-1]["id"], left - len(rows)
+        if len(rows) < _PROCESS_CHUNK or time.perf_counter() > budget:
+            return
 
 
 def _stored_event(row: sqlite3.Row, decision: dict[str, Any] | None) -> StoredEvent:
