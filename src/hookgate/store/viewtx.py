@@ -159,7 +159,7 @@ class SqlViewTx:
         shape = view(table)
         sql, params, updates = self._insert_sql(table, row)
         if set(row) != shape.columns and updates:
-            encoded = encode_row(table, row, self.dialect)
+            encoded = dict(zip(row, params, strict=True))  # as _insert_sql encoded them
             mark = _mark(self.dialect)
             sets = [column for column in encoded if column not in shape.key]
             key_clauses, key_params = _equal(shape, {k: row[k] for k in shape.key}, self.dialect)
