@@ -93,10 +93,19 @@ def problem_answer(status: int, document: dict[str, Any]) -> Answer:
     return Answer(status, _encoder.encode(document), "application/problem+json")
 
 
+# One decoder per model: `msgspec.json.decode(type=...)` looks the type up on every call,
+# which for a generic alias such as dict[str, Any] costs more than the parse itself.
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
 def decode(body: bytes, model: type[T]) -> T:
     """Parse JSON into `model`: 400 when it is not JSON, 422 when it breaks the schema."""
+    decoder = _decoders.get(model)
+    if decoder is None:
+        decoder = _decoders[model] = msgspec.json.Decoder(model)
     try:
-        return msgspec.json.decode(body, type=model)
+        result: T = decoder.decode(body)
+        return result
     except msgspec.ValidationError as exc:
         raise Reject(422, "schema-violation", "Unprocessable Content", str(exc)) from None
     except msgspec.DecodeError as exc:
