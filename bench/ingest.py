@@ -984,10 +984,14 @@ def git_commit() -> str | None:
     """HEAD's commit, read from .git files (no git command)."""
     git = ROOT / ".git"
     try:
+        if git.is_file():  # a worktree: HEAD in its own git dir, refs in the common one
+            git = Path(git.read_text().split("gitdir:", 1)[1].strip())
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head
         ref = head[5:]
+        if (git / "commondir").exists():
+            git = (git / (git / "commondir").read_text().strip()).resolve()
         loose = git / ref
         if loose.exists():
             return loose.read_text().strip()
@@ -1031,6 +1035,59 @@ def _cpu(sat: dict[str, Any]) -> str:
     return f"{own:.0f}"
 
 
+def summary_tables(report: dict[str, Any]) -> list[str]:
+    """Scenario x peer overviews: throughput with the two ratios, p99 per rate, CPU."""
+    scenarios = report["scenarios"]
+    peers: list[str] = []
+    for runs in scenarios.values():
+        peers += [run["peer"] for run in runs if run["peer"] not in peers]
+    rates = report["plan"]["rates"]
+    head = "| scenario | " + " | ".join(peers) + " |"
+    rule = "|---|" + "---:|" * len(peers)
+    sat = [
+        "#### Throughput at saturation, req/s (hookgate: ÷ ceiling, ÷ baseline)",
+        "",
+        head,
+        rule,
+    ]
+    p99 = [
+        f"#### p99 acknowledgement latency in ms at {' / '.join(str(r) for r in rates)} req/s",
+        "",
+        head,
+        rule,
+    ]
+    cpu = ["#### Server CPU ms per 1,000 events (+ PostgreSQL's)", "", head, rule]
+    for scenario, runs in scenarios.items():
+        by_peer = {run["peer"]: run for run in runs if "saturation" in run}
+        sat_row, p99_row, cpu_row = [scenario], [scenario], [scenario]
+        for peer in peers:
+            run = by_peer.get(peer)
+            if run is None:
+                sat_row.append("-")
+                p99_row.append("-")
+                cpu_row.append("-")
+                continue
+            rps = run["saturation"]["rps"]
+            cell = f"{rps:.0f}"
+            if peer.startswith("hookgate"):
+                ratios = [
+                    _ratio(rps, by_peer[other]["saturation"]["rps"])
+                    for other in ("ceiling", "baseline")
+                    if other in by_peer
+                ]
+                if ratios:
+                    cell += f" ({', '.join(ratios)})"
+            sat_row.append(cell)
+            p99_row.append(
+                " / ".join(_ms(run["rates"].get(str(r), {}).get("p99_ms")) for r in rates)
+            )
+            cpu_row.append(_cpu(run["saturation"]))
+        sat.append("| " + " | ".join(sat_row) + " |")
+        p99.append("| " + " | ".join(p99_row) + " |")
+        cpu.append("| " + " | ".join(cpu_row) + " |")
+    return [*sat, "", *p99, "", *cpu, ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     rates = report["plan"]["rates"]
     box, plan = report["machine"], report["plan"]
@@ -1042,6 +1099,7 @@ def markdown(report: dict[str, Any]) -> str:
         "(acknowledgement, from each request's due time).",
         "",
     ]
+    lines += summary_tables(report)
     for scenario, runs in report["scenarios"].items():
         lines.append(f"### {scenario}")
         lines.append("")
