@@ -320,9 +320,34 @@ class PostgresStore:
                 return
 
     async def _run_batch(self, batch: list[_Job]) -> None:
+        try:
+            outcomes = await self._commit(batch)
+        except BaseException as exc:
+            # Nothing may be left waiting on a writer that stopped.
+            failure = StoreError(f"commit failed: {exc!r}")
+            outcomes = [(job, None, failure) for job in batch]
+            if not isinstance(exc, Exception):
+                self._resolve(outcomes)
+                raise
+        self._on_batch(len(batch))
+        self._resolve(outcomes)
+
+    @staticmethod
+    def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        for job, result, error in outcomes:
+            if job.fut.done():
+                continue
+            if error is not None:
+                job.fut.set_exception(
+                    error if isinstance(error, StoreError) else StoreError(repr(error))
+                )
+            else:
+                job.fut.set_result(result)
+
+    async def _commit(self, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
         assert self._pool is not None
         isolate = False
-        outcomes: list[tuple[_Job, Any, BaseException | None]]
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         for attempt in range(6):
             try:
                 async with self._pool.connection(timeout=10) as conn:
@@ -341,16 +366,7 @@ class PostgresStore:
             except (psycopg.Error, PoolTimeout, OSError) as exc:
                 outcomes = [(job, None, StoreError(f"commit failed: {exc}")) for job in batch]
                 break
-        self._on_batch(len(batch))
-        for job, result, error in outcomes:
-            if job.fut.done():
-                continue
-            if error is not None:
-                job.fut.set_exception(
-                    error if isinstance(error, StoreError) else StoreError(repr(error))
-                )
-            else:
-                job.fut.set_result(result)
+        return outcomes
 
     async def _attempt(
         self, conn: AsyncConnection[Any], batch: list[_Job], *, isolate: bool
