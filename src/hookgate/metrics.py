@@ -40,6 +40,13 @@ class Metrics:
             ["source", "result", "fallback"],
             registry=self.registry,
         )
+        self.rechecks = Counter(
+            "hookgate_decision_rechecks_total",
+            "Approvals the store refused on re-checking a budget or session cap against "
+            "every instance's sessions (decided again after a refresh).",
+            ["source"],
+            registry=self.registry,
+        )
         self.processed = Counter(
             "hookgate_processed_events_total",
             "Events through the processing step by outcome (processed, failed).",

@@ -225,6 +225,13 @@ async def test_two_instances_cannot_both_spend_the_last_kwh(cluster: Cluster) ->
     )
     assert results == {"ALLOWED": 1, "NO_CREDIT": 11}
     assert cluster.count("authorized_sessions", "status = 'active' AND token = 'RACE-1'") == 1
+    # The instances that approved from memory were overruled by the database.
+    rechecks = 0.0
+    for server in cluster.servers:
+        for line in httpx.get(f"{server.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("hookgate_decision_rechecks_total{"):
+                rechecks += float(line.rsplit(" ", 1)[1])
+    assert rechecks >= 1
 
 
 async def test_changes_and_tokens_hold_on_every_instance(cluster: Cluster) -> None:

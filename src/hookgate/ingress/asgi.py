@@ -346,6 +346,7 @@ class Ingress:
                     # Another instance approved against the same budget since this one
                     # last looked: catch up and decide again (now likely a refusal).
                     self.decider.release(source.name, outcome)
+                    self.metrics.rechecks.labels(source.name).inc()
                     log.info("limit re-checked by the store", source=source.name, why=str(exc))
                     await self.decider.refresh()
                     continue
