@@ -160,7 +160,8 @@ def main() -> int:
     header = (
         f"Store write benchmark, {datetime.now(UTC).isoformat(timespec='seconds')}: "
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python "
-        f"{sys.version.split()[0]}, {args.seconds:.0f} s per run, EasyPark-shaped events.\n\n"
+        f"{sys.version.split()[0]}, {args.seconds:.0f} s per run, EasyPark-shaped events, "
+        f"load average {os.getloadavg()[0]:.1f} at the end.\n\n"
         "| backend | instances | concurrency | events/s | mean batch | p50 ms | p99 ms | rows |\n"
         "|---|---:|---:|---:|---:|---:|---:|---|\n"
     )
