@@ -380,7 +380,7 @@ class PostgresStore:
             locks = sorted({key for job in batch for key in job.locks})
             if locks:
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (locks,)
+                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%b::bigint[]) AS k", (locks,)
                 )
             plain = [job for job in batch if job.event is not None]
             if plain:
@@ -412,7 +412,7 @@ class PostgresStore:
                 now = utcnow()
                 await conn.execute(
                     "INSERT INTO auth_changes (kind, key, changed_at) "
-                    "SELECT k, key, %s FROM unnest(%s::text[], %s::text[]) AS c(k, key)",
+                    "SELECT k, key, %s FROM unnest(%b::text[], %b::text[]) AS c(k, key)",
                     (now, [c[0] for c in changes], [c[1] for c in changes]),
                 )
         return outcomes
@@ -421,7 +421,8 @@ class PostgresStore:
     async def _bulk_ingest(
         conn: AsyncConnection[Any], jobs: list[_Job]
     ) -> list[tuple[_Job, Any, BaseException | None]]:
-        """Insert many events in one statement; the unique key decides which are new."""
+        """Insert many events in one statement; the unique key decides which are new.
+        Arrays travel in binary (`%b`): the server parses them several times faster."""
         events = sorted(
             (job.event for job in jobs if job.event is not None),
             key=lambda e: (e.source, e.dedup_key),  # one lock order on every instance
@@ -430,9 +431,9 @@ class PostgresStore:
             "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
             "subject, status, flags, headers, document, raw_body, body_sha256) "
             "SELECT i, s, p, t, r, d, sub, st, f::json, h::json, doc::json, b, sha "
-            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], "
-            "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::bytea[], %s::text[]) AS e(i, s, p, t, r, d, sub, st, f, h, doc, b, sha) "
+            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], "
+            "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+            "%b::bytea[], %b::text[]) AS e(i, s, p, t, r, d, sub, st, f, h, doc, b, sha) "
             "ON CONFLICT DO NOTHING RETURNING id",
             (
                 [e.id for e in events],
@@ -456,7 +457,7 @@ class PostgresStore:
         if missing:
             cur = await conn.execute(
                 "SELECT source, dedup_key, id FROM inbox WHERE (source, dedup_key) IN "
-                "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                "(SELECT * FROM unnest(%b::text[], %b::text[]))",
                 ([_text(e.source) for e in missing], [_text(e.dedup_key) for e in missing]),
             )
             existing = {(r[0], r[1]): r[2] for r in await cur.fetchall()}
