@@ -104,6 +104,15 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     conn.adapters.register_loader("jsonb", TextLoader)
 
 
+async def _alive(conn: AsyncConnection[Any]) -> bool:
+    """One empty round trip: False when the server has dropped the connection."""
+    try:
+        await conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def _plain(row: Mapping[str, Any]) -> Row:
     """A row with timestamps as ISO text, the shape every backend returns."""
     return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
@@ -348,9 +357,17 @@ class PostgresStore:
         assert self._pool is not None
         isolate = False
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        for attempt in range(6):
+        attempt = stale = 0
+        while attempt < 6:
             try:
                 async with self._pool.connection(timeout=10) as conn:
+                    if not await _alive(conn):
+                        # Dropped by the server (restart, failover): nothing was sent on
+                        # it, so take another; the pool discards the broken one.
+                        stale += 1
+                        if stale <= self._pool_size:
+                            continue
+                        raise psycopg.OperationalError("no live connection to PostgreSQL")
                     outcomes = await self._attempt(conn, batch, isolate=isolate)
                 break
             except _Isolate:
@@ -359,10 +376,11 @@ class PostgresStore:
                 outcomes = single.outcomes
                 break
             except _RETRY as exc:
-                if attempt == 5:
+                attempt += 1
+                if attempt == 6:
                     outcomes = [(job, None, StoreError(f"commit failed: {exc}")) for job in batch]
                     break
-                await asyncio.sleep(0.005 * (attempt + 1))
+                await asyncio.sleep(0.005 * attempt)
             except (psycopg.Error, PoolTimeout, OSError) as exc:
                 outcomes = [(job, None, StoreError(f"commit failed: {exc}")) for job in batch]
                 break
@@ -475,11 +493,18 @@ class PostgresStore:
     async def _read(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
         if self._pool is None or self._closed:
             raise StoreError("store is not open")
-        try:
-            async with self._pool.connection(timeout=10) as conn:
-                return await fn(_Tx(conn))
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
-            raise StoreError(str(exc)) from exc
+        for _ in range(self._pool_size + 1):
+            conn: AsyncConnection[Any] | None = None
+            try:
+                async with self._pool.connection(timeout=10) as conn:
+                    return await fn(_Tx(conn))
+            except psycopg.OperationalError as exc:
+                if conn is None or not conn.broken:
+                    raise StoreError(str(exc)) from exc
+                # A connection the server dropped: reads can simply run again.
+            except (psycopg.Error, PoolTimeout, OSError) as exc:
+                raise StoreError(str(exc)) from exc
+        raise StoreError("no live connection to PostgreSQL")
 
     async def ping(self) -> None:
         await self._read(lambda tx: tx.execute("SELECT 1"))
@@ -1084,6 +1109,9 @@ class PostgresStore:
                 max_size=max(2, self._pool_size // 3),
                 kwargs={"autocommit": True},
                 configure=_configure_sync,
+                # Views and processing are not on the answer path: the pool's own check
+                # (with its back-off) replaces connections the server dropped.
+                check=ConnectionPool.check_connection,
                 open=True,
                 name="hookgate-sync",
             )
