@@ -71,7 +71,7 @@ def _defaults(table: str) -> dict[str, Any]:
 def seed(db: Path, table: str, **row: Any) -> dict[str, Any]:
     """Insert one row (an `id` is made when the table has one); returns the row."""
     full = {**_defaults(table), **row}
-    if table not in ("meter_values", "evses", "payment_states") and "id" not in full:
+    if table not in ("meter_values", "payment_states") and "id" not in full:
         full["id"] = new_id()
     conn = sqlite3.connect(db)
     try:
