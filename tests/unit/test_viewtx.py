@@ -187,7 +187,7 @@ def refs(tx: SqlViewTx, count: int) -> list[str]:
                 "source": "ampeco",
                 "kind": "cdr" if n % 2 else "transaction",
                 "ref_id": f"R{n}",
-                "id": ids[-1],
+                "id": ids[n],
                 "action": "received",
                 "first_seen_at": T0 + timedelta(minutes=n),
                 "last_occurred_at": T0 + timedelta(minutes=n),
