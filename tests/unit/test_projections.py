@@ -179,7 +179,7 @@ ZAPTEC_ENDED = {
     "cost_excl_vat": None,
     "currency": None,
     "flags": [],
-    "last_occurred_at": at("2025-12-04T14:10:05Z"),
+    "last_occurred_at": at("2025-12-04T14:10:09Z"),  # when the end was received
 }
 
 
