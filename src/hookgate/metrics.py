@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -44,6 +44,26 @@ class Metrics:
             "hookgate_commit_batch_size",
             "Writes that shared one commit (group commit).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.kafka_messages = Counter(
+            "hookgate_kafka_messages_total",
+            "Messages read by Kafka sources, by source and outcome "
+            "(accepted, duplicate, rejected, error).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.kafka_lag = Gauge(
+            "hookgate_kafka_consumer_lag",
+            "Messages of an assigned partition not yet committed (high watermark minus the "
+            "committed offset, or the position before a first commit).",
+            ["source", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.kafka_last_commit = Gauge(
+            "hookgate_kafka_last_commit_timestamp_seconds",
+            "When a Kafka source last committed offsets (Unix time).",
+            ["source"],
             registry=self.registry,
         )
 
