@@ -56,20 +56,26 @@ _names = itertools.count()
 class FlakyStore(SqliteStore):
     """A real SQLite store whose writes can be made to fail, as a full disk would."""
 
-    failing = False
-    fail_calls: set[int] = set()
-
     def __init__(self, path: str) -> None:
         super().__init__(path, auto_migrate=True)
         self.calls = 0
-        self.fail_calls = set()
+        self.failing = False
+        self.fail_calls: set[int] = set()
+        self.crash_calls: set[int] = set()
+        self.delay = 0.0
+        self.entered = asyncio.Event()
 
     async def ingest(
         self, event: InboundEvent, consumption: ConsumptionReport | None = None
     ) -> IngestResult:
         self.calls += 1
+        self.entered.set()
         if self.failing or self.calls in self.fail_calls:
             raise StoreError("disk I/O error")
+        if self.calls in self.crash_calls:
+            raise RuntimeError("a defect, not the message's fault")
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return await super().ingest(event, consumption)
 
 
@@ -404,6 +410,36 @@ async def test_failures_within_a_batch_across_partitions_store_everything_once(
     assert sorted(hashes) == sorted(hashlib.sha256(b).hexdigest() for b in bodies)
     assert rig.counted("error") == 4
     assert rig.counted("accepted") == 20
+
+
+async def test_an_unexpected_error_reads_the_message_again(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.crash_calls = {1}
+    rig = await make_rig(store=store)
+    rig.produce(ampeco_body("BootNotification", 5), secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    assert len(rig.events()) == 1
+    assert rig.counted("error") == 1
+    assert rig.rejections() == []
+
+
+async def test_stop_finishes_and_commits_the_batch_in_hand(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.delay = 0.3
+    rig = await make_rig(store=store)
+    for seq in range(3):
+        rig.produce(ampeco_body("SessionUpdateNotification", seq), secret=SECRET)
+    kafka = await rig.consumer()
+    await asyncio.wait_for(store.entered.wait(), 30)
+    await rig.stop(kafka)
+    stored = len(rig.events())
+    assert stored >= 1
+    assert rig.committed() == [stored]
 
 
 async def test_restart_resumes_from_the_committed_offset(

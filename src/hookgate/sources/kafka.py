@@ -141,11 +141,7 @@ class KafkaSource:
             return
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
-        consumer = Consumer(self.settings, logger=logging.getLogger("hookgate.kafka.client"))
-        consumer.subscribe(
-            [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
-        )
-        self._consumer = consumer
+        self._consumer = self._connect()
         self._thread = threading.Thread(
             target=self._run, name=f"kafka-{self.source.name}", daemon=True
         )
@@ -176,42 +172,72 @@ class KafkaSource:
 
     # -- consumer thread ---------------------------------------------------------------
 
+    def _connect(self) -> Consumer:
+        consumer = Consumer(self.settings, logger=logging.getLogger("hookgate.kafka.client"))
+        consumer.subscribe(
+            [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+        return consumer
+
     def _run(self) -> None:
+        """Read until stopped. A client failure closes the consumer (committing only what is
+        durable) and, after a pause, a new one resumes from the committed offsets."""
         consumer = self._consumer
-        assert consumer is not None
+        delay = self.backoff_initial
+        while not self._stopping.is_set():
+            if consumer is None:
+                try:
+                    consumer = self._consumer = self._connect()
+                except KafkaException as exc:
+                    log.error("kafka consumer not created", source=self.source.name, error=str(exc))
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self.backoff_max)
+                    continue
+            try:
+                self._consume(consumer)
+                return
+            except Exception:
+                log.exception("kafka consumer failed; starting a new one", source=self.source.name)
+            finally:
+                self._close(consumer)
+            consumer = None
+            self._stopping.wait(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    def _consume(self, consumer: Consumer) -> None:
         backoff = self.backoff_initial
         next_lag = 0.0
-        try:
-            while not self._stopping.is_set():
-                self._commit(consumer)
-                messages = consumer.consume(self.batch_max, self.poll_seconds)
-                records = []
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        log.warning("kafka error", source=self.source.name, error=str(error))
-                        continue
-                    records.append(_record(message))
-                if records:
-                    retry = self._dispatch(records)
-                    self._commit(consumer)
-                    if retry:
-                        self._back_off(consumer, retry, backoff)
-                        backoff = min(backoff * 2, self.backoff_max)
-                    else:
-                        backoff = self.backoff_initial
-                now = time.monotonic()
-                if now >= next_lag:
-                    self._refresh_lag(consumer)
-                    next_lag = now + self.lag_interval
-        except Exception:
-            log.exception("kafka source failed", source=self.source.name)
-        finally:
+        while not self._stopping.is_set():
             self._commit(consumer)
-            try:
-                consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("kafka consumer close failed", source=self.source.name, error=str(exc))
+            messages = consumer.consume(self.batch_max, self.poll_seconds)
+            records = []
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    log.warning("kafka error", source=self.source.name, error=str(error))
+                    continue
+                records.append(_record(message))
+            if records:
+                retry = self._dispatch(records)
+                self._commit(consumer)
+                if retry:
+                    self._back_off(consumer, retry, backoff)
+                    backoff = min(backoff * 2, self.backoff_max)
+                else:
+                    backoff = self.backoff_initial
+            now = time.monotonic()
+            if now >= next_lag:
+                self._refresh_lag(consumer)
+                next_lag = now + self.lag_interval
+
+    def _close(self, consumer: Consumer) -> None:
+        """Commit what is durable and leave the group."""
+        try:
+            self._commit(consumer)
+            consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("kafka consumer close failed", source=self.source.name, error=str(exc))
+        self._pending.clear()
 
     def _dispatch(self, records: list[_Record]) -> dict[_Partition, int]:
         """Store a batch on the event loop; note what may be committed and return, per
@@ -370,6 +396,11 @@ class KafkaSource:
         except StoreError as exc:
             self._count("error")
             log.error("storage unavailable", source=source.name, at=record.path, error=str(exc))
+            return False
+        except Exception:
+            # Not the message's fault as far as anyone knows: read it again, never skip it.
+            self._count("error")
+            log.exception("message not handled", source=source.name, at=record.path)
             return False
         self._count("accepted" if result.stored else "duplicate")
         return True
