@@ -56,7 +56,7 @@ class Metrics:
         self.kafka_lag = Gauge(
             "hookgate_kafka_consumer_lag",
             "Messages of an assigned partition not yet committed (high watermark minus the "
-            "committed offset, or the position before a first commit).",
+            "committed offset; before a first commit, minus where the reset policy starts).",
             ["source", "topic", "partition"],
             registry=self.registry,
         )
