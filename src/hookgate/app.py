@@ -18,12 +18,15 @@ from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, json_response, problem_response
 from hookgate.admin.rules import RulesApi
+from hookgate.admin.views import ViewsApi
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import Config, ZaptecSource
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
+from hookgate.processing.worker import Workers
 from hookgate.providers import build_providers
+from hookgate.providers.base import Provider
 from hookgate.store import Store, StoreError, make_store
 
 log = structlog.get_logger("hookgate")
@@ -40,6 +43,8 @@ class Gateway:
         self.store: Store = make_store(config.storage, self.metrics.commit_batch.observe)
         self.ingress: Ingress | None = None
         self.authorization: AuthorizationService | None = None
+        self.workers: Workers | None = None
+        self.providers: dict[str, Provider[Any]] | None = None
 
     async def start(self) -> None:
         """Open storage and wire the receivers; announce unusable sources."""
@@ -54,8 +59,18 @@ class Gateway:
             log.warning("admin API disabled: [admin] tokens is empty")
         self.authorization = AuthorizationService(self.store, self.config.authorization)
         await self.authorization.start()
+        self.providers = providers
+        if self.config.processing.in_process:
+            self.workers = Workers(self.store, self.config, providers, self.metrics)
+            await self.workers.start()
         self.ingress = Ingress(
-            self.config, self.store, providers, self.authorization, issuer, self.metrics
+            self.config,
+            self.store,
+            providers,
+            self.authorization,
+            issuer,
+            self.metrics,
+            on_stored=self.workers.wake if self.workers is not None else None,
         )
         # What start-up loaded (rules, tokens, code) lives as long as the process: keep it
         # out of the collector's way, and collect young objects less eagerly, so that a
@@ -73,6 +88,8 @@ class Gateway:
         """Finish background audit writes, flush queued writes, close storage."""
         if self.ingress is not None:
             await self.ingress.drain()
+        if self.workers is not None:
+            await self.workers.stop()
         if self.authorization is not None:
             await self.authorization.stop()
         await self.store.close()
@@ -113,12 +130,14 @@ def create_app(config: Config) -> Any:
         lambda: gateway.authorization,
         [s.name for s in config.sources if isinstance(s, ZaptecSource)],
     )
+    views = ViewsApi(admin, lambda: gateway.store, config, lambda: gateway.providers)
     web = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes(),
             *rules.routes(),
+            *views.routes(),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},

@@ -19,12 +19,14 @@ class ChargingSessionFact(msgspec.Struct, kw_only=True, frozen=True):
 
     `keys` are the session's identities in this source, most specific first (a Zaptec end
     may name the session by the id hookgate issued or by Zaptec's own); the view row is
-    the first key already known, else the first key. `None` fields say nothing.
+    the first key already known (as a key or as a row's `external_id`), else the first key.
+    `None` fields say nothing. `opens` marks the report of the session's start (it clears
+    an `unmatched` flag that an end seen without its start raised).
     """
 
     keys: tuple[str, ...]
     occurred_at: datetime
-    status: str | None = None  # "active" | "ended" | "unmatched"
+    status: str | None = None  # "active" | "ended"
     charger_id: str | None = None
     evse_id: str | None = None
     connector_id: str | None = None
@@ -37,6 +39,8 @@ class ChargingSessionFact(msgspec.Struct, kw_only=True, frozen=True):
     cost_excl_vat: str | None = None
     currency: str | None = None
     external_id: str | None = None
+    flags: tuple[str, ...] = ()
+    opens: bool = False
 
 
 class MeterSample(msgspec.Struct, kw_only=True, frozen=True):
@@ -51,14 +55,18 @@ class MeterSample(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class EvseFact(msgspec.Struct, kw_only=True, frozen=True):
-    """The latest known state of one EVSE of a charge point."""
+    """What one event says about one EVSE; inside a ChargePointFact it takes the charge
+    point's id and time, on its own it needs `occurred_at`. `None` fields say nothing."""
 
     evse_id: str
+    occurred_at: datetime | None = None
     charge_point_id: str | None = None
     status: str | None = None
     hardware_status: str | None = None
     connectors: list[dict[str, Any]] | None = None
     max_power_kw: str | None = None
+    deleted: bool | None = None
+    action: str | None = None
 
 
 class ChargePointFact(msgspec.Struct, kw_only=True, frozen=True):
@@ -77,7 +85,8 @@ class ChargePointFact(msgspec.Struct, kw_only=True, frozen=True):
     location_id: str | None = None
     last_boot_at: datetime | None = None
     evses: tuple[EvseFact, ...] = ()
-    deleted: bool = False
+    deleted: bool | None = None
+    action: str | None = None  # created | updated | deleted, from change notifications
 
 
 class ParkingFact(msgspec.Struct, kw_only=True, frozen=True):
@@ -100,18 +109,23 @@ class ParkingFact(msgspec.Struct, kw_only=True, frozen=True):
     operator_id: str | None = None
     operator_name: str | None = None
     consistent: bool = True
+    flags: tuple[str, ...] = ()
 
 
 class ObjectStateFact(msgspec.Struct, kw_only=True, frozen=True):
-    """A payment or approval object reached a state."""
+    """A payment or approval object reached a state.
+
+    `rank` is the state's place in the provider's normal progression (a later state has a
+    higher rank; None for a state the provider module does not know): the view never moves
+    an object backwards, nor from a final state to a non-final one.
+    """
 
     object_type: str  # "payment" | "approval"
     object_id: str
     state: str
     final: bool
     known: bool = True
-    # States the object must have passed before this one (for out-of-order detection).
-    rank: int = 0
+    rank: int | None = None
 
 
 class ReferenceFact(msgspec.Struct, kw_only=True, frozen=True):
@@ -127,6 +141,7 @@ Fact = (
     ChargingSessionFact
     | MeterSample
     | ChargePointFact
+    | EvseFact
     | ParkingFact
     | ObjectStateFact
     | ReferenceFact

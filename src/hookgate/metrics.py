@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_ATTEMPT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -39,6 +40,12 @@ class Metrics:
             ["source", "result", "fallback"],
             registry=self.registry,
         )
+        self.processed = Counter(
+            "hookgate_processed_events_total",
+            "Events through the processing step by outcome (processed, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self.commit_batch = Histogram(
             "hookgate_commit_batch_size",
@@ -64,6 +71,31 @@ class Metrics:
             "hookgate_kafka_last_commit_timestamp_seconds",
             "When a Kafka source last committed offsets (Unix time).",
             ["source"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "hookgate_deliveries_total",
+            "Delivery attempts by destination and outcome (delivered, failed, dead, gone).",
+            ["destination", "outcome"],
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "hookgate_delivery_attempt_seconds",
+            "Duration of one delivery attempt, by destination.",
+            ["destination"],
+            buckets=_ATTEMPT,
+            registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "hookgate_destination_breaker_state",
+            "Circuit breaker per destination: 0 closed, 1 half-open, 2 open.",
+            ["destination"],
+            registry=self.registry,
+        )
+        self.dead_deliveries = Counter(
+            "hookgate_deliveries_dead_total",
+            "Deliveries given up after their retry schedule, by destination.",
+            ["destination"],
             registry=self.registry,
         )
 

@@ -21,6 +21,7 @@ from hookgate.store.base import (
     SessionEnd,
     StoreError,
 )
+from hookgate.store.migrations import migrations
 from hookgate.store.sqlite import SqliteStore
 
 
@@ -71,7 +72,7 @@ async def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "new.db"))
     with pytest.raises(SchemaOutdated, match="hookgate migrate"):
         await store.open()
-    assert await store.migrate() == [1, 2]
+    assert await store.migrate() == [version for version, _, _ in migrations("sqlite")]
     assert await store.migrate() == []
     assert await store.pending_migrations() == []
 

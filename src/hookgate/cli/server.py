@@ -141,6 +141,23 @@ name = "ztlment"
 provider = "ztlment"
 # Replace with the secret ZTLment returns when the webhook is created.
 secrets = ["{ztlment}"]
+
+# Events are projected into the views and delivered by workers inside `hookgate serve`;
+# set in_process = false and run `hookgate worker` to keep that work in its own process.
+[processing]
+in_process = true
+
+# Deliver every accepted event to your own systems as a CloudEvent, signed per Standard
+# Webhooks. Uncomment and fill in; see docs/delivery.md.
+# [[destinations]]
+# name = "erp"
+# kind = "http"
+# url = "https://erp.example.com/hookgate"
+# secret = "whsec_..."            # verify with any Standard Webhooks library
+# providers = ["easypark", "ampeco"]
+# max_attempts = 12
+# initial_backoff_seconds = 5
+# max_backoff_seconds = 3600
 """
 
 

@@ -16,6 +16,10 @@ class SignedProvider(Provider[SignedSource]):
 
     algorithm: ClassVar[Algorithm]
 
+    def replay_headers(self, source: SignedSource) -> frozenset[str]:
+        # The signature is over the body alone, so body + signature can be checked again.
+        return frozenset({source.signature_header.lower(), "content-type"})
+
     def verify(self, source: SignedSource, call: Call) -> None:
         # The signing secrets only: a Kafka source's SASL password is no signing key.
         secrets = [s for s in source.secrets if s]

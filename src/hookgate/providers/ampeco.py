@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import msgspec
 
+from hookgate.facts import (
+    ChargePointFact,
+    ChargingSessionFact,
+    EvseFact,
+    Fact,
+    MeterSample,
+    ReferenceFact,
+)
 from hookgate.providers import ampeco_catalog as catalog
 from hookgate.providers._hmac import SignedProvider
 from hookgate.providers.base import Answer, Call, Parsed, body_hash, decode, json_answer
-from hookgate.store.base import ConsumptionReport
+from hookgate.store.base import ConsumptionReport, StoredEvent
 from hookgate.timeutil import parse_iso, utcnow
 
 _KWH = Decimal(1000)
@@ -103,3 +112,270 @@ class Ampeco(SignedProvider):
 
     def accepted(self, event_id: str) -> Answer:
         return json_answer(202, {})
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """Sessions, meter values, charge points/EVSEs and thin references, read back
+        from the typed model the document was stored from."""
+        model = catalog.EVENTS.get(event.event_type)
+        build = _FACTS.get(model) if model is not None else None
+        if build is None or not isinstance(event.document, dict):
+            return []
+        return build(msgspec.convert(event.document, model), event)
+
+
+# -- facts: AMPECO's vocabulary to hookgate's (energy Wh -> kWh, ids as text) ------------
+
+_ENDED = frozenset({"finished", "failed", "expired"})
+_RUNNING = {"pending": "active", "active": "active"}
+_ENERGY_UNITS = {"wh": Decimal(1000), "kwh": Decimal(1)}
+
+
+def _decimal(value: float | int | Decimal, scale: Decimal = Decimal(1)) -> str:
+    """A plain decimal string (no exponent, no trailing zeros) of `value / scale`."""
+    number = Decimal(str(value)) / scale
+    text = format(number.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _text(value: int | str | None) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _when(text: str | None, fallback: datetime) -> datetime:
+    """AMPECO's instant, or the time hookgate received the event when it has none."""
+    if not text:
+        return fallback
+    try:
+        return parse_iso(text)
+    except ValueError:
+        return fallback
+
+
+def _maybe_when(text: str | None) -> datetime | None:
+    try:
+        return parse_iso(text) if text else None
+    except ValueError:
+        return None
+
+
+def _start_stop(
+    e: catalog.SessionStartStopNotification | catalog.SessionStartStopNotificationV2,
+    event: StoredEvent,
+) -> list[Fact]:
+    stopped = e.action == "stop" if e.action else e.stoppedAtTimestamp is not None
+    energy = None
+    if stopped:
+        wh = (
+            e.energyConsumed if e.energyConsumed is not None else max(e.meterStop - e.meterStart, 0)
+        )
+        energy = _decimal(wh, _KWH)
+    started = _maybe_when(e.startedAtTimestamp)
+    ended = _maybe_when(e.stoppedAtTimestamp) if stopped else None
+    return [
+        ChargingSessionFact(
+            keys=(str(e.sessionId),),
+            occurred_at=_when(e.lastUpdatedAt, ended or started or event.received_at),
+            status="ended" if stopped else "active",
+            charger_id=str(e.chargePointId),
+            evse_id=str(e.evseId),
+            token=e.idTag or None,
+            user_id=_text(e.userId),
+            started_at=started,
+            ended_at=ended,
+            energy_kwh=energy,
+            external_id=e.externalSessionId or None,
+            opens=not stopped,
+        )
+    ]
+
+
+def _session_update(e: catalog.SessionUpdateNotification, event: StoredEvent) -> list[Fact]:
+    s = e.session
+    status = s.status.lower()
+    ended = _maybe_when(s.stoppedAt)
+    cost = cost_excl = None
+    if s.totalAmount is not None:
+        cost = _decimal(s.totalAmount.withTax)
+        if s.totalAmount.withoutTax is not None:
+            cost_excl = _decimal(s.totalAmount.withoutTax)
+    elif s.amount is not None:
+        cost = _decimal(s.amount)
+    return [
+        ChargingSessionFact(
+            keys=(s.id,),
+            occurred_at=_when(s.lastUpdatedAt, ended or _when(s.startedAt, event.received_at)),
+            status="ended" if status in _ENDED or ended else _RUNNING.get(status),
+            charger_id=str(s.chargePointId),
+            evse_id=str(s.evseId),
+            connector_id=_text(s.connectorId),
+            token=s.idTag or None,
+            user_id=_text(s.userId),
+            started_at=_maybe_when(s.startedAt),
+            ended_at=ended,
+            energy_kwh=_decimal(s.energy, _KWH),
+            cost=cost,
+            cost_excl_vat=cost_excl,
+            currency=s.currency if cost is not None else None,
+            external_id=s.externalSessionId or None,
+            flags=(f"session_{status}",) if status in ("failed", "expired") else (),
+        )
+    ]
+
+
+def _meter_values(e: catalog.SessionMeterValuesNotification, event: StoredEvent) -> list[Fact]:
+    key = str(e.sessionId)
+    samples: list[Fact] = []
+    latest: datetime | None = None
+    for mv in e.meterValues or ():
+        if mv.value is None or not mv.measurand:
+            continue
+        at = _when(mv.timestamp, event.received_at)
+        latest = at if latest is None else max(latest, at)
+        unit = mv.unit
+        value = _decimal(mv.value)
+        scale = _ENERGY_UNITS.get((unit or "wh").lower())
+        if mv.measurand.lower().startswith("energy") and scale is not None:
+            value, unit = _decimal(mv.value, scale), "kWh"
+        samples.append(
+            MeterSample(session_key=key, at=at, measurand=mv.measurand, value=value, unit=unit)
+        )
+    session = ChargingSessionFact(
+        keys=(key,),
+        occurred_at=latest or event.received_at,
+        charger_id=str(e.chargePointId),
+        evse_id=str(e.evseId),
+        external_id=e.externalSessionId or None,
+    )
+    return [session, *samples]
+
+
+def _boot(e: catalog.BootNotification, event: StoredEvent) -> list[Fact]:
+    if e.chargePointId is None:
+        return []
+    boot = e.bootNotification or catalog.BootInfo()
+    at = _when(e.timestamp, event.received_at)
+    return [
+        ChargePointFact(
+            charge_point_id=str(e.chargePointId),
+            occurred_at=at,
+            vendor=boot.vendor,
+            model=boot.model,
+            serial_number=boot.charge_point_serial_number or boot.charge_box_serial_number,
+            firmware_version=boot.firmware_version,
+            last_boot_at=at,
+        )
+    ]
+
+
+def _hardware(e: catalog.HardwareStatusNotification, event: StoredEvent) -> list[Fact]:
+    cp, at = str(e.chargePointId), _when(e.timestamp, event.received_at)
+    if e.evseId is None:
+        return [
+            ChargePointFact(charge_point_id=cp, occurred_at=at, hardware_status=e.hardwareStatus)
+        ]
+    evse = EvseFact(evse_id=str(e.evseId), charge_point_id=cp, hardware_status=e.hardwareStatus)
+    return [ChargePointFact(charge_point_id=cp, occurred_at=at, evses=(evse,))]
+
+
+def _network(e: catalog.NetworkStatusNotification, event: StoredEvent) -> list[Fact]:
+    return [
+        ChargePointFact(
+            charge_point_id=str(e.chargePointId),
+            occurred_at=_when(e.timestamp, event.received_at),
+            network_status=e.networkStatus,
+        )
+    ]
+
+
+def _charge_point_resource(
+    e: catalog.ChargePointChangedNotification, event: StoredEvent
+) -> list[Fact]:
+    cp = e.chargePoint
+    if cp is None:
+        return []
+    deleted = e.action == "deleted"
+    boot = cp.lastBootNotification or catalog.BootInfo()
+    evses = tuple(
+        EvseFact(
+            evse_id=str(evse.id),
+            charge_point_id=str(cp.id),
+            status=evse.status,
+            hardware_status=evse.hardwareStatus,
+            connectors=None
+            if evse.connectors is None
+            else [msgspec.to_builtins(c) for c in evse.connectors],
+            max_power_kw=None if evse.maxPower is None else _decimal(evse.maxPower, _KWH),
+            deleted=deleted,
+        )
+        for evse in cp.evses
+    )
+    return [
+        ChargePointFact(
+            charge_point_id=str(cp.id),
+            occurred_at=_when(e.lastUpdatedAt or cp.lastUpdatedAt, event.received_at),
+            name=cp.name,
+            vendor=boot.vendor,
+            model=boot.model,
+            serial_number=boot.charge_point_serial_number or boot.charge_box_serial_number,
+            firmware_version=boot.firmware_version,
+            network_status=cp.networkStatus,
+            hardware_status=cp.hardwareStatus,
+            status=cp.status,
+            location_id=_text(cp.locationId),
+            evses=evses,
+            deleted=deleted,
+            action=e.action,
+        )
+    ]
+
+
+def _charge_point_changed(e: catalog.ChargePointChanged, event: StoredEvent) -> list[Fact]:
+    return [
+        ChargePointFact(
+            charge_point_id=str(e.chargePointId),
+            occurred_at=_when(e.lastUpdatedAt, event.received_at),
+            deleted=e.action == "deleted",
+            action=e.action,
+        )
+    ]
+
+
+def _evse_changed(e: catalog.EvseChanged, event: StoredEvent) -> list[Fact]:
+    return [
+        EvseFact(
+            evse_id=str(e.evseId),
+            occurred_at=_when(e.lastUpdatedAt, event.received_at),
+            deleted=e.action == "deleted",
+            action=e.action,
+        )
+    ]
+
+
+def _cdr(e: catalog.CdrReceived, event: StoredEvent) -> list[Fact]:
+    at = _when(e.createdAt, event.received_at)
+    return [ReferenceFact(kind="cdr", ref_id=e.id, occurred_at=at, action="received")]
+
+
+def _transaction(e: catalog.TransactionChanged, event: StoredEvent) -> list[Fact]:
+    at = _when(e.lastUpdatedAt, event.received_at)
+    return [
+        ReferenceFact(
+            kind="transaction", ref_id=str(e.transactionId), occurred_at=at, action=e.action
+        )
+    ]
+
+
+_FACTS: dict[type[msgspec.Struct], Callable[[Any, StoredEvent], list[Fact]]] = {
+    catalog.SessionStartStopNotification: _start_stop,
+    catalog.SessionStartStopNotificationV2: _start_stop,
+    catalog.SessionUpdateNotification: _session_update,
+    catalog.SessionMeterValuesNotification: _meter_values,
+    catalog.BootNotification: _boot,
+    catalog.HardwareStatusNotification: _hardware,
+    catalog.NetworkStatusNotification: _network,
+    catalog.ChargePointChangedNotification: _charge_point_resource,
+    catalog.ChargePointChanged: _charge_point_changed,
+    catalog.EvseChanged: _evse_changed,
+    catalog.CdrReceived: _cdr,
+    catalog.TransactionChanged: _transaction,
+}

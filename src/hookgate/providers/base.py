@@ -7,7 +7,9 @@ answer). Adding a provider means adding one module here and its fixtures.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -103,6 +105,18 @@ def decode(body: bytes, model: type[T]) -> T:
         ) from None
 
 
+class ReplayCopy(msgspec.Struct, frozen=True):
+    """A stored `Rejection.replay`: the kept headers and the whole body (base64)."""
+
+    headers: dict[str, str]
+    body: bytes  # msgspec reads and writes bytes as base64
+
+
+def read_replay_copy(raw: bytes) -> ReplayCopy:
+    """Decode a `Rejection.replay` written by `Provider.replay_copy`."""
+    return msgspec.json.decode(raw, type=ReplayCopy)
+
+
 def body_hash(body: bytes) -> str:
     """SHA-256 hex of the raw body."""
     return hashlib.sha256(body).hexdigest()
@@ -127,6 +141,22 @@ class Provider(Generic[S]):
         if not source.credentials():
             return [f"source {source.name!r} has no credentials configured: it rejects every call"]
         return []
+
+    def replay_headers(self, source: S) -> frozenset[str]:
+        """Headers (lowercase) a refused call must keep to be verified again after a
+        configuration fix. Empty when the call's credentials would have to be stored
+        (Basic, API keys, bearer tokens): such calls are never kept for a re-run."""
+        return frozenset()
+
+    def replay_copy(self, source: S, headers: Mapping[str, str], body: bytes) -> bytes | None:
+        """The `Rejection.replay` copy of a refused call: its whole body and only the
+        `replay_headers`; None when this source keeps none. Pass only a complete body
+        (never the head of an over-size one)."""
+        names = self.replay_headers(source)
+        if not names:
+            return None
+        kept = {name: value for name, value in headers.items() if name in names}
+        return _encoder.encode({"headers": kept, "body": base64.b64encode(body).decode()})
 
     def authenticate(self, source: S, call: Call) -> None:
         """Check credentials carried in headers, before the body is read."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from hookgate.config import EasyParkSource
+from hookgate.facts import Fact, ParkingFact
 from hookgate.providers.base import (
     Answer,
     Call,
@@ -19,6 +20,7 @@ from hookgate.providers.base import (
     problem_answer,
     unauthorized,
 )
+from hookgate.store.base import StoredEvent
 from hookgate.verify import any_equal, basic_matches
 
 _TOLERANCE = Decimal("0.01")
@@ -133,3 +135,45 @@ class EasyPark(Provider[EasyParkSource]):
                 "event_id": event_id,
             },
         )
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """The transaction with its amounts as decimal strings and the consistency flag
+        `parse` worked out (a quarantined body says nothing until it is re-parsed)."""
+        doc = event.document
+        if event.event_type != "parking.completed" or not isinstance(doc, dict):
+            return []
+        return [
+            ParkingFact(
+                parking_id=str(doc["parkingId"]),
+                license_number=doc["licenseNumber"],
+                started_at=parse_instant(doc["startDate"]),
+                ended_at=parse_instant(doc["endDate"]),
+                currency=doc["currency"],
+                price=_amount(doc["price"]),
+                price_vat=_amount(doc["priceVatAmount"]),
+                price_excl_vat=_amount(doc["priceExclusiveVatAmount"]),
+                fee=_maybe_amount(doc.get("transactionFee")),
+                fee_vat=_maybe_amount(doc.get("transactionFeeVatAmount")),
+                fee_excl_vat=_maybe_amount(doc.get("transactionFeeExclusiveVatAmount")),
+                parking_user_id=_maybe_text(doc.get("parkingUserId")),
+                area_id=_maybe_text(doc.get("parkingAreaId")),
+                area_name=doc.get("parkingAreaName"),
+                operator_id=_maybe_text(doc.get("parkingOperatorId")),
+                operator_name=doc.get("parkingOperatorName"),
+                consistent=bool(doc.get("consistent", True)),
+                flags=tuple(event.flags),
+            )
+        ]
+
+
+def _amount(value: Any) -> str:
+    """The amount exactly as EasyPark wrote it (the stored document keeps it as text)."""
+    return str(Decimal(str(value)))
+
+
+def _maybe_amount(value: Any) -> str | None:
+    return None if value is None else _amount(value)
+
+
+def _maybe_text(value: Any) -> str | None:
+    return None if value is None else str(value)

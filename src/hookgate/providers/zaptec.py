@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from hookgate.config import ZaptecSource
+from hookgate.facts import ChargingSessionFact, Fact
 from hookgate.oauth import TokenIssuer
 from hookgate.providers.base import (
     Answer,
@@ -25,7 +26,7 @@ from hookgate.providers.base import (
     json_answer,
     unauthorized,
 )
-from hookgate.store.base import SessionEnd
+from hookgate.store.base import SessionEnd, StoredEvent
 from hookgate.timeutil import parse_iso
 from hookgate.verify import basic_matches, bearer_token
 
@@ -181,3 +182,50 @@ class Zaptec(Provider[ZaptecSource]):
 
     def accepted(self, event_id: str) -> Answer:
         return json_answer(200, {"status": "recorded", "eventId": event_id})
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """An approved start opens a session under the sessionId hookgate issued (a denied
+        start is no session); an end closes it, named by either id it carries."""
+        doc: dict[str, Any] = event.document if isinstance(event.document, dict) else {}
+        if event.event_type == "session.start":
+            session_id = (event.decision or {}).get("session_id")
+            if not session_id:
+                return []
+            return [
+                ChargingSessionFact(
+                    keys=(str(session_id),),
+                    occurred_at=event.received_at,
+                    status="active",
+                    charger_id=doc.get("charger_id"),
+                    token=doc.get("token"),
+                    user_id=doc.get("user_id"),
+                    started_at=event.received_at,
+                    opens=True,
+                )
+            ]
+        if event.event_type != "session.end":
+            return []
+        keys = tuple(dict.fromkeys(v for v in (doc.get("session_id"), doc.get("external_id")) if v))
+        if not keys:
+            return []
+        ended = _instant(doc.get("ended_at"))
+        return [
+            ChargingSessionFact(
+                keys=keys,
+                occurred_at=ended or event.received_at,
+                status="ended",
+                charger_id=doc.get("charger_id"),
+                token=doc.get("token"),
+                user_id=doc.get("user_id"),
+                started_at=_instant(doc.get("started_at")),
+                ended_at=ended or event.received_at,
+                energy_kwh=doc.get("energy_kwh"),
+                external_id=keys[1] if len(keys) > 1 else None,
+                flags=("unmatched",) if "unmatched" in event.flags else (),
+            )
+        ]
+
+
+def _instant(text: Any) -> datetime | None:
+    """An instant `_normalise` stored (ISO text), or None."""
+    return parse_iso(text) if isinstance(text, str) and text else None

@@ -6,8 +6,10 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from hookgate.facts import Fact, ObjectStateFact
 from hookgate.providers._hmac import SignedProvider
 from hookgate.providers.base import Call, Parsed, decode
+from hookgate.store.base import StoredEvent
 
 STATES = frozenset(
     {
@@ -36,6 +38,24 @@ FINAL_STATES = frozenset(
         "REJECTED_SIGNING",
     }
 )
+
+# The normal progression (a higher rank comes later). PROCESSING_IBAN, listed only by older
+# pages, sits with PROCESSING_PAYMENT; a processed payment can still be REVERSED.
+RANKS: dict[str, int] = {
+    "PENDING_COMPLIANCE_CHECKS": 1,
+    "PENDING_APPROVAL": 2,
+    "PENDING_SIGNING": 3,
+    "PENDING_PAYMENT": 4,
+    "INITIATED_PAYMENT": 5,
+    "PROCESSING_PAYMENT": 6,
+    "PROCESSING_IBAN": 6,
+    "PROCESSED": 7,
+    "FAILED": 7,
+    "REJECTED_COMPLIANCE": 7,
+    "REJECTED_APPROVAL": 7,
+    "REJECTED_SIGNING": 7,
+    "REVERSED": 8,
+}
 
 
 class ObjectState(msgspec.Struct, kw_only=True):
@@ -73,3 +93,20 @@ class Ztlment(SignedProvider):
             subject=f"{kind}-object/{obj.id}",
             flags=flags,
         )
+
+    def facts(self, event: StoredEvent) -> list[Fact]:
+        """The state an object reached, with its place in the progression."""
+        doc = event.document
+        if not isinstance(doc, dict) or "state" not in doc:
+            return []
+        state = str(doc["state"])
+        return [
+            ObjectStateFact(
+                object_type=str(doc["type"]).removesuffix("_OBJECT").lower(),
+                object_id=str(doc["id"]),
+                state=state,
+                final=state in FINAL_STATES,
+                known=state in STATES,
+                rank=RANKS.get(state),
+            )
+        ]

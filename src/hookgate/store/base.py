@@ -63,6 +63,9 @@ class Rejection(msgspec.Struct, kw_only=True):
     body_sha256: str
     body_size: int
     body: bytes
+    # msgspec JSON {"headers": {...}, "body": <base64>} for a re-run after a configuration
+    # fix (Provider.replay_copy); None when the request cannot be verified again.
+    replay: bytes | None = None
 
 
 class Decision(msgspec.Struct, kw_only=True):
@@ -327,6 +330,15 @@ class Store(Protocol):
 
     async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
         """Rejected requests, newest first."""
+
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        """One rejection with its body, replay copy (bytes or None) and `rerun_event_id`."""
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        """Note the inbox event a re-run of the rejection produced."""
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        """The id of the inbox event of `source` holding `dedup_key`, if any."""
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         """Authorization decisions, newest first."""

@@ -14,6 +14,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -32,19 +33,26 @@ from hookgate.store.base import (
     ConsumptionReport,
     Decision,
     DecisionFilter,
+    DeliveryJob,
+    DeliveryOutcome,
     EventFilter,
+    Handler,
     InboundEvent,
     IngestResult,
     Page,
+    ProcessResult,
     Rejection,
+    ReplayFilter,
     SchemaOutdated,
     SessionEnd,
     SessionEndResult,
+    StoredEvent,
     StoreError,
+    ViewFilter,
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import decode_cursor, encode_cursor
-from hookgate.timeutil import iso, utcnow
+from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
@@ -410,8 +418,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rejection.id,
                     iso(rejection.received_at),
@@ -427,6 +435,7 @@ class SqliteStore:
                     rejection.body_sha256,
                     rejection.body_size,
                     rejection.body,
+                    rejection.replay,
                 ),
             )
 
@@ -631,9 +640,37 @@ class SqliteStore:
         clauses, params = ([], []) if source is None else (["source = ?"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id"
         )
         return await self._page("rejections", columns, clauses, params, cursor, limit, _rej_row)
+
+    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT * FROM rejections WHERE id = ?", (rejection_id,)).fetchone()
+            if row is None:
+                return None
+            item = _rej_row(row)
+            item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
+            return item
+
+        return await self._read(run)
+
+    async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE rejections SET rerun_event_id = ? WHERE id = ?", (event_id, rejection_id)
+            )
+
+        await self._write(run)
+
+    async def find_event(self, source: str, dedup_key: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT id FROM inbox WHERE source = ? AND dedup_key = ?", (source, dedup_key)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._read(run)
 
     async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
@@ -802,6 +839,268 @@ class SqliteStore:
 
         return await self._write(run)
 
+    # -- processing and delivery (docs/adr/0006) -----------------------------------------
+
+    async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
+        from hookgate.store.viewtx import SqlViewTx
+
+        def run(conn: sqlite3.Connection) -> ProcessResult:
+            rows = conn.execute(
+                f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
+                "ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            if not rows:
+                return ProcessResult(0, 0, 0)
+            decisions = _decisions_of(conn, [row["id"] for row in rows])
+            tx = SqlViewTx(conn, "sqlite")
+            now = iso(utcnow())
+            processed = failed = deliveries = 0
+            # The writer is shared with ingest: stop early rather than hold commits back.
+            budget = time.perf_counter() + _PROCESS_BUDGET_S
+            for row in rows:
+                event = _stored_event(row, decisions.get(row["id"]))
+                conn.execute("SAVEPOINT process_event")
+                try:
+                    names = handler(tx, event)
+                    for name in dict.fromkeys(names):
+                        deliveries += _enqueue_delivery(conn, event.id, name, now)
+                    conn.execute(
+                        "UPDATE inbox SET status = 'processed', processed_at = ?, error = NULL "
+                        "WHERE id = ?",
+                        (now, event.id),
+                    )
+                    conn.execute("RELEASE process_event")
+                    processed += 1
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO process_event")
+                    conn.execute("RELEASE process_event")
+                    conn.execute(
+                        "UPDATE inbox SET status = 'failed', processed_at = ?, error = ? "
+                        "WHERE id = ?",
+                        (now, f"{type(exc).__name__}: {exc}"[:2000], event.id),
+                    )
+                    failed += 1
+                if time.perf_counter() > budget:
+                    break
+            return ProcessResult(processed, failed, deliveries)
+
+        return await self._write(run)
+
+    async def claim_deliveries(
+        self,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        destinations: list[str],
+    ) -> list[DeliveryJob]:
+        if not destinations or limit <= 0:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[DeliveryJob]:
+            marks = ",".join("?" * len(destinations))
+            at = iso(now)
+            rows = conn.execute(
+                "SELECT id, event_id, destination, attempts, created_at FROM deliveries "
+                "WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? "
+                f"AND destination IN ({marks}) AND (lease_until IS NULL OR lease_until < ?) "
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                (at, *destinations, at, limit),
+            ).fetchall()
+            if not rows:
+                return []
+            until = iso(datetime.fromtimestamp(now.timestamp() + lease_seconds, now.tzinfo))
+            conn.executemany(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                [(owner, until, row["id"]) for row in rows],
+            )
+            events = _events_by_id(conn, [row["event_id"] for row in rows])
+            return [
+                DeliveryJob(
+                    id=row["id"],
+                    destination=row["destination"],
+                    attempt=int(row["attempts"]) + 1,
+                    created_at=parse_iso(row["created_at"]),
+                    event=events[row["event_id"]],
+                )
+                for row in rows
+                if row["event_id"] in events
+            ]
+
+        return await self._write(run)
+
+    async def finish_delivery(self, job: DeliveryJob, owner: str, outcome: DeliveryOutcome) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            now = iso(utcnow())
+            conn.execute(
+                "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, "
+                "duration_ms, outcome, status_code, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id(),
+                    job.id,
+                    job.attempt,
+                    iso(outcome.started_at),
+                    outcome.duration_ms,
+                    outcome.state,
+                    outcome.status_code,
+                    outcome.error,
+                ),
+            )
+            cur = conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = ?, "
+                "next_attempt_at = coalesce(?, next_attempt_at), lease_owner = NULL, "
+                "lease_until = NULL, last_status_code = ?, last_error = ?, updated_at = ?, "
+                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END "
+                "WHERE id = ? AND lease_owner = ?",
+                (
+                    outcome.state,
+                    job.attempt,
+                    iso(outcome.retry_at) if outcome.retry_at else None,
+                    outcome.status_code,
+                    outcome.error,
+                    now,
+                    outcome.state,
+                    now,
+                    job.id,
+                    owner,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def replay(self, where: ReplayFilter) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            now = iso(utcnow())
+            queued = 0
+            if where.event_ids:
+                for event_id in where.event_ids:
+                    queued += _replay_event(conn, event_id, where, now)
+                return queued
+            clauses, params = _delivery_selection(where)
+            cur = conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE " + clauses,
+                (now, now, *params),
+            )
+            queued += cur.rowcount
+            if where.status in (None, "failed") and where.destination is None:
+                event_clauses = ["status = 'failed'"]
+                event_params: list[Any] = []
+                if where.source is not None:
+                    event_clauses.append("source = ?")
+                    event_params.append(where.source)
+                if where.since is not None:
+                    event_clauses.append("id >= ?")
+                    event_params.append(floor_id(where.since))
+                cur = conn.execute(
+                    "UPDATE inbox SET status = 'received', error = NULL WHERE "
+                    + " AND ".join(event_clauses),
+                    event_params,
+                )
+                queued += cur.rowcount
+            return queued
+
+        return await self._write(run)
+
+    async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+        clauses, params = _filters(
+            [
+                (column, where.equal.get(column))
+                for column in ("id", "event_id", "destination", "status")
+            ],
+            "created_at",
+            where.since,
+        )
+        if where.until is not None:
+            clauses.append("created_at < ?")
+            params.append(iso(where.until))
+        return await self._page("deliveries", "*", clauses, params, cursor, limit, dict)
+
+    async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [
+                dict(row)
+                for row in conn.execute(
+                    "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id",
+                    (delivery_id,),
+                )
+            ]
+
+        return await self._read(run)
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            return {
+                row["name"]: dict(row)
+                for row in conn.execute(
+                    "SELECT * FROM destination_state WHERE disabled_at IS NOT NULL"
+                )
+            }
+
+        return await self._read(run)
+
+    async def set_destination_disabled(self, name: str, reason: str | None) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            now = iso(utcnow())
+            conn.execute(
+                "INSERT INTO destination_state (name, disabled_at, reason, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "disabled_at = excluded.disabled_at, reason = excluded.reason, "
+                "updated_at = excluded.updated_at",
+                (name, now if reason is not None else None, reason, now),
+            )
+
+        await self._write(run)
+
+    async def requeue_event(
+        self,
+        event_id: str,
+        document: Any,
+        event_type: str,
+        dedup_key: str,
+        subject: str | None,
+        flags: list[str],
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("SAVEPOINT requeue")
+            try:
+                cur = conn.execute(
+                    "UPDATE inbox SET document = ?, event_type = ?, dedup_key = ?, subject = ?, "
+                    "flags = ?, status = 'received', error = NULL WHERE id = ?",
+                    (
+                        _json_text(document),
+                        event_type,
+                        dedup_key,
+                        subject,
+                        _json_text(flags),
+                        event_id,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK TO requeue")
+                conn.execute("RELEASE requeue")
+                return False
+            conn.execute("RELEASE requeue")
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def list_view(
+        self, table: str, where: ViewFilter, cursor: str | None, limit: int
+    ) -> Page:
+        from hookgate.store.viewtx import fetch_page
+
+        return await self._read(
+            lambda conn: fetch_page(conn, table, where, cursor, limit, "sqlite")
+        )
+
+    async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
+        from hookgate.store.viewtx import fetch_rows
+
+        return await self._read(lambda conn: fetch_rows(conn, table, where, "sqlite"))
+
 
 def _event_row(row: sqlite3.Row) -> dict[str, Any]:
     return {
@@ -819,6 +1118,109 @@ def _event_row(row: sqlite3.Row) -> dict[str, Any]:
         "body_sha256": row["body_sha256"],
         "body_size": row["body_size"],
     }
+
+
+_STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
+# Time one processing job may hold the shared writer before it commits what it has.
+_PROCESS_BUDGET_S = 0.005
+
+
+def _stored_event(row: sqlite3.Row, decision: dict[str, Any] | None) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"],
+        source=row["source"],
+        provider=row["provider"],
+        event_type=row["event_type"],
+        received_at=parse_iso(row["received_at"]),
+        subject=row["subject"],
+        status=row["status"],
+        flags=msgspec.json.decode(row["flags"]),
+        document=msgspec.json.decode(row["document"]) if row["document"] else None,
+        decision=decision,
+    )
+
+
+def _decisions_of(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(event_ids), 400):
+        chunk = event_ids[start : start + 400]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT * FROM decisions WHERE event_id IN ({marks}) ORDER BY id", chunk
+        ):
+            found[row["event_id"]] = _decision_row(row)
+    return found
+
+
+def _events_by_id(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, StoredEvent]:
+    unique = list(dict.fromkeys(event_ids))
+    decisions = _decisions_of(conn, unique)
+    found: dict[str, StoredEvent] = {}
+    for start in range(0, len(unique), 400):
+        chunk = unique[start : start + 400]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {_STORED_COLUMNS} FROM inbox WHERE id IN ({marks})", chunk
+        ):
+            found[row["id"]] = _stored_event(row, decisions.get(row["id"]))
+    return found
+
+
+def _enqueue_delivery(conn: sqlite3.Connection, event_id: str, destination: str, now: str) -> int:
+    cur = conn.execute(
+        "INSERT INTO deliveries (id, event_id, destination, status, attempts, next_attempt_at, "
+        "created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) "
+        "ON CONFLICT (event_id, destination) DO NOTHING",
+        (new_id(), event_id, destination, now, now, now),
+    )
+    return cur.rowcount
+
+
+def _replay_event(conn: sqlite3.Connection, event_id: str, where: ReplayFilter, now: str) -> int:
+    """Queue one event again: its failed processing, and its deliveries (or the one named)."""
+    row = conn.execute("SELECT status FROM inbox WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        return 0
+    queued = 0
+    if row["status"] == "failed":
+        conn.execute("UPDATE inbox SET status = 'received', error = NULL WHERE id = ?", (event_id,))
+        queued += 1
+    clauses = ["event_id = ?"]
+    params: list[Any] = [event_id]
+    if where.destination is not None:
+        clauses.append("destination = ?")
+        params.append(where.destination)
+    if where.status is not None:
+        clauses.append("status = ?")
+        params.append(where.status)
+    cur = conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE " + " AND ".join(clauses),
+        (now, now, *params),
+    )
+    queued += cur.rowcount
+    if cur.rowcount == 0 and where.destination is not None and row["status"] == "processed":
+        # A destination added after the event was processed: deliver it there now.
+        queued += _enqueue_delivery(conn, event_id, where.destination, now)
+    return queued
+
+
+def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
+    clauses = ["1 = 1"]
+    params: list[Any] = []
+    if where.status is not None:
+        clauses.append("status = ?")
+        params.append(where.status)
+    if where.destination is not None:
+        clauses.append("destination = ?")
+        params.append(where.destination)
+    if where.since is not None:
+        clauses.append("id >= ?")
+        params.append(floor_id(where.since))
+    if where.source is not None:
+        clauses.append("event_id IN (SELECT id FROM inbox WHERE source = ?)")
+        params.append(where.source)
+    return " AND ".join(clauses), params
 
 
 def _rej_row(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The shape of the domain-view tables (migration 0004), for the backends' generic row
-access (`ViewTx`) and listings: primary keys, and which columns hold instants, JSON or
-booleans. A table or column not named here cannot be reached through `ViewTx`."""
+access (`ViewTx`) and listings: primary keys, the listing order, and which columns hold
+instants, JSON or booleans. A table or column not named here cannot be reached through
+`ViewTx`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ViewTable:
-    """Columns of one view table by kind."""
+    """Columns of one view table by kind; `order` is the unique, time-ordered key that
+    listings page by (newest first)."""
 
     key: tuple[str, ...]
     columns: frozenset[str]
     instants: frozenset[str] = frozenset()
     json: frozenset[str] = frozenset()
     booleans: frozenset[str] = frozenset()
+    integers: frozenset[str] = frozenset()
+    order: tuple[str, ...] = ("id",)
 
 
 def _table(
@@ -25,6 +29,8 @@ def _table(
     instants: str = "",
     json: str = "",
     booleans: str = "",
+    integers: str = "",
+    order: tuple[str, ...] = ("id",),
 ) -> ViewTable:
     return ViewTable(
         key=key,
@@ -32,6 +38,8 @@ def _table(
         instants=frozenset(instants.split()),
         json=frozenset(json.split()),
         booleans=frozenset(booleans.split()),
+        integers=frozenset(integers.split()),
+        order=order,
     )
 
 
@@ -40,29 +48,32 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "session_key"),
         "source session_key id provider status charger_id evse_id connector_id token user_id "
         "external_id started_at ended_at energy_kwh cost cost_excl_vat currency flags event_ids "
-        "last_occurred_at updated_at",
+        "versions last_occurred_at updated_at",
         instants="started_at ended_at last_occurred_at updated_at",
-        json="flags event_ids",
+        json="flags event_ids versions",
     ),
     "meter_values": _table(
         ("source", "session_key", "at", "measurand", "phase"),
         "source session_key at measurand phase value unit event_id",
         instants="at",
+        order=("at", "source", "session_key", "measurand", "phase"),
     ),
     "charge_points": _table(
         ("source", "charge_point_id"),
         "source charge_point_id id name vendor model serial_number firmware_version "
         "network_status hardware_status status location_id last_boot_at deleted "
-        "last_event_type last_occurred_at updated_at",
+        "last_event_type last_action last_event_id versions last_occurred_at updated_at",
         instants="last_boot_at last_occurred_at updated_at",
+        json="versions",
         booleans="deleted",
     ),
     "evses": _table(
         ("source", "evse_id"),
-        "source evse_id charge_point_id status hardware_status connectors max_power_kw "
-        "last_occurred_at updated_at",
+        "source evse_id id charge_point_id status hardware_status connectors max_power_kw "
+        "deleted last_event_type last_action last_event_id versions last_occurred_at updated_at",
         instants="last_occurred_at updated_at",
-        json="connectors",
+        json="connectors versions",
+        booleans="deleted",
     ),
     "parking_transactions": _table(
         ("source", "parking_id"),
@@ -82,13 +93,16 @@ VIEWS: dict[str, ViewTable] = {
     ),
     "payment_states": _table(
         ("event_id",),
-        "event_id source object_type object_id state received_at applied out_of_order",
+        "event_id source object_type object_id state state_rank final known received_at "
+        "applied out_of_order",
         instants="received_at",
-        booleans="applied out_of_order",
+        booleans="final known applied out_of_order",
+        integers="state_rank",
+        order=("event_id",),
     ),
     "provider_refs": _table(
         ("source", "kind", "ref_id"),
-        "source kind ref_id id action first_seen_at last_occurred_at event_ids",
+        "source kind ref_id id action first_seen_at last_occurred_at last_event_id event_ids",
         instants="first_seen_at last_occurred_at",
         json="event_ids",
     ),

@@ -1,5 +1,8 @@
 -- Domain views kept up to date from the events by the processing step (processing/).
--- Every view has a time-ordered `id` (ids.py) for cursor pagination, newest first.
+-- Every view but meter_values has a time-ordered `id` (ids.py, payment_states: event_id)
+-- for cursor pagination, newest first. `versions` holds, per field, the
+-- "<occurred_at ISO>|<event id>" of the fact that set it: a field changes only for a
+-- newer fact, so the final row does not depend on the order events are processed in.
 
 CREATE TABLE charging_sessions (
     source TEXT NOT NULL,
@@ -21,6 +24,7 @@ CREATE TABLE charging_sessions (
     currency TEXT,
     flags {json} NOT NULL,
     event_ids {json} NOT NULL,
+    versions {json} NOT NULL,
     last_occurred_at {ts},
     updated_at {ts} NOT NULL,
     PRIMARY KEY (source, session_key)
@@ -29,6 +33,7 @@ CREATE UNIQUE INDEX charging_sessions_id ON charging_sessions (id);
 CREATE INDEX charging_sessions_started_at ON charging_sessions (started_at);
 CREATE INDEX charging_sessions_token ON charging_sessions (token, id);
 CREATE INDEX charging_sessions_charger ON charging_sessions (charger_id, id);
+CREATE INDEX charging_sessions_external ON charging_sessions (source, external_id);
 
 CREATE TABLE meter_values (
     source TEXT NOT NULL,
@@ -41,6 +46,7 @@ CREATE TABLE meter_values (
     event_id TEXT NOT NULL,
     PRIMARY KEY (source, session_key, at, measurand, phase)
 );
+CREATE INDEX meter_values_at ON meter_values (at);
 
 CREATE TABLE charge_points (
     source TEXT NOT NULL,
@@ -58,6 +64,9 @@ CREATE TABLE charge_points (
     last_boot_at {ts},
     deleted {bool} NOT NULL,
     last_event_type TEXT,
+    last_action TEXT,
+    last_event_id TEXT NOT NULL,
+    versions {json} NOT NULL,
     last_occurred_at {ts},
     updated_at {ts} NOT NULL,
     PRIMARY KEY (source, charge_point_id)
@@ -67,15 +76,22 @@ CREATE UNIQUE INDEX charge_points_id ON charge_points (id);
 CREATE TABLE evses (
     source TEXT NOT NULL,
     evse_id TEXT NOT NULL,
+    id TEXT NOT NULL,
     charge_point_id TEXT,
     status TEXT,
     hardware_status TEXT,
     connectors {json},
     max_power_kw TEXT,
+    deleted {bool} NOT NULL,
+    last_event_type TEXT,
+    last_action TEXT,
+    last_event_id TEXT NOT NULL,
+    versions {json} NOT NULL,
     last_occurred_at {ts},
     updated_at {ts} NOT NULL,
     PRIMARY KEY (source, evse_id)
 );
+CREATE UNIQUE INDEX evses_id ON evses (id);
 CREATE INDEX evses_charge_point ON evses (source, charge_point_id);
 
 CREATE TABLE parking_transactions (
@@ -122,12 +138,17 @@ CREATE TABLE payment_objects (
 );
 CREATE UNIQUE INDEX payment_objects_id ON payment_objects (id);
 
+-- Every state notification of an object; `applied` and `out_of_order` are what the state
+-- did when the history is read in arrival (event id) order.
 CREATE TABLE payment_states (
     event_id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
     object_type TEXT NOT NULL,
     object_id TEXT NOT NULL,
     state TEXT NOT NULL,
+    state_rank INTEGER,
+    final {bool} NOT NULL,
+    known {bool} NOT NULL,
     received_at {ts} NOT NULL,
     applied {bool} NOT NULL,
     out_of_order {bool} NOT NULL
@@ -142,7 +163,9 @@ CREATE TABLE provider_refs (
     action TEXT,
     first_seen_at {ts} NOT NULL,
     last_occurred_at {ts} NOT NULL,
+    last_event_id TEXT NOT NULL,
     event_ids {json} NOT NULL,
     PRIMARY KEY (source, kind, ref_id)
 );
 CREATE UNIQUE INDEX provider_refs_id ON provider_refs (id);
+CREATE INDEX provider_refs_kind ON provider_refs (kind, id);

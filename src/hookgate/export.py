@@ -1,0 +1,281 @@
+"""Fleet cost report: what each vehicle cost in one month, from the domain views.
+
+One line per parking transaction and per charging session that ended in the month (read
+in the `[authorization] timezone`), with the vehicle (licence plate, or the charge token's
+vehicle), driver and cost centre from the token entities, and amounts as decimal text
+with two places. An amount the provider did not report stays empty, never 0: a total
+built from guesses would be wrong in the books. Totals are per vehicle and currency.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from hookgate.authorization.model import normalise_uid
+from hookgate.store.base import Store, ViewFilter
+from hookgate.timeutil import parse_iso
+
+LINE_COLUMNS = (
+    "kind",
+    "id",
+    "date",
+    "vehicle",
+    "token",
+    "driver",
+    "cost_centre",
+    "description",
+    "amount_excl_vat",
+    "vat",
+    "total",
+    "currency",
+)
+TOTAL_COLUMNS = ("vehicle", "currency", "lines", "amount_excl_vat", "vat", "total", "incomplete")
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_CENT = Decimal("0.01")
+_SCAN = 500
+
+
+class ExportLine(msgspec.Struct, kw_only=True):
+    """One parking transaction or charging session."""
+
+    kind: str  # parking | charging
+    id: str
+    date: str  # local date the transaction or session ended
+    vehicle: str | None
+    token: str | None
+    driver: str | None
+    cost_centre: str | None
+    description: str
+    amount_excl_vat: str | None
+    vat: str | None
+    total: str | None
+    currency: str | None
+
+
+class VehicleTotal(msgspec.Struct, kw_only=True):
+    """Sums of one vehicle's lines in one currency. `vehicle` falls back to the token
+    when no vehicle is known; `incomplete` counts lines missing an amount."""
+
+    vehicle: str
+    currency: str
+    lines: int
+    amount_excl_vat: str | None
+    vat: str | None
+    total: str | None
+    incomplete: int
+
+
+class FleetReport(msgspec.Struct, kw_only=True):
+    """The month, its zone, the lines (by end time) and the totals (by vehicle)."""
+
+    month: str
+    timezone: str
+    lines: list[ExportLine]
+    totals: list[VehicleTotal]
+
+
+def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
+    """The UTC instants where `YYYY-MM` starts and ends in `timezone`; ValueError otherwise."""
+    match = _MONTH.match(month)
+    if match is None:
+        raise ValueError("month must be YYYY-MM")
+    year, number = int(match.group(1)), int(match.group(2))
+    zone = ZoneInfo(timezone)
+    start = datetime(year, number, 1, tzinfo=zone)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(_CENT, ROUND_HALF_UP))
+
+
+def _instant(value: Any) -> datetime:
+    return value.astimezone(UTC) if isinstance(value, datetime) else parse_iso(str(value))
+
+
+def _plate(text: str) -> str:
+    """Licence plates compare without case, spaces or dashes (`ab-123` is `AB123`)."""
+    return re.sub(r"[\s-]", "", text).upper()
+
+
+class _Tokens:
+    """Token entities by uid and by the plate of their vehicle."""
+
+    def __init__(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        self.by_uid: dict[str, Mapping[str, Any]] = {}
+        self.by_plate: dict[str, Mapping[str, Any]] = {}
+        for doc in docs:
+            uid = str(doc.get("uid", ""))
+            self.by_uid[uid] = doc
+            vehicle = doc.get("vehicle")
+            if vehicle:
+                self.by_plate.setdefault(_plate(str(vehicle)), doc)
+
+
+async def _token_docs(store: Store) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        batch = await store.auth_list("token", after, _SCAN)
+        docs.extend(msgspec.json.decode(entity.doc) for entity in batch)
+        if len(batch) < _SCAN:
+            return docs
+        after = batch[-1].key
+
+
+def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> ExportLine:
+    has_fee = row.get("fee") not in (None, "")
+
+    def amount(price_part: str, fee_part: str) -> Decimal | None:
+        """Price plus fee (when there is one); unknown when either part is."""
+        base = _decimal(row.get(price_part))
+        if base is None or not has_fee:
+            return base
+        extra = _decimal(row.get(fee_part))
+        return None if extra is None else base + extra
+
+    plate = str(row.get("license_number") or "")
+    owner = tokens.by_plate.get(_plate(plate)) if plate else None
+    where = " / ".join(str(v) for v in (row.get("area_name"), row.get("operator_name")) if v)
+    return ExportLine(
+        kind="parking",
+        id=str(row["id"]),
+        date=_instant(row["ended_at"]).astimezone(zone).date().isoformat(),
+        vehicle=plate or None,
+        token=str(owner["uid"]) if owner else None,
+        driver=owner.get("driver") if owner else None,
+        cost_centre=owner.get("cost_centre") if owner else None,
+        description=f"Parking {where}".strip(),
+        amount_excl_vat=_money(amount("price_excl_vat", "fee_excl_vat")),
+        vat=_money(amount("price_vat", "fee_vat")),
+        total=_money(amount("price", "fee")),
+        currency=row.get("currency") or None,
+    )
+
+
+def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> ExportLine:
+    token = normalise_uid(str(row["token"])) if row.get("token") else None
+    owner = tokens.by_uid.get(token) if token else None
+    total = _decimal(row.get("cost"))
+    excl = _decimal(row.get("cost_excl_vat"))
+    vat = total - excl if total is not None and excl is not None else None
+    parts = ["Charging"]
+    if row.get("energy_kwh"):
+        parts.append(f"{row['energy_kwh']} kWh")
+    if row.get("charger_id"):
+        parts.append(f"at {row['charger_id']}")
+    return ExportLine(
+        kind="charging",
+        id=str(row["id"]),
+        date=_instant(row["ended_at"]).astimezone(zone).date().isoformat(),
+        vehicle=owner.get("vehicle") if owner else None,
+        token=token,
+        driver=owner.get("driver") if owner else None,
+        cost_centre=owner.get("cost_centre") if owner else None,
+        description=" ".join(parts),
+        amount_excl_vat=_money(excl),
+        vat=_money(vat),
+        total=_money(total),
+        currency=row.get("currency") or None,
+    )
+
+
+class _Sum:
+    """Running sums of one vehicle and currency; an amount no line knew stays unknown."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.incomplete = 0
+        self.amounts: list[Decimal | None] = [None, None, None]
+
+    def add(self, line: ExportLine) -> None:
+        self.lines += 1
+        values = (line.amount_excl_vat, line.vat, line.total)
+        self.incomplete += any(value is None for value in values)
+        for index, value in enumerate(values):
+            if value is not None:
+                self.amounts[index] = (self.amounts[index] or Decimal(0)) + Decimal(value)
+
+
+def _totals(lines: list[ExportLine]) -> list[VehicleTotal]:
+    sums: dict[tuple[str, str], _Sum] = {}
+    for line in lines:
+        vehicle = line.vehicle or (f"token:{line.token}" if line.token else "")
+        sums.setdefault((vehicle, line.currency or ""), _Sum()).add(line)
+    return [
+        VehicleTotal(
+            vehicle=vehicle,
+            currency=currency,
+            lines=entry.lines,
+            amount_excl_vat=_money(entry.amounts[0]),
+            vat=_money(entry.amounts[1]),
+            total=_money(entry.amounts[2]),
+            incomplete=entry.incomplete,
+        )
+        for (vehicle, currency), entry in sorted(sums.items())
+    ]
+
+
+async def build_report(store: Store, month: str, timezone: str) -> FleetReport:
+    """The report of `month` (YYYY-MM, in `timezone`); ValueError for a bad month."""
+    since, until = month_bounds(month, timezone)
+    zone = ZoneInfo(timezone)
+    tokens = _Tokens(await _token_docs(store))
+    where = ViewFilter(time_column="ended_at", since=since, until=until)
+    parking = await store.view_rows("parking_transactions", where)
+    charging = await store.view_rows("charging_sessions", where)
+    dated = [(_instant(row["ended_at"]), _parking_line(row, tokens, zone)) for row in parking]
+    dated += [
+        (_instant(row["ended_at"]), _charging_line(row, tokens, zone))
+        for row in charging
+        if row.get("ended_at") is not None
+    ]
+    dated.sort(key=lambda pair: (pair[0], pair[1].id))
+    lines = [line for _, line in dated]
+    return FleetReport(month=month, timezone=timezone, lines=lines, totals=_totals(lines))
+
+
+def _csv(columns: tuple[str, ...], rows: Iterable[msgspec.Struct]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        values = (getattr(row, column) for column in columns)
+        writer.writerow("" if value is None else value for value in values)
+    return out.getvalue()
+
+
+def lines_csv(report: FleetReport) -> str:
+    """The lines as CSV (RFC 4180, header row, CRLF): one rectangular table to import."""
+    return _csv(LINE_COLUMNS, report.lines)
+
+
+def totals_csv(report: FleetReport) -> str:
+    """The per-vehicle totals as a CSV table of their own."""
+    return _csv(TOTAL_COLUMNS, report.totals)
+
+
+def report_json(report: FleetReport) -> bytes:
+    """`{"month", "timezone", "lines": [...], "totals": [...]}`."""
+    return msgspec.json.encode(report)

@@ -1,0 +1,1 @@
+"""Operator actions shared by the admin API and the command line."""

@@ -1,0 +1,218 @@
+"""Re-running what hookgate held back, once the configuration (or code) is fixed.
+
+A quarantined event is parsed again from its stored raw body and, when valid now, takes
+its place in the inbox queue. A rejected request is verified again from its replay copy
+(`Rejection.replay`: the body and only the signature headers) with the current secrets,
+then parsed and stored like a new call. Both use the provider's own checks, so a re-run
+accepts exactly what a fresh delivery of the same call would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from hookgate.authorization.model import normalise_uid
+from hookgate.config import Config, SourceConfig
+from hookgate.ids import new_id
+from hookgate.providers.base import Call, Parsed, Provider, Reject, body_hash, read_replay_copy
+from hookgate.store.base import InboundEvent, Store
+from hookgate.timeutil import utcnow
+from hookgate.verify import mask_headers
+
+Providers = Mapping[str, Provider[Any]]
+
+
+class RerunError(Exception):
+    """Why a re-run cannot be done, as an HTTP status and problem type."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class RerunResult(msgspec.Struct, kw_only=True):
+    """`queued`: a quarantined event is queued for processing; `stored`: a rejected call is
+    now an inbox event; `duplicate`: the inbox already holds it as `duplicate_of`."""
+
+    status: str
+    event_id: str
+    event_type: str
+    duplicate_of: str | None = None
+    detail: str
+
+
+def _source(config: Config, providers: Providers, name: str) -> tuple[SourceConfig, Provider[Any]]:
+    source = config.source(name)
+    if source is None:
+        raise RerunError(409, "unknown-source", f"source {name!r} is not configured (any more)")
+    return source, providers[source.provider]
+
+
+def _ingest_route(provider: Provider[Any]) -> str:
+    for route, kind in provider.routes.items():
+        if kind == "ingest":
+            return route
+    raise RerunError(
+        409, "not-rerunnable", f"{provider.name} calls are answered live and cannot be re-run"
+    )
+
+
+def _still_invalid(exc: Reject) -> RerunError:
+    return RerunError(422, "still-invalid", exc.detail)
+
+
+async def reprocess_event(
+    store: Store, config: Config, providers: Providers, event_id: str
+) -> RerunResult:
+    """Parse a quarantined event again; queue it for processing when it is valid now."""
+    event = await store.get_event(event_id)
+    if event is None:
+        raise RerunError(404, "not-found", f"no event with id {event_id}")
+    if event["status"] != "quarantined":
+        raise RerunError(
+            409, "not-quarantined", f"event {event_id} is {event['status']}, not quarantined"
+        )
+    source, provider = _source(config, providers, event["source"])
+    call = Call(_ingest_route(provider), dict(event["headers"]), event["raw_body"])
+    try:
+        parsed = provider.parse(source, call)
+    except Reject as exc:
+        raise _still_invalid(exc) from None
+    queued = await store.requeue_event(
+        event_id, parsed.document, parsed.event_type, parsed.dedup_key, parsed.subject, parsed.flags
+    )
+    if queued:
+        return RerunResult(
+            status="queued",
+            event_id=event_id,
+            event_type=parsed.event_type,
+            detail="valid now: queued for processing",
+        )
+    original = await store.find_event(source.name, parsed.dedup_key)
+    return RerunResult(
+        status="duplicate",
+        event_id=event_id,
+        event_type=parsed.event_type,
+        duplicate_of=original,
+        detail=f"duplicate of event {original}; this copy stays quarantined",
+    )
+
+
+def _no_copy_reason(rejection: dict[str, Any], config: Config, providers: Providers) -> str:
+    if rejection["reason"] == "body-too-large":
+        return "the body was over the size limit and was not kept whole"
+    if rejection["provider"] is None:
+        return "the request named no configured source, so nothing was kept to verify it"
+    source = config.source(rejection["source"])
+    provider = providers.get(rejection["provider"])
+    if source is not None and provider is not None and not provider.replay_headers(source):
+        return (
+            f"source {source.name!r} authenticates with credentials in headers (Basic, API "
+            "key or bearer token), which are never stored; the provider has to send the call "
+            "again (EasyPark retries failed deliveries every hour by itself)"
+        )
+    return "no replay copy was kept for this request"
+
+
+async def _group_of(store: Store, token: str) -> str | None:
+    entity = await store.auth_get("token", token)
+    if entity is None:
+        return None
+    group = msgspec.json.decode(entity.doc).get("group_id")
+    return str(group) if group else None
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _verify_and_parse(source: SourceConfig, provider: Provider[Any], call: Call) -> Parsed:
+    """The ingress's checks, in its order, with the current configuration."""
+    try:
+        provider.authenticate(source, call)
+        if not _is_json(call.headers.get("content-type")):
+            raise RerunError(422, "still-invalid", "the body must be application/json")
+        provider.verify(source, call)
+        try:
+            return provider.parse(source, call)
+        except Reject as exc:
+            if exc.status != 422 or source.on_invalid != "quarantine":
+                raise
+            parsed = provider.quarantine(source, call)
+            parsed.document = {"error": exc.detail}
+            return parsed
+    except Reject as exc:
+        raise _still_invalid(exc) from None
+
+
+async def rerun_rejection(
+    store: Store, config: Config, providers: Providers, rejection_id: str
+) -> RerunResult:
+    """Verify a rejected call again from its replay copy and store it when it passes."""
+    rejection = await store.get_rejection(rejection_id)
+    if rejection is None:
+        raise RerunError(404, "not-found", f"no rejection with id {rejection_id}")
+    if rejection.get("rerun_event_id"):
+        raise RerunError(
+            409,
+            "already-rerun",
+            f"rejection {rejection_id} was already re-run as event {rejection['rerun_event_id']}",
+        )
+    if rejection.get("replay") is None:
+        raise RerunError(409, "no-replay-copy", _no_copy_reason(rejection, config, providers))
+    source, provider = _source(config, providers, rejection["source"])
+    if source.provider != rejection["provider"]:
+        raise RerunError(
+            409,
+            "provider-changed",
+            f"source {source.name!r} is now {source.provider}, not {rejection['provider']}",
+        )
+    route = rejection["path"].removeprefix("/hooks/").strip("/").partition("/")[2]
+    if provider.routes.get(route) != "ingest":
+        raise RerunError(
+            409, "not-rerunnable", f"calls to /{route} are answered live and cannot be re-run"
+        )
+    copy = read_replay_copy(rejection["replay"])
+    call = Call(route, dict(copy.headers), copy.body)
+    parsed = _verify_and_parse(source, provider, call)
+    event = InboundEvent(
+        id=new_id(),
+        source=source.name,
+        provider=source.provider,
+        event_type=parsed.event_type,
+        received_at=utcnow(),
+        dedup_key=parsed.dedup_key,
+        raw_body=copy.body,
+        body_sha256=body_hash(copy.body),
+        headers=mask_headers(copy.headers, provider.keep_headers, provider.secret_headers(source)),
+        document=parsed.document,
+        subject=parsed.subject,
+        status=parsed.status,
+        flags=parsed.flags,
+    )
+    used = parsed.consumption
+    if used is not None and used.token:
+        used.token = normalise_uid(used.token)
+        used.group_id = await _group_of(store, used.token)
+    result = await store.ingest(event, used)
+    await store.mark_rejection_rerun(rejection_id, result.event_id)
+    if result.stored:
+        return RerunResult(
+            status="stored",
+            event_id=result.event_id,
+            event_type=parsed.event_type,
+            detail=f"verified and stored as event {result.event_id} ({parsed.status})",
+        )
+    return RerunResult(
+        status="duplicate",
+        event_id=result.event_id,
+        event_type=parsed.event_type,
+        duplicate_of=result.event_id,
+        detail=f"duplicate of event {result.event_id}",
+    )

@@ -1,0 +1,398 @@
+"""Fold provider-neutral facts into the domain views (migration 0004), through `ViewTx`.
+
+Providers resend, retry and reorder, and the store may process an event again after a
+crash or a replay. Every rule here therefore gives the same rows whatever the order the
+events are processed in, and processing an event twice changes nothing:
+
+- a field takes the value of the newest fact that speaks of it: newest by the time the
+  provider says it happened, then by event id (arrival order) on a tie; each row keeps
+  the "<occurred_at>|<event id>" version of every field in `versions`;
+- a session's energy never decreases; a session that ended never becomes active again;
+- id lists and flags are sorted sets;
+- a payment object's state is the result of reading its whole state history in arrival
+  order, so a late state is recognised whenever it is processed.
+
+A row is written only when it changes (`updated_at` then says when).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from hookgate.facts import (
+    ChargePointFact,
+    ChargingSessionFact,
+    EvseFact,
+    Fact,
+    MeterSample,
+    ObjectStateFact,
+    ParkingFact,
+    ReferenceFact,
+)
+from hookgate.ids import new_id
+from hookgate.store.base import StoredEvent, ViewTx
+from hookgate.store.views import view
+from hookgate.timeutil import iso, utcnow
+
+__all__ = ["project"]
+
+_STATUS_RANK = {"active": 0, "ended": 1}
+_SESSION_FIELDS = (
+    "charger_id",
+    "evse_id",
+    "connector_id",
+    "token",
+    "user_id",
+    "external_id",
+    "started_at",
+    "ended_at",
+    "cost",
+    "cost_excl_vat",
+    "currency",
+)
+_CHARGE_POINT_FIELDS = (
+    "name",
+    "vendor",
+    "model",
+    "serial_number",
+    "firmware_version",
+    "network_status",
+    "hardware_status",
+    "status",
+    "location_id",
+    "last_boot_at",
+    "deleted",
+)
+_EVSE_FIELDS = ("charge_point_id", "status", "hardware_status", "connectors", "max_power_kw")
+# The marker, among a session's versions, that its start was reported.
+_OPENED = "_opened"
+_UNMATCHED = "unmatched"
+_HISTORY_LIMIT = 10_000
+
+
+def project(tx: ViewTx, event: StoredEvent, facts: list[Fact]) -> None:
+    """Fold one event's facts into the views (idempotent, order-tolerant)."""
+    for fact in facts:
+        if isinstance(fact, ChargingSessionFact):
+            _session(tx, event, fact)
+        elif isinstance(fact, MeterSample):
+            _meter_value(tx, event, fact)
+        elif isinstance(fact, ChargePointFact):
+            _charge_point(tx, event, fact)
+        elif isinstance(fact, EvseFact):
+            _evse(tx, event, fact, fact.occurred_at or event.received_at, None)
+        elif isinstance(fact, ParkingFact):
+            _parking(tx, event, fact)
+        elif isinstance(fact, ObjectStateFact):
+            _object_state(tx, event, fact)
+        elif isinstance(fact, ReferenceFact):
+            _reference(tx, event, fact)
+
+
+# -- shared rules ---------------------------------------------------------------------
+
+
+def _version(occurred_at: datetime, event_id: str) -> str:
+    """Fixed-width instant, then the time-ordered event id: text order is recency."""
+    return f"{iso(occurred_at)}|{event_id}"
+
+
+def _blank(table: str, **values: Any) -> dict[str, Any]:
+    """A new row: every column present (None unless given), a fresh time-ordered id."""
+    row: dict[str, Any] = dict.fromkeys(view(table).columns)
+    if "id" in row:
+        row["id"] = new_id()
+    row.update(values)
+    return row
+
+
+def _newest(row: dict[str, Any], version: str, values: dict[str, Any]) -> None:
+    """Set each non-None value whose fact is at least as new as the one that set it."""
+    versions: dict[str, str] = row["versions"]
+    for name, value in values.items():
+        if value is not None and version >= versions.get(name, ""):
+            row[name] = value
+            versions[name] = version
+
+
+def _later(first: datetime | None, second: datetime) -> datetime:
+    return second if first is None or second > first else first
+
+
+def _save(tx: ViewTx, table: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Write `new` when it differs from what is stored, stamping `updated_at`."""
+    if new == old:
+        return
+    if "updated_at" in new:
+        new["updated_at"] = utcnow()
+    tx.upsert(table, new)
+
+
+def _energy(value: str | None) -> Decimal | None:
+    try:
+        return None if value is None else Decimal(value)
+    except InvalidOperation:
+        return None
+
+
+# -- charging sessions and meter values -----------------------------------------------
+
+
+def _find_session(tx: ViewTx, source: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The row of the first key known as a session key, else as a row's external id."""
+    for key in keys:
+        row = tx.get("charging_sessions", {"source": source, "session_key": key})
+        if row is not None:
+            return row
+    for key in keys:
+        rows = tx.select("charging_sessions", {"source": source, "external_id": key}, limit=1)
+        if rows:
+            return rows[0]
+    return None
+
+
+def _session(tx: ViewTx, event: StoredEvent, fact: ChargingSessionFact) -> None:
+    if not fact.keys:
+        return
+    old = _find_session(tx, event.source, fact.keys)
+    if old is None:
+        row = _blank(
+            "charging_sessions",
+            source=event.source,
+            session_key=fact.keys[0],
+            provider=event.provider,
+            status="active",
+            flags=[],
+            event_ids=[],
+            versions={},
+        )
+    else:
+        row = {**old, "versions": dict(old["versions"])}
+    version = _version(fact.occurred_at, event.id)
+    _newest(row, version, {name: getattr(fact, name) for name in _SESSION_FIELDS})
+
+    reported = _energy(fact.energy_kwh)
+    known = _energy(row["energy_kwh"])
+    if reported is not None and (known is None or reported > known):
+        row["energy_kwh"] = fact.energy_kwh
+    if fact.status in _STATUS_RANK and _STATUS_RANK[fact.status] > _STATUS_RANK.get(
+        row["status"], -1
+    ):
+        row["status"] = fact.status
+
+    if fact.opens:
+        row["versions"][_OPENED] = max(row["versions"].get(_OPENED, ""), version)
+    flags = set(row["flags"]) | set(fact.flags)
+    if _OPENED in row["versions"]:
+        flags.discard(_UNMATCHED)
+    row["flags"] = sorted(flags)
+    row["event_ids"] = sorted({*row["event_ids"], event.id})
+    row["last_occurred_at"] = _later(row["last_occurred_at"], fact.occurred_at)
+    _save(tx, "charging_sessions", old, row)
+
+
+def _meter_value(tx: ViewTx, event: StoredEvent, sample: MeterSample) -> None:
+    key = {
+        "source": event.source,
+        "session_key": sample.session_key,
+        "at": sample.at,
+        "measurand": sample.measurand,
+        "phase": sample.phase,
+    }
+    row = {**key, "value": sample.value, "unit": sample.unit, "event_id": event.id}
+    old = tx.get("meter_values", key)
+    # A reading sent again with another value: the later arrival corrects it.
+    if old is None or (old != row and event.id >= old["event_id"]):
+        tx.upsert("meter_values", row)
+
+
+# -- charge points and EVSEs ----------------------------------------------------------
+
+
+def _charge_point(tx: ViewTx, event: StoredEvent, fact: ChargePointFact) -> None:
+    key = {"source": event.source, "charge_point_id": fact.charge_point_id}
+    old = tx.get("charge_points", key)
+    if old is None:
+        row = _blank("charge_points", **key, deleted=False, versions={})
+    else:
+        row = {**old, "versions": dict(old["versions"])}
+    version = _version(fact.occurred_at, event.id)
+    values = {name: getattr(fact, name) for name in _CHARGE_POINT_FIELDS}
+    values.update(last_event_type=event.event_type, last_action=fact.action, last_event_id=event.id)
+    _newest(row, version, values)
+    row["last_occurred_at"] = _later(row["last_occurred_at"], fact.occurred_at)
+    _save(tx, "charge_points", old, row)
+    for evse in fact.evses:
+        _evse(tx, event, evse, evse.occurred_at or fact.occurred_at, fact.charge_point_id)
+
+
+def _evse(
+    tx: ViewTx,
+    event: StoredEvent,
+    fact: EvseFact,
+    occurred_at: datetime,
+    charge_point_id: str | None,
+) -> None:
+    key = {"source": event.source, "evse_id": fact.evse_id}
+    old = tx.get("evses", key)
+    if old is None:
+        row = _blank("evses", **key, deleted=False, versions={})
+    else:
+        row = {**old, "versions": dict(old["versions"])}
+    values = {name: getattr(fact, name) for name in _EVSE_FIELDS}
+    values.update(
+        charge_point_id=fact.charge_point_id or charge_point_id,
+        deleted=fact.deleted,
+        last_event_type=event.event_type,
+        last_action=fact.action,
+        last_event_id=event.id,
+    )
+    _newest(row, _version(occurred_at, event.id), values)
+    row["last_occurred_at"] = _later(row["last_occurred_at"], occurred_at)
+    _save(tx, "evses", old, row)
+
+
+# -- parking --------------------------------------------------------------------------
+
+
+def _parking(tx: ViewTx, event: StoredEvent, fact: ParkingFact) -> None:
+    key = {"source": event.source, "parking_id": fact.parking_id}
+    old = tx.get("parking_transactions", key)
+    # One event per parking id (the inbox deduplicates); should two ever meet, the later
+    # arrival wins.
+    if old is not None and event.id < old["event_id"]:
+        return
+    row = {
+        **key,
+        "id": old["id"] if old else new_id(),
+        "event_id": event.id,
+        "license_number": fact.license_number,
+        "parking_user_id": fact.parking_user_id,
+        "started_at": fact.started_at,
+        "ended_at": fact.ended_at,
+        "area_id": fact.area_id,
+        "area_name": fact.area_name,
+        "operator_id": fact.operator_id,
+        "operator_name": fact.operator_name,
+        "currency": fact.currency,
+        "price": fact.price,
+        "price_vat": fact.price_vat,
+        "price_excl_vat": fact.price_excl_vat,
+        "fee": fact.fee,
+        "fee_vat": fact.fee_vat,
+        "fee_excl_vat": fact.fee_excl_vat,
+        "consistent": fact.consistent,
+        "flags": sorted(set(fact.flags)),
+        "received_at": event.received_at,
+    }
+    _save(tx, "parking_transactions", old, row)
+
+
+# -- payment and approval objects -----------------------------------------------------
+
+
+def _step(current: dict[str, Any] | None, rank: int | None, state: dict[str, Any]) -> str:
+    """What one state does to the object, read in arrival order:
+    `apply`, `late` (behind the current state: kept in the history only), `conflict`
+    (another final state of the same rank: the first one stays) or `hold` (an unknown
+    state after a final one)."""
+    if current is None:
+        return "apply"
+    own = state["state_rank"] or 0
+    if current["final"]:
+        if not state["known"]:
+            return "hold"
+        if state["final"] and own > (rank or 0):
+            return "apply"
+        if state["final"] and own == rank and state["state"] != current["state"]:
+            return "conflict"
+        return "late"
+    if not state["known"] or rank is None or own >= rank:
+        return "apply"
+    return "late"
+
+
+def _object_state(tx: ViewTx, event: StoredEvent, fact: ObjectStateFact) -> None:
+    key = {"source": event.source, "object_type": fact.object_type, "object_id": fact.object_id}
+    tx.insert(
+        "payment_states",
+        {
+            "event_id": event.id,
+            **key,
+            "state": fact.state,
+            "state_rank": fact.rank if fact.known else None,
+            "final": fact.final,
+            "known": fact.known,
+            "received_at": event.received_at,
+            "applied": False,
+            "out_of_order": False,
+        },
+    )
+    history = tx.select("payment_states", key, order_by="event_id", limit=_HISTORY_LIMIT)
+    current: dict[str, Any] | None = None
+    rank: int | None = None
+    flags: set[str] = set()
+    for state in history:
+        outcome = _step(current, rank, state)
+        if outcome == "apply":
+            current = state
+            if state["known"]:
+                rank = state["state_rank"]
+        elif outcome == "late":
+            flags.add("out_of_order")
+        elif outcome == "conflict":
+            flags.add("conflicting_final")
+        if not state["known"]:
+            flags.add("unknown_state")
+        applied, late = outcome == "apply", outcome == "late"
+        if (state["applied"], state["out_of_order"]) != (applied, late):
+            tx.upsert(
+                "payment_states",
+                {"event_id": state["event_id"], "applied": applied, "out_of_order": late},
+            )
+    if current is None:
+        return
+    old = tx.get("payment_objects", key)
+    row = {
+        **key,
+        "id": old["id"] if old else new_id(),
+        "state": current["state"],
+        "final": current["final"],
+        "flags": sorted(flags),
+        "first_seen_at": min(state["received_at"] for state in history),
+        "updated_at": current["received_at"],
+        "last_event_id": current["event_id"],
+    }
+    if row != old:
+        tx.upsert("payment_objects", row)
+
+
+# -- thin references ------------------------------------------------------------------
+
+
+def _reference(tx: ViewTx, event: StoredEvent, fact: ReferenceFact) -> None:
+    key = {"source": event.source, "kind": fact.kind, "ref_id": fact.ref_id}
+    old = tx.get("provider_refs", key)
+    if old is None:
+        row = _blank(
+            "provider_refs",
+            **key,
+            action=fact.action,
+            first_seen_at=event.received_at,
+            last_occurred_at=fact.occurred_at,
+            last_event_id=event.id,
+            event_ids=[event.id],
+        )
+    else:
+        row = dict(old)
+        row["event_ids"] = sorted({*old["event_ids"], event.id})
+        row["first_seen_at"] = min(old["first_seen_at"], event.received_at)
+        stored = _version(old["last_occurred_at"], old["last_event_id"])
+        if _version(fact.occurred_at, event.id) >= stored:
+            row["last_occurred_at"] = fact.occurred_at
+            row["last_event_id"] = event.id
+            if fact.action is not None:
+                row["action"] = fact.action
+    _save(tx, "provider_refs", old, row)

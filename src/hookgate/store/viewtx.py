@@ -1,0 +1,313 @@
+"""Generic row access to the domain views (`ViewTx`) and their listings, for SQLite and
+PostgreSQL over a DB-API connection.
+
+Table and column names come only from `store/views.py` (every name is checked before it
+reaches SQL text); values always travel as parameters. Instants are ISO text in SQLite
+(`timeutil.iso`, which sorts as time) and TIMESTAMPTZ in PostgreSQL; JSON is text in
+SQLite and JSONB in PostgreSQL; booleans are 0/1 in SQLite.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from hookgate.store.base import Page, ViewFilter
+from hookgate.store.rows import BadCursor
+from hookgate.store.views import ViewTable, check_columns, view
+from hookgate.timeutil import iso, parse_iso
+
+Dialect = Literal["sqlite", "postgresql"]
+
+__all__ = [
+    "Dialect",
+    "SqlViewTx",
+    "cursor_value",
+    "decode_row",
+    "encode_row",
+    "export_sql",
+    "fetch_page",
+    "fetch_rows",
+    "list_sql",
+    "page_cursor",
+]
+
+
+def _mark(dialect: Dialect) -> str:
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def _encode(shape: ViewTable, column: str, value: Any, dialect: Dialect) -> Any:
+    if value is None:
+        return None
+    if column in shape.instants:
+        if not isinstance(value, datetime):
+            raise TypeError(f"{column} must be a datetime, not {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError(f"{column} must be timezone-aware")
+        return iso(value) if dialect == "sqlite" else value.astimezone(UTC)
+    if column in shape.json:
+        if dialect == "sqlite":
+            return msgspec.json.encode(value).decode()
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value)
+    if column in shape.booleans:
+        return int(bool(value)) if dialect == "sqlite" else bool(value)
+    return value
+
+
+def encode_row(table: str, row: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
+    """`row` as database parameters (unknown columns refused)."""
+    shape = view(table)
+    check_columns(shape, row)
+    return {column: _encode(shape, column, value, dialect) for column, value in row.items()}
+
+
+def _decode(shape: ViewTable, column: str, value: Any, for_api: bool) -> Any:
+    if value is None:
+        return None
+    if column in shape.instants:
+        moment = parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
+        return iso(moment) if for_api else moment
+    if column in shape.json:
+        return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+    if column in shape.booleans:
+        return bool(value)
+    return value
+
+
+def decode_row(
+    table: str, row: Mapping[str, Any], dialect: Dialect, *, for_api: bool = False
+) -> dict[str, Any]:
+    """A database row in Python types: instants as aware UTC datetimes (`for_api`: as ISO
+    text, ready for JSON), JSON columns decoded, booleans as bool."""
+    shape = view(table)
+    return {column: _decode(shape, column, value, for_api) for column, value in row.items()}
+
+
+def _dicts(cursor: Any) -> list[dict[str, Any]]:
+    rows = cursor.fetchall()
+    if not rows:
+        return []
+    if isinstance(rows[0], Mapping):
+        return [dict(row) for row in rows]
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _equal(
+    shape: ViewTable, where: Mapping[str, Any], dialect: Dialect
+) -> tuple[list[str], list[Any]]:
+    check_columns(shape, where)
+    clauses, params = [], []
+    for column, value in where.items():
+        if column in shape.json:
+            raise KeyError(f"{column} is a JSON column and cannot be filtered on")
+        if value is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = {_mark(dialect)}")
+            params.append(_encode(shape, column, value, dialect))
+    return clauses, params
+
+
+class SqlViewTx:
+    """`ViewTx` over an open DB-API connection inside the caller's transaction (sqlite3,
+    or a synchronous psycopg 3 connection). It never commits."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        cursor = self.conn.cursor()
+        cursor.execute(sql, list(params))
+        return cursor
+
+    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        shape = view(table)
+        if set(key) != set(shape.key):
+            raise KeyError(f"{table} is keyed by {shape.key}, not {tuple(key)}")
+        clauses, params = _equal(shape, key, self.dialect)
+        rows = _dicts(self._run(f"SELECT * FROM {table} WHERE {' AND '.join(clauses)}", params))
+        return decode_row(table, rows[0], self.dialect) if rows else None
+
+    def _insert_sql(self, table: str, row: Mapping[str, Any]) -> tuple[str, list[Any], str]:
+        shape = view(table)
+        missing = [column for column in shape.key if row.get(column) is None]
+        if missing:
+            raise KeyError(f"{table} row lacks its key columns {missing}")
+        encoded = encode_row(table, row, self.dialect)
+        columns = list(encoded)
+        marks = ", ".join([_mark(self.dialect)] * len(columns))
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(shape.key)}) DO "
+        )
+        updates = [column for column in columns if column not in shape.key]
+        return sql, list(encoded.values()), ", ".join(f"{c} = excluded.{c}" for c in updates)
+
+    def upsert(self, table: str, row: Mapping[str, Any]) -> None:
+        """A row naming only some columns updates those of an existing row (an INSERT
+        would first have to satisfy every NOT NULL column)."""
+        shape = view(table)
+        sql, params, updates = self._insert_sql(table, row)
+        if set(row) != shape.columns and updates:
+            encoded = encode_row(table, row, self.dialect)
+            mark = _mark(self.dialect)
+            sets = [column for column in encoded if column not in shape.key]
+            key_clauses, key_params = _equal(shape, {k: row[k] for k in shape.key}, self.dialect)
+            done = self._run(
+                f"UPDATE {table} SET {', '.join(f'{c} = {mark}' for c in sets)} "
+                f"WHERE {' AND '.join(key_clauses)}",
+                [encoded[c] for c in sets] + key_params,
+            )
+            if done.rowcount:
+                return
+        self._run(sql + (f"UPDATE SET {updates}" if updates else "NOTHING"), params)
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> bool:
+        sql, params, _ = self._insert_sql(table, row)
+        return bool(self._run(sql + "NOTHING", params).rowcount == 1)
+
+    def select(
+        self, table: str, where: Mapping[str, Any], order_by: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """`order_by` is a column name, optionally followed by `asc` or `desc`."""
+        shape = view(table)
+        clauses, params = _equal(shape, where, self.dialect)
+        sql = f"SELECT * FROM {table}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        if order_by is not None:
+            column, _, direction = order_by.strip().partition(" ")
+            direction = direction.strip().upper() or "ASC"
+            check_columns(shape, [column])
+            if direction not in ("ASC", "DESC"):
+                raise ValueError(f"order direction must be asc or desc, not {direction!r}")
+            sql += f" ORDER BY {column} {direction}"
+        sql += f" LIMIT {_mark(self.dialect)}"
+        params.append(int(limit))
+        return [decode_row(table, row, self.dialect) for row in _dicts(self._run(sql, params))]
+
+
+# -- listings -------------------------------------------------------------------------
+
+
+def _filter(shape: ViewTable, where: ViewFilter, dialect: Dialect) -> tuple[list[str], list[Any]]:
+    clauses, params = _equal(shape, where.equal, dialect)
+    if where.since is not None or where.until is not None:
+        column = where.time_column
+        if column is None or column not in shape.instants:
+            raise KeyError(f"time filters need an instant column, not {column!r}")
+        for bound, operator in ((where.since, ">="), (where.until, "<")):
+            if bound is not None:
+                clauses.append(f"{column} {operator} {_mark(dialect)}")
+                params.append(_encode(shape, column, bound, dialect))
+    return clauses, params
+
+
+def _order_values(shape: ViewTable, cursor_id: str, dialect: Dialect) -> list[Any]:
+    if len(shape.order) == 1:
+        return [cursor_id]
+    values = msgspec.json.decode(cursor_id, type=list[str])
+    return [
+        _encode(shape, column, parse_iso(value) if column in shape.instants else value, dialect)
+        for column, value in zip(shape.order, values, strict=True)
+    ]
+
+
+def _select(
+    table: str, where: ViewFilter, cursor_id: str | None, dialect: Dialect, direction: str
+) -> tuple[str, list[Any]]:
+    shape = view(table)
+    clauses, params = _filter(shape, where, dialect)
+    if cursor_id is not None:
+        values = _order_values(shape, cursor_id, dialect)
+        marks = ", ".join([_mark(dialect)] * len(values))
+        clauses.append(f"({', '.join(shape.order)}) < ({marks})")
+        params.extend(values)
+    sql = f"SELECT * FROM {table}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += " ORDER BY " + ", ".join(f"{column} {direction}" for column in shape.order)
+    return sql, params
+
+
+def list_sql(
+    table: str, where: ViewFilter, cursor_id: str | None, limit: int, dialect: Dialect
+) -> tuple[str, list[Any]]:
+    """`SELECT` of a listing page, newest first: rows older than `cursor_id` (a value of
+    `cursor_value`), at most `limit` of them (ask for one more to learn if a page follows)."""
+    sql, params = _select(table, where, cursor_id, dialect, "DESC")
+    params.append(int(limit))
+    return f"{sql} LIMIT {_mark(dialect)}", params
+
+
+def export_sql(table: str, where: ViewFilter, dialect: Dialect) -> tuple[str, list[Any]]:
+    """`SELECT` of every matching row, oldest first."""
+    return _select(table, where, None, dialect, "ASC")
+
+
+def page_cursor(table: str, row: Mapping[str, Any]) -> str:
+    """The opaque cursor for 'rows older than `row`' (a row from `decode_row`)."""
+    shape = view(table)
+    values = [row[column] for column in shape.order]
+    if len(values) == 1:
+        text = str(values[0])
+    else:
+        text = msgspec.json.encode(
+            [iso(v) if isinstance(v, datetime) else str(v) for v in values]
+        ).decode()
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def cursor_value(table: str, cursor: str) -> str:
+    """The `cursor_id` inside a cursor from `page_cursor`; BadCursor when it is not one."""
+    shape = view(table)
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor("cursor is not valid") from None
+    if len(shape.order) == 1:
+        if not text.isalnum() or len(text) != 26:
+            raise BadCursor("cursor is not valid")
+        return text
+    try:
+        values = msgspec.json.decode(text, type=list[str])
+        if len(values) != len(shape.order):
+            raise ValueError
+        for column, value in zip(shape.order, values, strict=True):
+            if column in shape.instants:
+                parse_iso(value)
+    except (msgspec.DecodeError, ValueError):
+        raise BadCursor("cursor is not valid") from None
+    return text
+
+
+def fetch_page(
+    conn: Any, table: str, where: ViewFilter, cursor: str | None, limit: int, dialect: Dialect
+) -> Page:
+    """One listing page over a DB-API connection, rows ready for JSON."""
+    cursor_id = cursor_value(table, cursor) if cursor else None
+    sql, params = list_sql(table, where, cursor_id, limit + 1, dialect)
+    db_cursor = conn.cursor()
+    db_cursor.execute(sql, params)
+    rows = [decode_row(table, row, dialect, for_api=True) for row in _dicts(db_cursor)]
+    items = rows[:limit]
+    more = len(rows) > limit and bool(items)
+    return Page(items, page_cursor(table, items[-1]) if more else None)
+
+
+def fetch_rows(conn: Any, table: str, where: ViewFilter, dialect: Dialect) -> list[dict[str, Any]]:
+    """Every matching row, oldest first, ready for JSON."""
+    sql, params = export_sql(table, where, dialect)
+    db_cursor = conn.cursor()
+    db_cursor.execute(sql, params)
+    return [decode_row(table, row, dialect, for_api=True) for row in _dicts(db_cursor)]
