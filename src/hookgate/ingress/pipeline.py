@@ -121,6 +121,11 @@ class Pipeline:
             if self.on_stored is not None:
                 self.on_stored()
 
+    def wake(self) -> None:
+        """Tell the processing worker that an event was stored by another route."""
+        if self.on_stored is not None:
+            self.on_stored()
+
     async def accept(
         self,
         source: SourceConfig,
