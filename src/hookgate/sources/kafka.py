@@ -307,17 +307,23 @@ class KafkaSource:
             assignment = consumer.assignment()
             if not assignment:
                 return
-            for tp in consumer.committed(assignment, timeout=5):
-                self._set_lag(consumer, tp.topic, tp.partition, tp.offset, cached=False)
+            committed = consumer.committed(assignment, timeout=5)
         except KafkaException as exc:
             log.debug("consumer lag not refreshed", source=self.source.name, error=str(exc))
+            return
+        for tp in committed:
+            self._set_lag(consumer, tp.topic, tp.partition, tp.offset, cached=False)
 
     def _set_lag(
         self, consumer: Consumer, topic: str, partition: int, committed: int, *, cached: bool
     ) -> None:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=5, cached=cached
-        )
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=5, cached=cached
+            )
+        except KafkaException as exc:
+            log.debug("watermarks unknown", source=self.source.name, error=str(exc))
+            return
         if high < 0:
             return
         if committed < 0:
