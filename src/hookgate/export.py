@@ -237,11 +237,18 @@ def _totals(lines: list[ExportLine]) -> list[VehicleTotal]:
     ]
 
 
-async def build_report(store: Store, month: str, timezone: str) -> FleetReport:
-    """The report of `month` (YYYY-MM, in `timezone`); ValueError for a bad month."""
+async def build_report(
+    store: Store, month: str, timezone: str, configured: Iterable[Any] = ()
+) -> FleetReport:
+    """The report of `month` (YYYY-MM, in `timezone`); ValueError for a bad month.
+
+    `configured` are the `[authorization] tokens` of the configuration: they win over the
+    stored copies, which a server only refreshes from the file when it starts."""
     since, until = month_bounds(month, timezone)
     zone = ZoneInfo(timezone)
-    tokens = _Tokens(await _token_docs(store))
+    docs = {str(doc.get("uid")): doc for doc in await _token_docs(store)}
+    docs.update((token.uid, msgspec.to_builtins(token)) for token in configured)
+    tokens = _Tokens(docs.values())
     where = ViewFilter(time_column="ended_at", since=since, until=until)
     parking = await store.view_rows("parking_transactions", where)
     charging = await store.view_rows("charging_sessions", where)

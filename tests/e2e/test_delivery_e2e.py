@@ -4,6 +4,7 @@ with the official `standardwebhooks` package, and a worker killed mid-delivery."
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from e2e_support import Server, migrate, query, serving, write_config
 from receiver import receiver
 
 from conftest import hookgate_cmd, run_cli
+from kafka_mock import MockKafka
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +46,20 @@ def _wait(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
-def test_every_accepted_event_reaches_a_verifying_receiver_once(tmp_path: Path) -> None:
+def test_every_accepted_event_reaches_a_verifying_receiver_once(
+    tmp_path: Path, kafka_mock: MockKafka
+) -> None:
     with receiver(SECRET) as inbox:
         config = write_config(
             tmp_path,
             destinations=[
                 {"name": "erp", "kind": "http", "url": inbox.url, "secret": SECRET},
+                {
+                    "name": "lake",
+                    "kind": "kafka",
+                    "brokers": kafka_mock.bootstrap,
+                    "topic": "hookgate-events",
+                },
                 {
                     "name": "parking-only",
                     "kind": "http",
@@ -69,6 +79,16 @@ def test_every_accepted_event_reaches_a_verifying_receiver_once(tmp_path: Path) 
             parking = int(query(db, "SELECT count(*) FROM inbox WHERE provider = 'easypark'")[0][0])
             inbox.wait_for(stored + parking)
             _wait(lambda: _delivered(db, "erp") == stored, what="erp deliveries recorded")
+            _wait(lambda: _delivered(db, "lake") == stored, what="kafka deliveries recorded")
+        records = kafka_mock.consume("hookgate-events", stored)
+        assert len(records) == stored
+        by_id = {}
+        for record in records:
+            headers = dict(record.headers() or [])
+            assert headers["content-type"].startswith(b"application/cloudevents+json")
+            envelope = json.loads(record.value())
+            assert record.key() == (envelope.get("subject") or envelope["id"]).encode()
+            by_id[envelope["id"]] = envelope
         assert inbox.invalid == 0
         types = Counter(r["envelope"]["type"] for r in inbox.requests)
         assert types["hookgate.easypark.parking.completed"] == 2 * parking
@@ -76,6 +96,7 @@ def test_every_accepted_event_reaches_a_verifying_receiver_once(tmp_path: Path) 
         assert any(t.startswith("hookgate.ztlment.payment.") for t in types)
         ids = {row[0] for row in query(db, "SELECT id FROM inbox")}
         assert {r["envelope"]["id"] for r in inbox.requests} == ids
+        assert set(by_id) == ids
         for request in inbox.requests:
             envelope = request["envelope"]
             assert envelope["specversion"] == "1.0"

@@ -10,12 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 from delivery_receiver import HANG, Receiver, closed_port, serve
-from kafka_mock import MockKafka, kafka_mock  # noqa: F401 (fixture)
 
 from hookgate import __version__
 from hookgate.config import DestinationConfig
 from hookgate.delivery.http import HttpSender, classify
 from hookgate.delivery.kafka import KafkaSender, producer_config
+from kafka_mock import MockKafka
 
 SECRET = "whsec_" + base64.b64encode(b"receiver secret, 32 bytes long!!").decode()
 BODY = b'{"specversion":"1.0","id":"01JF0000000000000000000001","type":"t","data":{"a":1}}'
@@ -133,7 +133,7 @@ def test_producer_is_idempotent_and_carries_security_settings() -> None:
 
 
 async def test_kafka_records_are_structured_cloudevents_keyed_by_subject(
-    kafka_mock: MockKafka,  # noqa: F811
+    kafka_mock: MockKafka,
 ) -> None:
     sender = KafkaSender(kafka_destination(kafka_mock))
     try:

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 import pytest
 from delivery_receiver import HANG, Receiver, closed_port, serve
-from kafka_mock import MockKafka, kafka_mock  # noqa: F401 (fixture)
 
 from hookgate.config import Config, parse_config
 from hookgate.delivery.router import Router
@@ -26,6 +25,7 @@ from hookgate.providers.base import Provider
 from hookgate.providers.easypark import EasyPark
 from hookgate.store.base import InboundEvent, StoredEvent, ViewFilter, ViewTx
 from hookgate.store.sqlite import SqliteStore
+from kafka_mock import MockKafka
 
 SECRET = "whsec_" + base64.b64encode(b"worker test secret of 32 bytes!!").decode()
 PROVIDERS: dict[str, Provider[Any]] = {"easypark": EasyPark()}
@@ -298,7 +298,7 @@ async def test_deliveries_of_destinations_no_longer_configured_are_left_alone(
 
 async def test_kafka_destination_end_to_end(
     store: SqliteStore,
-    kafka_mock: MockKafka,  # noqa: F811
+    kafka_mock: MockKafka,
 ) -> None:
     cfg = config(
         {"name": "lake", "kind": "kafka", "brokers": kafka_mock.bootstrap, "topic": "events"}
@@ -366,3 +366,60 @@ max_age_seconds = 600
     assert destination.policy().max_attempts == 4
     assert destination.selection().where == {"data.currency": ["NOK", "SEK"]}
     assert claim_limit(destination, batch_size=200, lease_seconds=60) == 8 * 6
+
+
+async def test_one_subject_is_sent_in_order_within_a_pass(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    cfg = config(http(receiver.url, concurrency=4))
+    received = datetime.now(UTC)
+    for n in range(5):
+        await store.ingest(
+            InboundEvent(
+                id=new_id(),
+                source="easypark",
+                provider="easypark",
+                event_type="parking.completed",
+                received_at=received + timedelta(milliseconds=n),
+                dedup_key=f"parking:1:{n}",
+                raw_body=b"{}",
+                body_sha256="00",
+                headers={},
+                document={"parkingId": 1, "n": n},
+                subject="parking/1",
+            )
+        )
+    router = Router(cfg.destinations, PROVIDERS)
+    await store.process_pending(lambda tx, event: router.destinations_for(event), 100)
+    w = worker(store, cfg, Clock())
+    try:
+        assert await w.run_once() == 5
+    finally:
+        await w.close()
+    assert [r.payload["data"]["n"] for r in receiver.received] == [0, 1, 2, 3, 4]
+
+
+class Broken(EasyPark):
+    """A provider whose payload hook fails for one parking."""
+
+    def cloudevent_data(self, event: StoredEvent) -> Any:
+        if event.document["parkingId"] == 2:
+            raise KeyError("zone")
+        return event.document
+
+
+async def test_a_failing_provider_hook_fails_only_its_delivery(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    cfg = config(http(receiver.url))
+    await accept(store, cfg, 1, 2, 3)
+    w = DeliveryWorker(store, cfg, {"easypark": Broken()}, None, owner="w1", clock=Clock())
+    try:
+        assert await w.run_once() == 3
+    finally:
+        await w.close()
+    by_subject = {d["event_id"]: d for d in await deliveries(store)}
+    assert sorted(d["status"] for d in by_subject.values()) == ["delivered", "delivered", "failed"]
+    (failed,) = [d for d in by_subject.values() if d["status"] == "failed"]
+    assert failed["last_error"] == "KeyError: 'zone'"
+    assert w.breakers["erp"].state == "closed"

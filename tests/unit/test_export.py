@@ -12,11 +12,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from views_support import seed
 
 from hookgate.export import build_report, lines_csv, month_bounds, report_json, totals_csv
 from hookgate.store.base import AuthEntity
 from hookgate.store.sqlite import SqliteStore
+from views_support import seed
 
 
 @pytest.fixture

@@ -178,6 +178,8 @@ async def test_the_replay_copy_keeps_only_signature_headers(
     assert set(copy.headers) == {"content-type", "x-signature"}
     assert copy.body == b"{}"
     assert b"must-never-be-kept" not in raw
+    unsigned = {"content-type": "application/json"}
+    assert providers["ampeco"].replay_copy(ampeco, unsigned, b"{}") is None
     headers = {"x-partner-key": "secret-key", "content-type": "application/json"}
     assert providers["easypark"].replay_copy(easypark, headers, b"{}") is None
 

@@ -178,16 +178,17 @@ def test_encode_and_decode_for_the_api() -> None:
 
 
 def refs(tx: SqlViewTx, count: int) -> list[str]:
-    ids = []
+    # Ids made in one millisecond differ only in their random part: sort them so that
+    # id order is insertion order, as it is for rows made apart in time.
+    ids = sorted(new_id() for _ in range(count))
     for n in range(count):
-        ids.append(new_id())
         tx.insert(
             "provider_refs",
             {
                 "source": "ampeco",
                 "kind": "cdr" if n % 2 else "transaction",
                 "ref_id": f"R{n}",
-                "id": ids[-1],
+                "id": ids[n],
                 "action": "received",
                 "first_seen_at": T0 + timedelta(minutes=n),
                 "last_occurred_at": T0 + timedelta(minutes=n),

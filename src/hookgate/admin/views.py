@@ -254,7 +254,8 @@ class ViewsApi:
         if totals not in ("true", "false", "1", "0"):
             raise _bad("totals", "must be true or false")
         try:
-            report = await build_report(self._store(), month, self._config.authorization.timezone)
+            settings = self._config.authorization
+            report = await build_report(self._store(), month, settings.timezone, settings.tokens)
         except ValueError as exc:
             raise _bad("month", str(exc)) from None
         if fmt == "json":

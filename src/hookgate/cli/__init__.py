@@ -1,8 +1,9 @@
 """Command line: serve, init, migrate, events, rejections, send (provider emulators),
-tokens (charge-token management), decide (a dry-run charging decision) and worker
-(processing and delivery without the HTTP server)."""
+tokens (charge-token management), decide (a dry-run charging decision), worker
+(processing and delivery without the HTTP server), and the views, deliveries,
+destinations, replay and export (views)."""
 
-from hookgate.cli import inbox, send, server, tokens, worker
+from hookgate.cli import inbox, send, server, tokens, views, worker
 from hookgate.cli.common import main
 
-__all__ = ["inbox", "main", "send", "server", "tokens", "worker"]
+__all__ = ["inbox", "main", "send", "server", "tokens", "views", "worker"]

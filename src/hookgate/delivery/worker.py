@@ -116,6 +116,8 @@ class DeliveryWorker:
         chains: dict[tuple[str, str], list[DeliveryJob]] = {}
         for job, destination in jobs:
             chains.setdefault((destination.name, job.event.subject or job.id), []).append(job)
+        for chain in chains.values():
+            chain.sort(key=lambda job: (job.event.received_at, job.event.id))
         limits = {name: asyncio.Semaphore(d.concurrency) for name, d in self._destinations.items()}
 
         async def run_chain(name: str, chain: list[DeliveryJob]) -> None:

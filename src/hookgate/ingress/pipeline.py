@@ -177,6 +177,13 @@ class Pipeline:
             body_sha256=hashlib.sha256(body).hexdigest(),
             body_size=max(declared, len(body)),
             body=body[:cap],
+            # What a re-run after a configuration fix needs: the whole body and the
+            # signature headers, never credentials; nothing for an over-size body.
+            replay=(
+                provider.replay_copy(source, headers, body)
+                if provider is not None and source is not None and declared == 0
+                else None
+            ),
         )
         log.info(
             "request rejected", source=name, status=exc.status, reason=exc.code, detail=exc.detail

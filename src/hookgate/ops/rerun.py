@@ -114,7 +114,10 @@ def _no_copy_reason(rejection: dict[str, Any], config: Config, providers: Provid
             "key or bearer token), which are never stored; the provider has to send the call "
             "again (EasyPark retries failed deliveries every hour by itself)"
         )
-    return "no replay copy was kept for this request"
+    return (
+        "no replay copy was kept for this request (an unsigned call, or one refused before "
+        "replay copies were kept)"
+    )
 
 
 async def _group_of(store: Store, token: str) -> str | None:

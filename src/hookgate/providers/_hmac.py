@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from hookgate.config import AmpecoSource, ZtlmentSource
@@ -19,6 +20,14 @@ class SignedProvider(Provider[SignedSource]):
     def replay_headers(self, source: SignedSource) -> frozenset[str]:
         # The signature is over the body alone, so body + signature can be checked again.
         return frozenset({source.signature_header.lower(), "content-type"})
+
+    def replay_copy(
+        self, source: SignedSource, headers: Mapping[str, str], body: bytes
+    ) -> bytes | None:
+        # An unsigned call cannot pass after any configuration fix: keep nothing of it.
+        if not headers.get(source.signature_header.lower()):
+            return None
+        return super().replay_copy(source, headers, body)
 
     def verify(self, source: SignedSource, call: Call) -> None:
         # The signing secrets only: a Kafka source's SASL password is no signing key.

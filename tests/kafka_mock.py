@@ -6,7 +6,7 @@ bootstraps from them talks to that cluster for as long as the first client lives
 are created on first use with 4 partitions (the mock cluster has no controller, so
 CreateTopics is not available).
 
-    from kafka_mock import MockKafka, kafka_mock  # noqa: F401 (the fixture)
+    from kafka_mock import MockKafka  # the fixture comes from conftest.py
 
     def test_x(kafka_mock: MockKafka) -> None:
         producer = Producer({"bootstrap.servers": kafka_mock.bootstrap})

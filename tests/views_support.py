@@ -23,6 +23,7 @@ def _defaults(table: str) -> dict[str, Any]:
             "status": "ended",
             "flags": [],
             "event_ids": [],
+            "versions": {},
             "updated_at": now,
         }
     if table == "parking_transactions":
@@ -52,14 +53,28 @@ def _defaults(table: str) -> dict[str, Any]:
             "last_event_id": new_id(),
         }
     if table == "charge_points":
-        return {"source": "ampeco", "deleted": False, "updated_at": now}
+        return {
+            "source": "ampeco",
+            "deleted": False,
+            "last_event_id": new_id(),
+            "versions": {},
+            "updated_at": now,
+        }
     if table == "evses":
-        return {"source": "ampeco", "updated_at": now}
+        return {
+            "source": "ampeco",
+            "deleted": False,
+            "last_event_id": new_id(),
+            "versions": {},
+            "updated_at": now,
+        }
     if table == "payment_states":
         return {
             "source": "ztlment",
             "object_type": "payment",
             "received_at": now,
+            "final": False,
+            "known": True,
             "applied": True,
             "out_of_order": False,
         }
@@ -71,7 +86,7 @@ def _defaults(table: str) -> dict[str, Any]:
 def seed(db: Path, table: str, **row: Any) -> dict[str, Any]:
     """Insert one row (an `id` is made when the table has one); returns the row."""
     full = {**_defaults(table), **row}
-    if table not in ("meter_values", "evses", "payment_states") and "id" not in full:
+    if table not in ("meter_values", "payment_states") and "id" not in full:
         full["id"] = new_id()
     conn = sqlite3.connect(db)
     try:

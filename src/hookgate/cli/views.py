@@ -1,0 +1,519 @@
+"""sessions, parking, payments, charge-points, deliveries, destinations, replay and export;
+`events reprocess` and `rejections rerun`: the admin API's views and actions, run on the
+database directly (no server needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import click
+
+from hookgate.cli.common import _config, _print_json, _store_run, config_option, main
+from hookgate.cli.inbox import events, rejections
+from hookgate.config import Config
+from hookgate.export import build_report, lines_csv, report_json, totals_csv
+from hookgate.ops.details import (
+    charge_point_detail,
+    delivery_detail,
+    payment_detail,
+    session_detail,
+    view_row,
+)
+from hookgate.ops.replay import (
+    DELIVERY_STATUSES,
+    BadReplay,
+    check_replay,
+    destination_names,
+    public_destination,
+)
+from hookgate.ops.rerun import (
+    Providers,
+    RerunError,
+    RerunResult,
+    reprocess_event,
+    rerun_rejection,
+)
+from hookgate.store.base import Page, ReplayFilter, Store, ViewFilter
+from hookgate.timeutil import parse_iso
+
+Row = dict[str, Any]
+
+
+def _instant(value: str | None, option: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise click.BadParameter("must be an ISO 8601 date-time", param_hint=option) from None
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)[:19]
+
+
+def _print_page(page: Page, as_json: bool, line: Callable[[Row], str]) -> None:
+    if as_json:
+        _print_json({"items": page.items, "next": page.next})
+        return
+    for item in page.items:
+        click.echo(line(item))
+    if page.next:
+        click.echo(f"more: --cursor {page.next}")
+
+
+def _view_list(
+    config_path: str | None,
+    table: str,
+    equal: dict[str, str | None],
+    time_column: str,
+    since: str | None,
+    until: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page:
+    where = ViewFilter(
+        equal={column: value for column, value in equal.items() if value},
+        time_column=time_column,
+        since=_instant(since, "--since"),
+        until=_instant(until, "--until"),
+    )
+    return _store_run(_config(config_path), lambda s: s.list_view(table, where, cursor, limit))
+
+
+def _show(
+    config_path: str | None, fetch: Callable[[Store], Awaitable[Row | None]], what: str
+) -> None:
+    item = _store_run(_config(config_path), fetch)
+    if item is None:
+        raise click.ClickException(f"no {what} with this id")
+    _print_json(item)
+
+
+def _listing(function: Callable[..., None]) -> Callable[..., None]:
+    """Options every listing shares."""
+    for option in reversed(
+        [
+            config_option,
+            click.option("--since", default=None, help="ISO 8601 date-time."),
+            click.option("--until", default=None, help="ISO 8601 date-time."),
+            click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True),
+            click.option("--cursor", default=None, help="`next` of a previous page."),
+            click.option("--json", "as_json", is_flag=True, help="Print the page as JSON."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+# -- charging sessions -------------------------------------------------------------------
+
+
+@main.group()
+def sessions() -> None:
+    """Charging sessions."""
+
+
+@sessions.command("list")
+@_listing
+@click.option("--source", default=None)
+@click.option("--status", default=None)
+@click.option("--charger", "charger_id", default=None)
+@click.option("--token", default=None)
+def sessions_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    source: str | None,
+    status: str | None,
+    charger_id: str | None,
+    token: str | None,
+) -> None:
+    """Newest sessions first; --since/--until select on the start time."""
+    equal = {"source": source, "status": status, "charger_id": charger_id, "token": token}
+    page = _view_list(
+        config_path, "charging_sessions", equal, "started_at", since, until, cursor, limit
+    )
+    _print_page(
+        page,
+        as_json,
+        lambda i: (
+            f"{i['id']}  {i['source']:<12} {i['status']:<8} {_text(i['started_at']):<19}  "
+            f"{_text(i['charger_id']):<12} {_text(i['token']):<16} {_text(i['energy_kwh'])} kWh  "
+            f"{_text(i['cost'])} {i['currency'] or ''}".rstrip()
+        ),
+    )
+
+
+@sessions.command("show")
+@config_option
+@click.argument("session_id")
+def sessions_show(config_path: str | None, session_id: str) -> None:
+    """One session with its meter values."""
+    _show(config_path, lambda s: session_detail(s, session_id), "charging session")
+
+
+# -- parking -----------------------------------------------------------------------------
+
+
+@main.group()
+def parking() -> None:
+    """Parking transactions."""
+
+
+@parking.command("list")
+@_listing
+@click.option("--source", default=None)
+@click.option("--plate", "license_number", default=None, help="Licence plate.")
+def parking_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    source: str | None,
+    license_number: str | None,
+) -> None:
+    """Newest transactions first; --since/--until select on the end time."""
+    equal = {"source": source, "license_number": license_number}
+    page = _view_list(
+        config_path, "parking_transactions", equal, "ended_at", since, until, cursor, limit
+    )
+    _print_page(
+        page,
+        as_json,
+        lambda i: (
+            f"{i['id']}  {i['source']:<12} {i['license_number']:<10} {_text(i['ended_at'])}  "
+            f"{i['price']} {i['currency']}  {_text(i['area_name'])}"
+        ),
+    )
+
+
+@parking.command("show")
+@config_option
+@click.argument("transaction_id")
+def parking_show(config_path: str | None, transaction_id: str) -> None:
+    """One parking transaction."""
+    _show(
+        config_path,
+        lambda s: view_row(s, "parking_transactions", transaction_id),
+        "parking transaction",
+    )
+
+
+# -- payments ----------------------------------------------------------------------------
+
+
+@main.group()
+def payments() -> None:
+    """Payment objects and their state history."""
+
+
+@payments.command("list")
+@_listing
+@click.option("--source", default=None)
+@click.option("--type", "object_type", default=None)
+@click.option("--state", default=None)
+def payments_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    source: str | None,
+    object_type: str | None,
+    state: str | None,
+) -> None:
+    """Newest objects first; --since/--until select on the last update."""
+    equal = {"source": source, "object_type": object_type, "state": state}
+    page = _view_list(
+        config_path, "payment_objects", equal, "updated_at", since, until, cursor, limit
+    )
+    _print_page(
+        page,
+        as_json,
+        lambda i: (
+            f"{i['id']}  {i['source']:<12} {i['object_type']:<10} {i['object_id']:<24} "
+            f"{i['state']:<26} {'final' if i['final'] else ''}".rstrip()
+        ),
+    )
+
+
+@payments.command("show")
+@config_option
+@click.argument("payment_id")
+def payments_show(config_path: str | None, payment_id: str) -> None:
+    """One payment object with every state reported for it."""
+    _show(config_path, lambda s: payment_detail(s, payment_id), "payment object")
+
+
+# -- charge points -----------------------------------------------------------------------
+
+
+@main.group("charge-points")
+def charge_points() -> None:
+    """Charge points and their EVSEs."""
+
+
+@charge_points.command("list")
+@_listing
+@click.option("--source", default=None)
+@click.option("--status", default=None)
+@click.option("--network-status", default=None)
+def charge_points_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    source: str | None,
+    status: str | None,
+    network_status: str | None,
+) -> None:
+    """Newest charge points first; --since/--until select on the last update."""
+    equal = {"source": source, "status": status, "network_status": network_status}
+    page = _view_list(
+        config_path, "charge_points", equal, "updated_at", since, until, cursor, limit
+    )
+    _print_page(
+        page,
+        as_json,
+        lambda i: (
+            f"{i['id']}  {i['source']:<12} {i['charge_point_id']:<16} {_text(i['status']):<12} "
+            f"{_text(i['network_status']):<10} {_text(i['name'])}"
+        ),
+    )
+
+
+@charge_points.command("show")
+@config_option
+@click.argument("charge_point_id")
+def charge_points_show(config_path: str | None, charge_point_id: str) -> None:
+    """One charge point with its EVSEs."""
+    _show(config_path, lambda s: charge_point_detail(s, charge_point_id), "charge point")
+
+
+# -- deliveries and destinations ---------------------------------------------------------
+
+
+@main.group()
+def deliveries() -> None:
+    """Deliveries of events to destinations."""
+
+
+@deliveries.command("list")
+@_listing
+@click.option("--event", "event_id", default=None)
+@click.option("--destination", default=None)
+@click.option("--status", type=click.Choice(DELIVERY_STATUSES), default=None)
+def deliveries_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    event_id: str | None,
+    destination: str | None,
+    status: str | None,
+) -> None:
+    """Newest deliveries first; --since/--until select on the creation time."""
+    equal = {"event_id": event_id, "destination": destination, "status": status}
+    where = ViewFilter(
+        equal={column: value for column, value in equal.items() if value},
+        since=_instant(since, "--since"),
+        until=_instant(until, "--until"),
+    )
+    page = _store_run(_config(config_path), lambda s: s.list_deliveries(where, cursor, limit))
+    _print_page(
+        page,
+        as_json,
+        lambda i: (
+            f"{i['id']}  {i['event_id']}  {i['destination']:<14} {i['status']:<9} "
+            f"attempts={i['attempts']}  {_text(i['last_status_code'])}  "
+            f"{i['last_error'] or ''}".rstrip()
+        ),
+    )
+
+
+@deliveries.command("show")
+@config_option
+@click.argument("delivery_id")
+def deliveries_show(config_path: str | None, delivery_id: str) -> None:
+    """One delivery with its attempts."""
+    _show(config_path, lambda s: delivery_detail(s, delivery_id), "delivery")
+
+
+@main.group()
+def destinations() -> None:
+    """Configured destinations and whether they are disabled."""
+
+
+@destinations.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def destinations_list(config_path: str | None, as_json: bool) -> None:
+    """Every configured destination (no secrets) and its state."""
+    config = _config(config_path)
+    states = _store_run(config, lambda s: s.destination_states())
+    items = [public_destination(d, states.get(d.name)) for d in config.destinations]
+    if as_json:
+        _print_json({"items": items})
+        return
+    for item in items:
+        target = item["url"] or f"{item['topic']} @ {','.join(item['brokers'])}"
+        state = f"disabled: {item['disabled_reason']}" if item["disabled"] else "enabled"
+        click.echo(f"{item['name']:<16} {item['kind']:<6} {target}  {state}")
+
+
+def _named_destination(config: Config, name: str) -> None:
+    if name not in destination_names(config):
+        raise click.ClickException(f"no destination named {name!r} is configured")
+
+
+@destinations.command("enable")
+@config_option
+@click.argument("name")
+def destinations_enable(config_path: str | None, name: str) -> None:
+    """Deliver to NAME again (after a 410 Gone or an operator's disable)."""
+    config = _config(config_path)
+    _named_destination(config, name)
+    _store_run(config, lambda s: s.set_destination_disabled(name, None))
+    click.echo(f"enabled {name}")
+
+
+@destinations.command("disable")
+@config_option
+@click.argument("name")
+@click.option("--reason", default="disabled by an operator", show_default=True)
+def destinations_disable(config_path: str | None, name: str, reason: str) -> None:
+    """Stop delivering to NAME; its deliveries wait until it is enabled."""
+    config = _config(config_path)
+    _named_destination(config, name)
+    _store_run(config, lambda s: s.set_destination_disabled(name, reason))
+    click.echo(f"disabled {name}: {reason}")
+
+
+# -- actions -----------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@click.argument("event_ids", nargs=-1)
+@click.option("--destination", default=None, help="Only (or newly) to this destination.")
+@click.option("--source", default=None, help="Deliveries of this source's events.")
+@click.option("--since", default=None, help="Deliveries created since (ISO 8601).")
+@click.option("--status", type=click.Choice(DELIVERY_STATUSES), default=None)
+def replay(
+    config_path: str | None,
+    event_ids: tuple[str, ...],
+    destination: str | None,
+    source: str | None,
+    since: str | None,
+    status: str | None,
+) -> None:
+    """Deliver again now, with a fresh retry budget: the named events, or the deliveries
+    selected by --source/--since/--status (failed processing is queued again too)."""
+    config = _config(config_path)
+    where = ReplayFilter(
+        event_ids=list(event_ids),
+        source=source,
+        since=_instant(since, "--since"),
+        status=status,
+        destination=destination,
+    )
+    try:
+        check_replay(config, where)
+    except BadReplay as exc:
+        hint = "EVENT_ID" if exc.param == "event_ids" else f"--{exc.param}"
+        raise click.BadParameter(exc.detail, param_hint=hint) from None
+    queued = _store_run(config, lambda s: s.replay(where))
+    click.echo(f"queued {queued}")
+
+
+@main.command("export")
+@config_option
+@click.option("--month", required=True, help="YYYY-MM, in [authorization] timezone.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option("--totals", is_flag=True, help="CSV: the totals per vehicle instead of lines.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+def export_costs(
+    config_path: str | None, month: str, fmt: str, totals: bool, output: str | None
+) -> None:
+    """Fleet costs of a month: one line per parking transaction and charging session."""
+    config = _config(config_path)
+    settings = config.authorization
+    try:
+        report = _store_run(
+            config, lambda s: build_report(s, month, settings.timezone, settings.tokens)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from None
+    if fmt == "json":
+        text = report_json(report).decode() + "\n"
+    else:
+        text = totals_csv(report) if totals else lines_csv(report)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as file:
+        file.write(text)
+    click.echo(f"{len(report.lines)} lines written to {output}", err=True)
+
+
+async def _providers(store: Store) -> Providers:
+    """The receivers as `hookgate serve` builds them (the same token-signing key)."""
+    from hookgate.app import OAUTH_KEY
+    from hookgate.oauth import TokenIssuer
+    from hookgate.providers import build_providers
+
+    return build_providers(TokenIssuer(await store.secret(OAUTH_KEY, os.urandom(32))))
+
+
+def _rerun(
+    config_path: str | None,
+    run: Callable[[Store, Config, Providers], Awaitable[RerunResult]],
+    as_json: bool,
+) -> None:
+    config = _config(config_path)
+
+    async def work(store: Store) -> RerunResult:
+        return await run(store, config, await _providers(store))
+
+    try:
+        result = _store_run(config, work)
+    except RerunError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"{result.status} {result.event_id}: {result.detail}")
+
+
+@events.command("reprocess")
+@config_option
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True)
+def events_reprocess(config_path: str | None, event_id: str, as_json: bool) -> None:
+    """Parse a quarantined event again with the current code and configuration; queue it
+    for processing when it is valid now."""
+    _rerun(config_path, lambda s, c, p: reprocess_event(s, c, p, event_id), as_json)
+
+
+@rejections.command("rerun")
+@config_option
+@click.argument("rejection_id")
+@click.option("--json", "as_json", is_flag=True)
+def rejections_rerun(config_path: str | None, rejection_id: str, as_json: bool) -> None:
+    """Verify a rejected call again with the current configuration and store it when it
+    passes (only calls signed over the body keep a copy to verify)."""
+    _rerun(config_path, lambda s, c, p: rerun_rejection(s, c, p, rejection_id), as_json)
