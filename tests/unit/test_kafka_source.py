@@ -17,14 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from kafka_cluster import (
-    CODECS,
-    MockCluster,
-    ampeco_body,
-    ampeco_fixture,
-    kafka_cluster,
-    signature,
-)
 
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import AmpecoSource, Config, parse_config
@@ -42,8 +34,13 @@ from hookgate.sources.kafka import (
 )
 from hookgate.store.base import ConsumptionReport, InboundEvent, IngestResult, StoreError
 from hookgate.store.sqlite import SqliteStore
-
-__all__ = ["kafka_cluster"]
+from kafka_mock import (
+    CODECS,
+    MockCluster,
+    ampeco_body,
+    ampeco_fixture,
+    signature,
+)
 
 SECRET = "ampeco-api-token"
 # The next-generation group protocol (KIP-848) assigns at once. With the classic protocol
