@@ -60,6 +60,26 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=self.registry,
         )
+        self.kafka_messages = Counter(
+            "hookgate_kafka_messages_total",
+            "Messages read by Kafka sources, by source and outcome "
+            "(accepted, duplicate, rejected, error).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.kafka_lag = Gauge(
+            "hookgate_kafka_consumer_lag",
+            "Messages of an assigned partition not yet committed (high watermark minus the "
+            "committed offset; before a first commit, minus where the reset policy starts).",
+            ["source", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.kafka_last_commit = Gauge(
+            "hookgate_kafka_last_commit_timestamp_seconds",
+            "When a Kafka source last committed offsets (Unix time).",
+            ["source"],
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "hookgate_deliveries_total",
             "Delivery attempts by destination and outcome (delivered, failed, dead, gone).",
