@@ -32,7 +32,7 @@ import uvicorn
 from hookgate.app import create_app
 from hookgate.config import Config, parse_config
 from hookgate.store import make_store
-from kafka_mock import kafka_mock  # noqa: F401 (a fixture for every test)
+from kafka_mock import kafka_cluster, kafka_mock  # noqa: F401 (fixtures for every test)
 
 ADMIN_TOKEN = "admin-token-for-tests"
 ZAPTEC_USER = "zaptec"

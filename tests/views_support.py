@@ -83,12 +83,20 @@ def _defaults(table: str) -> dict[str, Any]:
     return {}
 
 
-def seed(db: Path, table: str, **row: Any) -> dict[str, Any]:
-    """Insert one row (an `id` is made when the table has one); returns the row."""
+def seed(db: Path | str, table: str, **row: Any) -> dict[str, Any]:
+    """Insert one row (an `id` is made when the table has one); returns the row. `db` is
+    a SQLite file or a storage URL of either backend."""
     full = {**_defaults(table), **row}
     if table not in ("meter_values", "payment_states") and "id" not in full:
         full["id"] = new_id()
-    conn = sqlite3.connect(db)
+    if isinstance(db, str) and db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as pg:
+            assert SqlViewTx(pg, "postgresql").insert(table, full)
+        return full
+    path = db.removeprefix("sqlite:///") if isinstance(db, str) else db
+    conn = sqlite3.connect(path)
     try:
         assert SqlViewTx(conn, "sqlite").insert(table, full)
         conn.commit()

@@ -27,6 +27,7 @@ from hookgate.oauth import TokenIssuer
 from hookgate.processing.worker import Workers
 from hookgate.providers import build_providers
 from hookgate.providers.base import Provider
+from hookgate.sources.kafka import KafkaSource, start_kafka_sources, stop_kafka_sources
 from hookgate.store import Store, StoreError, make_store
 
 log = structlog.get_logger("hookgate")
@@ -45,6 +46,7 @@ class Gateway:
         self.authorization: AuthorizationService | None = None
         self.workers: Workers | None = None
         self.providers: dict[str, Provider[Any]] | None = None
+        self.kafka_sources: list[KafkaSource] = []
 
     async def start(self) -> None:
         """Open storage and wire the receivers; announce unusable sources."""
@@ -72,6 +74,14 @@ class Gateway:
             self.metrics,
             on_stored=self.workers.wake if self.workers is not None else None,
         )
+        self.kafka_sources = await start_kafka_sources(
+            self.config,
+            self.store,
+            providers,
+            self.metrics,
+            self.authorization,
+            self.workers.wake if self.workers is not None else None,
+        )
         # What start-up loaded (rules, tokens, code) lives as long as the process: keep it
         # out of the collector's way, and collect young objects less eagerly, so that a
         # full collection does not stall requests every fraction of a second under load.
@@ -85,7 +95,9 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        """Finish background audit writes, flush queued writes, close storage."""
+        """Stop consuming, finish background audit writes and the workers' batches, flush
+        queued writes, close storage."""
+        await stop_kafka_sources(self.kafka_sources)
         if self.ingress is not None:
             await self.ingress.drain()
         if self.workers is not None:

@@ -182,6 +182,18 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError("sasl_username and sasl_password are required with SASL")
 
 
+def kafka_settings(owner: Any) -> KafkaSettings:
+    """The Kafka keys of a source or destination table, as one settings object."""
+    return KafkaSettings(
+        brokers=owner.brokers,
+        security_protocol=owner.security_protocol,
+        sasl_mechanism=owner.sasl_mechanism,
+        sasl_username=owner.sasl_username,
+        sasl_password=owner.sasl_password,
+        ssl_ca_location=owner.ssl_ca_location,
+    )
+
+
 class AmpecoSource(_Source, tag="ampeco"):
     """AMPECO notifications signed with HMAC-SHA256 in X-Signature, by webhook or from a
     Kafka topic (`transport = "kafka"`)."""
@@ -208,14 +220,7 @@ class AmpecoSource(_Source, tag="ampeco"):
 
     def kafka(self) -> KafkaSettings:
         """The Kafka connection settings of a `transport = "kafka"` source."""
-        return KafkaSettings(
-            brokers=self.brokers,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_username=self.sasl_username,
-            sasl_password=self.sasl_password,
-            ssl_ca_location=self.ssl_ca_location,
-        )
+        return kafka_settings(self)
 
     def consumer_group(self) -> str:
         """The consumer group: `group_id`, else one named after the source."""
@@ -361,14 +366,7 @@ class DestinationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
     def kafka(self) -> KafkaSettings:
         """Connection settings of a Kafka destination."""
-        return KafkaSettings(
-            brokers=self.brokers,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_username=self.sasl_username,
-            sasl_password=self.sasl_password,
-            ssl_ca_location=self.ssl_ca_location,
-        )
+        return kafka_settings(self)
 
 
 class ProcessingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

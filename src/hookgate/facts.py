@@ -20,8 +20,9 @@ class ChargingSessionFact(msgspec.Struct, kw_only=True, frozen=True):
     `keys` are the session's identities in this source, most specific first (a Zaptec end
     may name the session by the id hookgate issued or by Zaptec's own); the view row is
     the first key already known (as a key or as a row's `external_id`), else the first key.
-    `None` fields say nothing. `opens` marks the report of the session's start (it clears
-    an `unmatched` flag that an end seen without its start raised).
+    `None` fields say nothing. `occurred_at` orders the facts of one session, so a source
+    must time all of them on one clock. `opens` marks the report of the session's start
+    (it clears an `unmatched` flag that an end seen without its start raised).
     """
 
     keys: tuple[str, ...]

@@ -40,6 +40,13 @@ class Metrics:
             ["source", "result", "fallback"],
             registry=self.registry,
         )
+        self.rechecks = Counter(
+            "hookgate_decision_rechecks_total",
+            "Approvals the store refused on re-checking a budget or session cap against "
+            "every instance's sessions (decided again after a refresh).",
+            ["source"],
+            registry=self.registry,
+        )
         self.processed = Counter(
             "hookgate_processed_events_total",
             "Events through the processing step by outcome (processed, failed).",
@@ -51,6 +58,26 @@ class Metrics:
             "hookgate_commit_batch_size",
             "Writes that shared one commit (group commit).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.kafka_messages = Counter(
+            "hookgate_kafka_messages_total",
+            "Messages read by Kafka sources, by source and outcome "
+            "(accepted, duplicate, rejected, error).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.kafka_lag = Gauge(
+            "hookgate_kafka_consumer_lag",
+            "Messages of an assigned partition not yet committed (high watermark minus the "
+            "committed offset; before a first commit, minus where the reset policy starts).",
+            ["source", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.kafka_last_commit = Gauge(
+            "hookgate_kafka_last_commit_timestamp_seconds",
+            "When a Kafka source last committed offsets (Unix time).",
+            ["source"],
             registry=self.registry,
         )
         self.deliveries = Counter(

@@ -47,7 +47,7 @@ def _wait(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
 
 
 def test_every_accepted_event_reaches_a_verifying_receiver_once(
-    tmp_path: Path, kafka_mock: MockKafka, storage_url: str
+    tmp_path: Path, storage_url: str, kafka_mock: MockKafka
 ) -> None:
     with receiver(SECRET) as inbox:
         config = write_config(

@@ -179,7 +179,7 @@ ZAPTEC_ENDED = {
     "cost_excl_vat": None,
     "currency": None,
     "flags": [],
-    "last_occurred_at": at("2025-12-04T14:10:05Z"),
+    "last_occurred_at": at("2025-12-04T14:10:09Z"),  # when the end was received
 }
 
 
@@ -751,3 +751,66 @@ def test_events_without_view_facts_write_nothing(lite: Any) -> None:
     ]
     process(lite, "sqlite", events)
     assert all(not found for found in dump(lite, "sqlite").values())
+
+
+# -- facts at the edges ---------------------------------------------------------------
+
+
+def facts_of(event: StoredEvent) -> list[Any]:
+    receiver, _ = PROVIDERS[event.provider]
+    return receiver.facts(event)
+
+
+def test_facts_at_the_edges() -> None:
+    inbox = Inbox()
+    hardware = fixture("ampeco", "HardwareStatusNotification")
+    del hardware["evseId"]
+    [cp] = facts_of(inbox.event("ampeco", {**hardware, "hardwareStatus": "faulted"}))
+    assert (cp.charge_point_id, cp.hardware_status, cp.evses) == ("117", "faulted", ())
+
+    boot = fixture("ampeco", "BootNotification")
+    del boot["chargePointId"]
+    assert facts_of(inbox.event("ampeco", boot)) == []
+
+    update = session_sequence(SESSION, 117, 341, "04A1B2C3D40000")[4]
+    update["session"]["status"] = "failed"
+    [failed] = facts_of(inbox.event("ampeco", update))
+    assert (failed.status, failed.flags, failed.ended_at) == ("ended", ("session_failed",), None)
+
+    meters = fixture("ampeco", "SessionMeterValuesNotification")
+    meters["meterValues"] = [
+        {
+            "timestamp": "2025-12-04T12:30:00Z",
+            "measurand": "Energy.Active.Import.Register",
+            "value": 3465629,
+            "unit": "Wh",
+        },
+        {
+            "timestamp": "2025-12-04T12:31:00Z",
+            "measurand": "Energy Active Import Register",
+            "value": 3465.7,
+            "unit": "kWh",
+        },
+        {"timestamp": "2025-12-04T12:32:00Z", "measurand": "Voltage", "value": None},
+    ]
+    session, *samples = facts_of(inbox.event("ampeco", meters))
+    assert session.occurred_at == at("2025-12-04T12:31:00Z") and session.status is None
+    assert [(s.value, s.unit) for s in samples] == [("3465.629", "kWh"), ("3465.7", "kWh")]
+
+    unknown = inbox.event("ampeco", {"notification": "brandNew.thing", "id": 1})
+    assert unknown.flags == ["unknown_type"] and facts_of(unknown) == []
+    settlement = inbox.event("ampeco", fixture("ampeco", "settlementReport.created"))
+    assert facts_of(settlement) == []
+
+    quarantined = StoredEvent(
+        id=floor_id(BASE),
+        source="easypark",
+        provider="easypark",
+        event_type="invalid",
+        received_at=BASE,
+        subject=None,
+        status="quarantined",
+        flags=["schema_invalid"],
+        document=None,
+    )
+    assert facts_of(quarantined) == []

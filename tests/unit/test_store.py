@@ -427,3 +427,31 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
     assert fresh is not None and fresh["raw_body"] == b'{"parkingId": 1}'
     assert (await store.list_rejections(None, None, 10)).items == []
     assert (await store.prune(cut))["inbox_bodies"] == 0
+
+
+async def test_connections_dropped_by_the_server_are_replaced_without_failing_a_write(
+    storage_url: str, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("no server to drop connections")
+    import psycopg
+
+    from conftest import PG_URL
+
+    name = f"hg-drop-{new_id()[-8:].lower()}"
+    store = make_store(
+        StorageConfig(url=f"{storage_url}&application_name={name}", auto_migrate=True)
+    )
+    await store.open()
+    try:
+        assert (await store.ingest(event("before-restart"))).stored
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (name,),
+            )
+        assert (await store.ingest(event("after-restart"))).stored
+        assert len((await store.list_events(EventFilter(), None, 10)).items) == 2
+    finally:
+        await store.close()

@@ -24,13 +24,15 @@ from starlette.applications import Starlette
 from conftest import ADMIN_TOKEN, base_config
 from hookgate.admin.api import AdminApi
 from hookgate.admin.views import ViewsApi
-from hookgate.config import Config, parse_config
+from hookgate.config import Config, StorageConfig, parse_config
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
+from hookgate.store import Store, make_store
 from hookgate.store.base import DeliveryOutcome, InboundEvent, Rejection, StoredEvent, ViewTx
-from hookgate.store.sqlite import SqliteStore
 from views_support import T0, seed
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 T = TypeVar("T")
 PROBLEM = "application/problem+json"
@@ -49,18 +51,18 @@ DESTINATIONS = [
 @dataclass
 class Api:
     url: str
-    db: Path
+    db: str  # the storage URL
     config: Config
 
     def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
-    def store(self, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
-        """Run `work` on a store of our own over the same file."""
+    def store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """Run `work` on a store of our own over the same database."""
 
         async def run() -> T:
-            store = SqliteStore(str(self.db))
+            store = make_store(StorageConfig(url=self.db))
             await store.open()
             try:
                 return await work(store)
@@ -71,13 +73,17 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    db = tmp_path / "views.db"
+def api(tmp_path: Path, storage_url: str) -> Iterator[Api]:
     config = parse_config(
-        base_config(db, destinations=DESTINATIONS, authorization={"timezone": "Europe/Stockholm"}),
+        base_config(
+            tmp_path / "views.db",
+            storage_url,
+            destinations=DESTINATIONS,
+            authorization={"timezone": "Europe/Stockholm"},
+        ),
         env={},
     )
-    store = SqliteStore(str(db), auto_migrate=True)
+    store = make_store(StorageConfig(url=storage_url, auto_migrate=True))
     providers = build_providers(TokenIssuer(os.urandom(32)))
 
     @contextlib.asynccontextmanager
@@ -100,7 +106,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Api(f"http://127.0.0.1:{port}", db, config)
+        yield Api(f"http://127.0.0.1:{port}", storage_url, config)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -224,7 +230,7 @@ def test_parking_payments_and_charge_points(api: Api) -> None:
 
 
 def test_deliveries_with_attempts_and_destinations(api: Api) -> None:
-    async def deliver_once(store: SqliteStore) -> str:
+    async def deliver_once(store: Store) -> str:
         await store.ingest(event("d1"))
 
         def handler(tx: ViewTx, ev: StoredEvent) -> list[str]:
@@ -270,7 +276,7 @@ def test_deliveries_with_attempts_and_destinations(api: Api) -> None:
 
 
 def test_replay_validates_and_queues(api: Api) -> None:
-    async def processed(store: SqliteStore) -> str:
+    async def processed(store: Store) -> str:
         ev = event("r1")
         await store.ingest(ev)
         await store.process_pending(lambda tx, e: ["erp"], 10)
@@ -303,7 +309,7 @@ def test_replay_validates_and_queues(api: Api) -> None:
 def test_reprocess_and_rerun_through_the_api(api: Api) -> None:
     parking = (Path(__file__).parents[1] / "contract/fixtures/easypark/current.json").read_bytes()
 
-    async def held(store: SqliteStore) -> tuple[str, str, str]:
+    async def held(store: Store) -> tuple[str, str, str]:
         quarantined = event("quarantine:1", status="quarantined", body=parking)
         broken = event("quarantine:2", status="quarantined", body=b'{"parkingId": []}')
         await store.ingest(quarantined)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _viewdb import database, transaction
 
-from hookgate.ids import new_id
+from hookgate.ids import floor_id, new_id
 from hookgate.store.base import ViewFilter
 from hookgate.store.rows import BadCursor
 from hookgate.store.viewtx import (
@@ -178,10 +178,9 @@ def test_encode_and_decode_for_the_api() -> None:
 
 
 def refs(tx: SqlViewTx, count: int) -> list[str]:
-    # Ids made in one millisecond differ only in their random part: sort them so that
-    # id order is insertion order, as it is for rows made apart in time.
-    ids = sorted(new_id() for _ in range(count))
+    ids = []
     for n in range(count):
+        ids.append(floor_id(T0 + timedelta(minutes=n)))
         tx.insert(
             "provider_refs",
             {
@@ -213,7 +212,7 @@ def test_listing_pages_newest_first(db: tuple[Any, Dialect]) -> None:
         cursor = page.next
         if cursor is None:
             break
-    assert seen == sorted(ids, reverse=True)
+    assert seen == ids[::-1]
 
     cdrs = fetch_page(conn, "provider_refs", ViewFilter(equal={"kind": "cdr"}), None, 10, dialect)
     assert [item["ref_id"] for item in cdrs.items] == ["R3", "R1"] and cdrs.next is None

@@ -1,7 +1,7 @@
 """Command line: serve, init, migrate, events, rejections, send (provider emulators),
 tokens (charge-token management), decide (a dry-run charging decision), worker
-(processing and delivery without the HTTP server), the views, deliveries,
-destinations, replay and export (views), and prune (retention)."""
+(processing and delivery without the HTTP server), the views, deliveries, destinations,
+replay and export (views), and prune (retention)."""
 
 from hookgate.cli import inbox, maintenance, send, server, tokens, views, worker
 from hookgate.cli.common import main

@@ -218,6 +218,7 @@ class Ingress:
                 answer = await self._authorize(
                     source, cast(SessionAuthority, provider), parsed, event
                 )
+                pipeline.wake()
             elif kind == "session_end":
                 end = cast(SessionAuthority, provider).session_end(parsed)
                 end.token = normalise_uid(end.token) if end.token else None
@@ -226,6 +227,7 @@ class Ingress:
                 if result.stored:
                     # Budgets reflect this end before the next start of the same token.
                     await self.decider.refresh()
+                    pipeline.wake()
                 self._count(source, "accepted" if result.stored else "duplicate")
                 answer = provider.accepted(result.event_id)
             else:
@@ -346,6 +348,7 @@ class Ingress:
                     # Another instance approved against the same budget since this one
                     # last looked: catch up and decide again (now likely a refusal).
                     self.decider.release(source.name, outcome)
+                    self.metrics.rechecks.labels(source.name).inc()
                     log.info("limit re-checked by the store", source=source.name, why=str(exc))
                     await self.decider.refresh()
                     continue

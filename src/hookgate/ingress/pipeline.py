@@ -121,6 +121,11 @@ class Pipeline:
             if self.on_stored is not None:
                 self.on_stored()
 
+    def wake(self) -> None:
+        """Tell the processing worker that an event was stored by another route."""
+        if self.on_stored is not None:
+            self.on_stored()
+
     async def accept(
         self,
         source: SourceConfig,
@@ -150,8 +155,9 @@ class Pipeline:
         remote: str | None,
         body: bytes,
         declared: int = 0,
-    ) -> None:
-        """Count and record a refused body (masked, size-capped); never raises for storage."""
+    ) -> bool:
+        """Count and record a refused body (masked, size-capped); False, rather than an
+        exception, when storage could not take the record."""
         self.metrics.rejections.labels(source.name if source else "-", exc.code).inc()
         keep = provider.keep_headers if provider else _DEFAULT_KEEP
         secret = provider.secret_headers(source) if provider and source else frozenset()
@@ -186,3 +192,5 @@ class Pipeline:
             await self.store.record_rejection(rejection)
         except StoreError as err:
             log.error("rejection not recorded", source=name, error=str(err))
+            return False
+        return True

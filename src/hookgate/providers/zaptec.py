@@ -212,7 +212,9 @@ class Zaptec(Provider[ZaptecSource]):
         return [
             ChargingSessionFact(
                 keys=keys,
-                occurred_at=ended or event.received_at,
+                # On hookgate's clock, like the start's: the charger's times in the end call
+                # then always outrank the provisional start time.
+                occurred_at=event.received_at,
                 status="ended",
                 charger_id=doc.get("charger_id"),
                 token=doc.get("token"),

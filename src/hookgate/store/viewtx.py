@@ -69,14 +69,15 @@ def encode_row(table: str, row: Mapping[str, Any], dialect: Dialect) -> dict[str
     return {column: _encode(shape, column, value, dialect) for column, value in row.items()}
 
 
-def _decode(shape: ViewTable, column: str, value: Any, for_api: bool) -> Any:
+def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api: bool) -> Any:
     if value is None:
         return None
     if column in shape.instants:
         moment = parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
         return iso(moment) if for_api else moment
     if column in shape.json:
-        return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+        # PostgreSQL hands JSONB back decoded; SQLite keeps it as text.
+        return msgspec.json.decode(value) if dialect == "sqlite" else value
     if column in shape.booleans:
         return bool(value)
     return value
@@ -88,7 +89,9 @@ def decode_row(
     """A database row in Python types: instants as aware UTC datetimes (`for_api`: as ISO
     text, ready for JSON), JSON columns decoded, booleans as bool."""
     shape = view(table)
-    return {column: _decode(shape, column, value, for_api) for column, value in row.items()}
+    return {
+        column: _decode(shape, column, value, dialect, for_api) for column, value in row.items()
+    }
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,181 @@
+"""Store write throughput: the inbox write path of each backend, without HTTP.
+
+    .venv/bin/python bench/store.py [--seconds 5] [--concurrency 1,16,64,256]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--instances 1]
+
+For each backend x concurrency: a fresh database (a SQLite file in a temporary directory, or
+a fresh schema in the PostgreSQL database of `--pg-url`), `migrate`, then `concurrency`
+coroutines each ingesting distinct EasyPark-shaped events back to back for `--seconds`,
+through `Store.ingest` (each call returns after COMMIT). With `--instances N` the
+PostgreSQL run opens N stores on one schema (as N gateways would) and spreads the
+coroutines over them. Reports events/s, mean commit batch size and p50/p99 latency, and
+checks the row count against the acknowledged writes. Writes bench/results/store.{json,md}.
+This isolates what the database costs; bench/ingest.py measures the whole gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from hookgate.config import StorageConfig
+from hookgate.emulate.base import encode
+from hookgate.emulate.easypark import transaction
+from hookgate.ids import new_id
+from hookgate.store import Store, make_store
+from hookgate.store.base import InboundEvent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _event(n: int) -> InboundEvent:
+    document = transaction(10**9 + n)
+    body = encode(document)
+    return InboundEvent(
+        id=new_id(),
+        source="easypark",
+        provider="easypark",
+        event_type="parking.completed",
+        received_at=datetime.now(UTC),
+        dedup_key=f"parking:{10**9 + n}",
+        raw_body=body,
+        body_sha256="0" * 64,
+        headers={"content-type": "application/json"},
+        document=document,
+        subject=f"parking/{n}",
+    )
+
+
+async def _run(stores: list[Store], concurrency: int, seconds: float) -> dict[str, Any]:
+    counter = iter(range(10**9))
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def one(store: Store) -> None:
+        while time.perf_counter() < deadline:
+            event = _event(next(counter))
+            started = time.perf_counter()
+            result = await store.ingest(event)
+            latencies.append(time.perf_counter() - started)
+            assert result.stored
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(stores[i % len(stores)]) for i in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "events": len(latencies),
+        "events_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+async def _measure(url: str, instances: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    batches: list[int] = []
+    stores = [
+        make_store(StorageConfig(url=url, auto_migrate=(i == 0)), batches.append)
+        for i in range(instances)
+    ]
+    for store in stores:
+        await store.open()
+    try:
+        result = await _run(stores, concurrency, seconds)
+        page = await stores[0].list_events(_all(), None, 1)
+        assert page.items, "nothing stored"
+    finally:
+        for store in stores:
+            await store.close()
+    result["mean_batch"] = statistics.fmean(batches) if batches else 0.0
+    return result
+
+
+def _all() -> Any:
+    from hookgate.store.base import EventFilter
+
+    return EventFilter()
+
+
+def _count(url: str) -> int:
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute("SELECT count(*) FROM inbox").fetchone()[0])
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM inbox").fetchone()
+        return int(row[0]) if row else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", default="1,16,64,256")
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("HOOKGATE_BENCH_PG_URL", ""), help="PostgreSQL URL"
+    )
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for concurrency in levels:
+            backends: list[tuple[str, str, int]] = [
+                ("sqlite", f"sqlite:///{Path(tmp) / f'c{concurrency}.db'}", 1)
+            ]
+            if args.pg_url:
+                schema = f"bench_{uuid.uuid4().hex[:10]}"
+                with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                    conn.execute(f"CREATE SCHEMA {schema}")
+                joiner = "&" if "?" in args.pg_url else "?"
+                url = f"{args.pg_url}{joiner}options=-csearch_path%3D{schema}"
+                backends.append(("postgresql", url, args.instances))
+            for name, url, instances in backends:
+                try:
+                    result = asyncio.run(_measure(url, instances, concurrency, args.seconds))
+                    result["rows"] = _count(url)
+                    result["check"] = "ok" if result["rows"] == result["events"] else "MISMATCH"
+                finally:
+                    if name == "postgresql":
+                        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                            conn.execute(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE")
+                runs.append(
+                    {"backend": name, "instances": instances, "concurrency": concurrency, **result}
+                )
+                print(json.dumps(runs[-1]), flush=True)
+    header = (
+        f"Store write benchmark, {datetime.now(UTC).isoformat(timespec='seconds')}: "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python "
+        f"{sys.version.split()[0]}, {args.seconds:.0f} s per run, EasyPark-shaped events, "
+        f"load average {os.getloadavg()[0]:.1f} at the end.\n\n"
+        "| backend | instances | concurrency | events/s | mean batch | p50 ms | p99 ms | rows |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    lines = [
+        f"| {r['backend']} | {r['instances']} | {r['concurrency']} | {r['events_per_s']:.0f} | "
+        f"{r['mean_batch']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['check']} |"
+        for r in runs
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "store.json").write_text(json.dumps(runs, indent=2), encoding="utf-8")
+    (args.out / "store.md").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    print(header + "\n".join(lines))
+    return 0 if all(r["check"] == "ok" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

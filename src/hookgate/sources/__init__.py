@@ -1,0 +1,1 @@
+"""Sources that hookgate reads from, rather than receives calls from (Kafka topics)."""

@@ -1,0 +1,626 @@
+"""The Kafka source against librdkafka's mock cluster: real protocol, real sockets, a real
+SQLite inbox. Each test has its own topic and consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from hookgate.authorization.service import AuthorizationService
+from hookgate.config import AmpecoSource, Config, parse_config
+from hookgate.ingress.asgi import Ingress
+from hookgate.ingress.pipeline import Pipeline
+from hookgate.metrics import Metrics
+from hookgate.oauth import TokenIssuer
+from hookgate.providers import build_providers
+from hookgate.providers.base import Call
+from hookgate.sources.kafka import (
+    KafkaSource,
+    consumer_settings,
+    start_kafka_sources,
+    stop_kafka_sources,
+)
+from hookgate.store.base import ConsumptionReport, InboundEvent, IngestResult, StoreError
+from hookgate.store.sqlite import SqliteStore
+from kafka_mock import (
+    CODECS,
+    MockCluster,
+    ampeco_body,
+    ampeco_fixture,
+    signature,
+)
+
+SECRET = "ampeco-api-token"
+# The next-generation group protocol (KIP-848) assigns at once. With the classic protocol
+# (the default, used by the wiring test) the mock cluster waits out an initial rebalance
+# delay, and a departed member's session timeout before the next member of the group joins.
+FAST = {"group.protocol": "consumer"}
+_names = itertools.count()
+
+
+class FlakyStore(SqliteStore):
+    """A real SQLite store whose writes can be made to fail, as a full disk would."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, auto_migrate=True)
+        self.calls = 0
+        self.failing = False
+        self.fail_calls: set[int] = set()
+        self.crash_calls: set[int] = set()
+        self.delay = 0.0
+        self.entered = asyncio.Event()
+
+    async def ingest(
+        self, event: InboundEvent, consumption: ConsumptionReport | None = None
+    ) -> IngestResult:
+        self.calls += 1
+        self.entered.set()
+        if self.failing or self.calls in self.fail_calls:
+            raise StoreError("disk I/O error")
+        if self.calls in self.crash_calls:
+            raise RuntimeError("a defect, not the message's fault")
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return await super().ingest(event, consumption)
+
+
+@dataclass
+class Rig:
+    """A store, the pipeline around it, and a way to start consumers of one topic."""
+
+    cluster: MockCluster
+    db: Path
+    topic: str
+    store: SqliteStore
+    config: Config
+    pipeline: Pipeline
+    metrics: Metrics
+    wakes: list[int] = field(default_factory=list)
+    running: list[KafkaSource] = field(default_factory=list)
+
+    @property
+    def source(self) -> AmpecoSource:
+        found = self.config.sources[0]
+        assert isinstance(found, AmpecoSource)
+        return found
+
+    async def consumer(self, **options: Any) -> KafkaSource:
+        providers = build_providers(TokenIssuer(b"k" * 32))
+        options.setdefault("poll_seconds", 0.05)
+        options.setdefault("lag_interval_seconds", 0.1)
+        options.setdefault("backoff_initial_seconds", 0.05)
+        options.setdefault("backoff_max_seconds", 0.2)
+        kafka = KafkaSource(
+            self.source,
+            providers["ampeco"],
+            self.pipeline,
+            self.metrics,
+            overrides=FAST,
+            **options,
+        )
+        await kafka.start()
+        self.running.append(kafka)
+        return kafka
+
+    async def stop(self, kafka: KafkaSource) -> None:
+        await kafka.stop()
+        self.running.remove(kafka)
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.db)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def events(self) -> list[tuple[Any, ...]]:
+        return self.rows(
+            "SELECT event_type, body_sha256, flags, headers, status FROM inbox "
+            "WHERE source = ? ORDER BY received_at",
+            self.source.name,
+        )
+
+    def rejections(self) -> list[tuple[Any, ...]]:
+        return self.rows(
+            "SELECT method, path, status, reason FROM rejections WHERE source = ? "
+            "ORDER BY received_at",
+            self.source.name,
+        )
+
+    def counted(self, outcome: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "hookgate_kafka_messages_total", {"source": self.source.name, "outcome": outcome}
+        )
+        return value or 0.0
+
+    def lag(self, partition: int = 0) -> float | None:
+        return self.metrics.registry.get_sample_value(
+            "hookgate_kafka_consumer_lag",
+            {"source": self.source.name, "topic": self.topic, "partition": str(partition)},
+        )
+
+    def committed(self, partitions: int = 1) -> list[int]:
+        return self.cluster.committed(self.source.consumer_group(), self.topic, partitions)
+
+    def produce(self, body: bytes, **options: Any) -> None:
+        self.cluster.produce_ampeco(self.topic, body, **options)
+
+
+def config_for(
+    db: Path, cluster: MockCluster, topic: str, name: str = "ampeco", **source: Any
+) -> Config:
+    entry: dict[str, Any] = {
+        "name": name,
+        "provider": "ampeco",
+        "transport": "kafka",
+        "brokers": cluster.bootstrap,
+        "topic": topic,
+        "group_id": f"group-{topic}",
+        "secrets": [SECRET],
+    }
+    entry.update(source)
+    return parse_config(
+        {"storage": {"url": f"sqlite:///{db}"}, "sources": [entry]},
+        env={},
+    )
+
+
+@pytest.fixture
+async def make_rig(
+    tmp_path: Path, kafka_cluster: MockCluster
+) -> AsyncIterator[Callable[..., Awaitable[Rig]]]:
+    opened: list[tuple[Rig, AuthorizationService]] = []
+
+    async def make(*, partitions: int = 1, store: SqliteStore | None = None, **source: Any) -> Rig:
+        topic = kafka_cluster.create_topic(f"ampeco-{next(_names)}", partitions)
+        db = tmp_path / "hookgate.db"
+        store = store or SqliteStore(str(db), auto_migrate=True)
+        await store.open()
+        config = config_for(db, kafka_cluster, topic, **source)
+        decider = AuthorizationService(store, config.authorization)
+        await decider.start(follow=False)
+        metrics = Metrics()
+        wakes: list[int] = []
+        pipeline = Pipeline(config, store, decider, metrics, lambda: wakes.append(1))
+        rig = Rig(kafka_cluster, db, topic, store, config, pipeline, metrics, wakes)
+        opened.append((rig, decider))
+        return rig
+
+    yield make
+    for rig, decider in opened:
+        await stop_kafka_sources(list(rig.running))
+        await decider.stop()
+        await rig.store.close()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait for a condition the consumer brings about (a deadline, not a speed claim)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+# -- accepted messages -------------------------------------------------------------------
+
+
+async def test_signed_and_unsigned_messages_are_stored_and_committed(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    bodies = [ampeco_body("session.start.stop.notification", seq) for seq in range(4)]
+    rig.produce(bodies[0], secret=SECRET)
+    rig.produce(bodies[1], secret=SECRET, encoding="base64")
+    rig.produce(bodies[2], secret=SECRET, encoding="prefixed")
+    rig.produce(bodies[3])  # unsigned: the broker vouches for the producer
+    await rig.consumer()
+
+    await until(lambda: rig.committed() == [4], "offsets committed")
+    events = rig.events()
+    assert [e[1] for e in events] == [hashlib.sha256(b).hexdigest() for b in bodies]
+    assert {e[0] for e in events} == {"session.start.stop.notification"}
+    headers = json.loads(events[0][3])
+    assert headers["x-tenant"] == "tenant-1"
+    assert headers["x-signature"].endswith("...")  # masked like a webhook's
+    assert rig.counted("accepted") == 4
+    assert rig.rejections() == []
+    assert len(rig.wakes) == 4  # the processing worker is woken per new event
+
+
+async def test_captured_fixtures_pass_through_unchanged(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    names = ["SessionStartStopNotification", "cdr.received", "BootNotification"]
+    for name in names:
+        rig.produce(ampeco_fixture(name), secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [3], "offsets committed")
+    stored = rig.rows("SELECT event_type, raw_body FROM inbox ORDER BY received_at")
+    assert [(t, bytes(b)) for t, b in stored] == [(n, ampeco_fixture(n)) for n in names]
+
+
+async def test_unknown_notification_type_is_stored_and_flagged(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    rig.produce(b'{"notification":"futureThing.changed","id":7}', secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    [(event_type, _, flags, _, status)] = rig.events()
+    assert event_type == "futureThing.changed"
+    assert json.loads(flags) == ["unknown_type"]
+    assert status == "received"
+
+
+async def test_session_stop_is_accounted_like_a_webhook(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    stop = next(
+        b
+        for b in (ampeco_body("session.start.stop.notification", s) for s in range(8))
+        if json.loads(b)["action"] == "stop"
+    )
+    rig.produce(stop, secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    doc = json.loads(stop)
+    [(session_key, kwh, token)] = rig.rows("SELECT session_key, kwh, token FROM consumption")
+    assert session_key == f"session:{doc['sessionId']}"
+    assert token == doc["idTag"].strip().upper()  # normalised as the webhook path does
+    assert float(kwh) > 0
+
+
+@pytest.mark.parametrize("codec", CODECS)
+async def test_compressed_batches_are_read(
+    make_rig: Callable[..., Awaitable[Rig]], codec: str
+) -> None:
+    rig = await make_rig()
+    bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(5)]
+    rig.cluster.produce_many(rig.topic, bodies, compression=codec)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [5], "offsets committed")
+    assert len(rig.events()) == 5
+
+
+# -- refused messages --------------------------------------------------------------------
+
+
+async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    good = ampeco_body("BootNotification", 1)
+    rig.cluster.produce(rig.topic, good, headers={"X-Signature": signature(good, "someone-else")})
+    rig.produce(b"{not json", secret=SECRET)
+    rig.produce(b'{"notification":"BootNotification","chargePointId":"x"}', secret=SECRET)
+    rig.cluster.produce(rig.topic, b"")  # a tombstone is no notification either
+    rig.produce(good, secret=SECRET)
+    await rig.consumer()
+
+    await until(lambda: rig.committed() == [5], "offsets committed past the poison")
+    assert rig.rejections() == [
+        ("KAFKA", f"kafka://{rig.topic}/0/0", 401, "unauthorized"),
+        ("KAFKA", f"kafka://{rig.topic}/0/1", 400, "malformed-json"),
+        ("KAFKA", f"kafka://{rig.topic}/0/2", 422, "schema-violation"),
+        ("KAFKA", f"kafka://{rig.topic}/0/3", 400, "malformed-json"),
+    ]
+    assert len(rig.events()) == 1
+    assert rig.counted("rejected") == 4
+    assert rig.counted("accepted") == 1
+    reasons = {
+        s.labels["reason"]
+        for m in rig.metrics.registry.collect()
+        if m.name == "hookgate_rejections"
+        for s in m.samples
+        if s.name == "hookgate_rejections_total"
+    }
+    assert reasons == {"unauthorized", "malformed-json", "schema-violation"}
+
+
+async def test_signed_message_to_a_source_without_secrets_is_refused(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig(secrets=[], sasl_password=None)
+    body = ampeco_body("BootNotification", 2)
+    rig.produce(body, secret="kafka")  # no secret may be guessed from the settings
+    rig.produce(ampeco_body("BootNotification", 3))
+    await rig.consumer()
+    await until(lambda: rig.committed() == [2], "offsets committed")
+    assert [r[2:] for r in rig.rejections()] == [(401, "unauthorized")]
+    assert len(rig.events()) == 1
+
+
+async def test_oversized_message_is_refused(make_rig: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await make_rig()
+    body = json.dumps({"notification": "BootNotification", "pad": "x" * 5000}).encode()
+    rig.produce(body, secret=SECRET)
+    await rig.consumer(max_body_bytes=4096)
+    await until(lambda: rig.committed() == [1], "offset committed")
+    [(method, _, status, reason)] = rig.rejections()
+    assert (method, status, reason) == ("KAFKA", 413, "body-too-large")
+    [(size, kept)] = rig.rows("SELECT body_size, length(body) FROM rejections")
+    assert size == len(body)
+    assert kept == rig.config.storage.rejection_body_bytes
+
+
+# -- durability --------------------------------------------------------------------------
+
+
+async def test_storage_failure_commits_nothing_and_loses_nothing(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.failing = True
+    rig = await make_rig(store=store)
+    bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(3)]
+    for body in bodies:
+        rig.produce(body, secret=SECRET)
+    await rig.consumer()
+
+    await until(lambda: store.calls >= 9, "the same messages tried again")
+    assert rig.committed()[0] < 0
+    assert rig.events() == []
+    assert rig.rejections() == []
+    assert rig.counted("error") >= 9
+    await until(lambda: rig.lag() == 3, "lag of the unconsumed messages")
+
+    store.failing = False
+    await until(lambda: rig.committed() == [3], "offsets committed after recovery")
+    assert len(rig.events()) == 3
+    assert rig.counted("accepted") == 3
+    await until(lambda: rig.lag() == 0, "lag drained")
+    last = rig.metrics.registry.get_sample_value(
+        "hookgate_kafka_last_commit_timestamp_seconds", {"source": rig.source.name}
+    )
+    assert last is not None and last > 0
+
+
+async def test_failures_within_a_batch_across_partitions_store_everything_once(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.fail_calls = {2, 5, 9, 14}
+    rig = await make_rig(store=store, partitions=2)
+    bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(20)]
+    for index, body in enumerate(bodies):
+        rig.produce(body, secret=SECRET, partition=index % 2)
+    await rig.consumer(batch_max=3)
+
+    await until(lambda: rig.committed(2) == [10, 10], "every offset committed")
+    hashes = [e[1] for e in rig.events()]
+    assert sorted(hashes) == sorted(hashlib.sha256(b).hexdigest() for b in bodies)
+    assert rig.counted("error") == 4
+    assert rig.counted("accepted") == 20
+
+
+async def test_an_unexpected_error_reads_the_message_again(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.crash_calls = {1}
+    rig = await make_rig(store=store)
+    rig.produce(ampeco_body("BootNotification", 5), secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    assert len(rig.events()) == 1
+    assert rig.counted("error") == 1
+    assert rig.rejections() == []
+
+
+async def test_stop_finishes_and_commits_the_batch_in_hand(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    store = FlakyStore(str(tmp_path / "hookgate.db"))
+    store.delay = 0.3
+    rig = await make_rig(store=store)
+    for seq in range(3):
+        rig.produce(ampeco_body("SessionUpdateNotification", seq), secret=SECRET)
+    kafka = await rig.consumer()
+    await asyncio.wait_for(store.entered.wait(), 30)
+    await rig.stop(kafka)
+    stored = len(rig.events())
+    assert stored >= 1
+    assert rig.committed() == [stored]
+
+
+async def test_restart_resumes_from_the_committed_offset(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    first = [ampeco_body("SessionUpdateNotification", seq) for seq in range(3)]
+    for body in first:
+        rig.produce(body, secret=SECRET)
+    kafka = await rig.consumer()
+    await until(lambda: rig.committed() == [3], "first offsets committed")
+    await rig.stop(kafka)
+    assert not kafka.running
+
+    second = [ampeco_body("SessionUpdateNotification", seq) for seq in range(3, 5)]
+    for body in second:
+        rig.produce(body, secret=SECRET)
+    rig.metrics.kafka_messages.clear()
+    await rig.consumer()
+    await until(lambda: rig.committed() == [5], "second offsets committed")
+    assert len(rig.events()) == 5
+    assert rig.counted("accepted") == 2  # the first three were not read again
+    assert rig.counted("duplicate") == 0
+
+
+async def test_a_batch_stored_before_a_crash_is_a_duplicate_when_read_again(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    providers = build_providers(TokenIssuer(b"k" * 32))
+    body = ampeco_body("cdr.received", 4)
+    # A previous consumer stored it, then died before its commit.
+    await rig.pipeline.accept(rig.source, providers["ampeco"], Call("", {}, body), verify=False)
+    rig.produce(body, secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    assert len(rig.events()) == 1
+    assert rig.counted("duplicate") == 1
+
+
+async def test_stop_commits_and_start_kafka_sources_wires_kafka_sources_only(
+    tmp_path: Path, kafka_cluster: MockCluster
+) -> None:
+    topic = kafka_cluster.create_topic(f"ampeco-{next(_names)}")
+    db = tmp_path / "hookgate.db"
+    data = {
+        "storage": {"url": f"sqlite:///{db}"},
+        "sources": [
+            {"name": "web", "provider": "ampeco", "secrets": [SECRET]},
+            {
+                "name": "bus",
+                "provider": "ampeco",
+                "transport": "kafka",
+                "brokers": [kafka_cluster.bootstrap],
+                "topic": topic,
+                "secrets": [SECRET],
+            },
+        ],
+    }
+    config = parse_config(data, env={})
+    store = SqliteStore(str(db), auto_migrate=True)
+    await store.open()
+    decider = AuthorizationService(store, config.authorization)
+    await decider.start(follow=False)
+    metrics = Metrics()
+    woken: list[int] = []
+    providers = build_providers(TokenIssuer(b"k" * 32))
+    try:
+        body = ampeco_body("BootNotification", 9)
+        kafka_cluster.produce_ampeco(topic, body, secret=SECRET)
+        sources = await start_kafka_sources(
+            config, store, providers, metrics, decider, lambda: woken.append(1)
+        )
+        assert [s.source.name for s in sources] == ["bus"]
+        assert sources[0].settings["group.id"] == "hookgate-bus"
+        assert sources[0].settings["client.id"] == "hookgate-bus"
+
+        def stored() -> bool:
+            conn = sqlite3.connect(db)
+            try:
+                return bool(conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 1)
+            finally:
+                conn.close()
+
+        await until(stored, "the message stored")
+        await stop_kafka_sources(sources)
+        assert kafka_cluster.committed("hookgate-bus", topic) == [1]
+        assert woken == [1]
+    finally:
+        await decider.stop()
+        await store.close()
+
+
+# -- webhook and Kafka -------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    )
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started, "the HTTP server")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_same_notification_by_webhook_then_kafka_is_stored_once(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    """A source moved from webhooks to Kafka keeps its name; AMPECO's resends after the
+    move are recognised as the notifications the webhook already stored."""
+    rig = await make_rig()
+    body = ampeco_body("session.start.stop.notification", 11)
+    webhook = parse_config(
+        {"sources": [{"name": rig.source.name, "provider": "ampeco", "secrets": [SECRET]}]},
+        env={},
+    )
+    issuer = TokenIssuer(b"k" * 32)
+    decider = rig.pipeline.decider
+    headers = {"Content-Type": "application/json", "X-Signature": signature(body, SECRET)}
+    before = Ingress(webhook, rig.store, build_providers(issuer), decider, issuer, rig.metrics)
+    async with serving(before) as url, httpx.AsyncClient(base_url=url) as client:
+        answer = await client.post(f"/hooks/{rig.source.name}", content=body, headers=headers)
+        assert answer.status_code == 202
+
+    rig.produce(body, secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [1], "offset committed")
+    assert len(rig.events()) == 1
+    assert rig.counted("duplicate") == 1
+
+    after = Ingress(rig.config, rig.store, build_providers(issuer), decider, issuer, rig.metrics)
+    async with serving(after) as url, httpx.AsyncClient(base_url=url) as client:
+        answer = await client.post(f"/hooks/{rig.source.name}", content=body, headers=headers)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["type"].endswith("unknown-route")
+    assert problem["detail"] == f"source {rig.source.name!r} receives through Kafka"
+    assert rig.rows("SELECT method, status, reason FROM rejections") == [
+        ("POST", 404, "unknown-route")
+    ]
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+def test_consumer_settings_map_the_source_keys() -> None:
+    source = parse_config(
+        {
+            "sources": [
+                {
+                    "name": "amp",
+                    "provider": "ampeco",
+                    "transport": "kafka",
+                    "brokers": "b1:9093, b2:9093",
+                    "topic": "notifications",
+                    "security_protocol": "SASL_SSL",
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_username": "hookgate",
+                    "sasl_password": "pw",
+                    "auto_offset_reset": "latest",
+                }
+            ]
+        },
+        env={},
+    ).sources[0]
+    assert isinstance(source, AmpecoSource)
+    assert consumer_settings(source) == {
+        "bootstrap.servers": "b1:9093,b2:9093",
+        "group.id": "hookgate-amp",
+        "client.id": "hookgate-amp",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "latest",
+        "enable.partition.eof": False,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "hookgate",
+        "sasl.password": "pw",
+    }
