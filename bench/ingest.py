@@ -293,6 +293,10 @@ class Peer:
         """(source, dedup key) of every stored event."""
         return set()
 
+    def processing(self) -> dict[str, Any]:
+        """hookgate: stored events by processing status, and the commonest error."""
+        return {}
+
     def cleanup(self) -> None:
         """Drop what prepare() created outside the temporary directory."""
 
@@ -432,6 +436,14 @@ class Hookgate(Peer):
         rows = _sqlite_read(self.work / "hookgate.db", "SELECT source, dedup_key FROM inbox")
         return {(s, k) for s, k in rows}
 
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return _sqlite_read(self.work / "hookgate.db", sql)
+
+    def processing(self) -> dict[str, Any]:
+        counts = {str(s): int(n) for s, n in self._rows(_STATUS_SQL)}
+        errors = self._rows(_ERRORS_SQL)
+        return {"by_status": counts, "errors": [[str(e), int(n)] for e, n in errors]}
+
 
 class HookgateIngestOnly(Hookgate):
     """The same with `[processing] in_process = false`: what acknowledging alone costs."""
@@ -477,6 +489,9 @@ class HookgatePostgres(Hookgate):
         with psycopg.connect(self.storage_url()) as conn:
             return list(conn.execute(sql.encode()).fetchall())
 
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self._query(sql)
+
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM inbox")[0][0])
 
@@ -494,6 +509,12 @@ class HookgatePostgres2(HookgatePostgres):
     name = "hookgate-postgres-2"
     instances = 2
 
+
+_STATUS_SQL = "SELECT status, count(*) FROM inbox GROUP BY status ORDER BY status"
+_ERRORS_SQL = (
+    "SELECT substr(error, 1, 100), count(*) FROM inbox WHERE status = 'failed' "
+    "GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+)
 
 PEER_TYPES: dict[str, type[Peer]] = {
     "ceiling": Ceiling,
@@ -913,6 +934,7 @@ def run_peer(
         result["exit_code"] = codes[0] if len(codes) == 1 else codes
     stored = peer.keys() if peer.stores else set()
     result["rows_total"] = peer.count() if peer.stores else 0
+    result["processing"] = peer.processing()
     for rate in plan.rates:
         if str(rate) in result.get("rates", {}):
             result["checks"][f"rate_{rate}"] = check_open(
@@ -1172,6 +1194,10 @@ def markdown(report: dict[str, Any]) -> str:
             if overloaded:
                 rates_text = ", ".join(f"{r}/s" for r in overloaded)
                 text += f"; cannot sustain {rates_text} (∞: no answer within 5 s)"
+            failed = run.get("processing", {}).get("by_status", {}).get("failed")
+            if failed:
+                errors = run["processing"].get("errors") or [["?", failed]]
+                text += f"; **processing failed for {failed} events** (e.g. {errors[0][0]!r})"
             if run["checks"]["saturation"].get("wrapped") and run["peer"] != "ceiling":
                 text += "; wrk replayed requests (more than prepared)"
             notes.append(text)
