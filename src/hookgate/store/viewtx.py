@@ -76,8 +76,9 @@ def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api
         moment = parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
         return iso(moment) if for_api else moment
     if column in shape.json:
-        # PostgreSQL hands JSONB back decoded; SQLite keeps it as text.
-        return msgspec.json.decode(value) if dialect == "sqlite" else value
+        # Text on SQLite, and on PostgreSQL too: the store loads json/jsonb as text (key
+        # order kept); a value some other connection hands back decoded stays as it is.
+        return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
     if column in shape.booleans:
         return bool(value)
     return value
