@@ -1335,17 +1335,24 @@ def main() -> None:
                 for line in run.get("server_log_problems", [])[:5]:
                     print(f"  server log: {line[:300]}", file=sys.stderr)
             report["scenarios"][scenario] = runs
+            write_report(report, args.out, partial=True)
             side.unlink()
             gc.unfreeze()
             del wrk_seq, rate_seqs
             gc.collect()
-    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["wall_seconds"] = round(time.monotonic() - began, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ingest.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(write_report(report, args.out, partial=False))
+
+
+def write_report(report: dict[str, Any], out: Path, *, partial: bool) -> str:
+    """ingest.json and ingest.md; after each scenario too, so a cut-off run keeps those."""
+    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["partial"] = partial
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     text = markdown(report)
-    (args.out / "ingest.md").write_text(text + "\n")
-    print(text)
+    (out / "ingest.md").write_text(text + "\n")
+    return text
 
 
 def one_line(run: dict[str, Any], plan: Plan) -> str:
