@@ -76,8 +76,10 @@ def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api
         moment = parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
         return iso(moment) if for_api else moment
     if column in shape.json:
-        # PostgreSQL hands JSONB back decoded; SQLite keeps it as text.
-        return msgspec.json.decode(value) if dialect == "sqlite" else value
+        # SQLite keeps JSON as text; PostgreSQL hands JSONB back decoded, or as text where
+        # the connection loads it as text (the store's pools do: decoding is left to us).
+        # View JSON columns hold arrays and objects only, so text is always encoded JSON.
+        return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
     if column in shape.booleans:
         return bool(value)
     return value
