@@ -78,7 +78,11 @@ def new_pg_schema() -> tuple[str, str]:
 
 
 def drop_pg_schema(schema: str) -> None:
+    """Drop a test schema ($HOOKGATE_TEST_KEEP_SCHEMAS=1 keeps them for a post-mortem)."""
     import psycopg
+
+    if os.environ.get("HOOKGATE_TEST_KEEP_SCHEMAS"):
+        return
 
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
