@@ -229,9 +229,13 @@ class SqliteStore:
         batch_max: int = 512,
         auto_migrate: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        process_budget_ms: float | None = None,
     ) -> None:
         self.path = path
         self._batch_max = batch_max
+        # Time one processing job may hold the shared writer before it commits what it has
+        # (None: the whole batch). The gateway sets it so ingest commits are not held back.
+        self._process_budget = process_budget_ms / 1000 if process_budget_ms else None
         self._auto_migrate = auto_migrate
         self._on_batch = on_batch or (lambda size: None)
         self._writer: _Writer | None = None
@@ -935,7 +939,11 @@ class SqliteStore:
             now = iso(utcnow())
             processed = failed = deliveries = 0
             # The writer is shared with ingest: stop early rather than hold commits back.
-            budget = time.perf_counter() + _PROCESS_BUDGET_S
+            budget = (
+                time.perf_counter() + self._process_budget
+                if self._process_budget is not None
+                else None
+            )
             for row in rows:
                 event = _stored_event(row, decisions.get(row["id"]))
                 conn.execute("SAVEPOINT process_event")
@@ -959,7 +967,7 @@ class SqliteStore:
                         (now, f"{type(exc).__name__}: {exc}"[:2000], event.id),
                     )
                     failed += 1
-                if time.perf_counter() > budget:
+                if budget is not None and time.perf_counter() > budget:
                     break
             return ProcessResult(processed, failed, deliveries)
 
@@ -1181,8 +1189,6 @@ class SqliteStore:
 
 
 _STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
-# Time one processing job may hold the shared writer before it commits what it has.
-_PROCESS_BUDGET_S = 0.005
 
 
 def _stored_event(row: sqlite3.Row, decision: dict[str, Any] | None) -> StoredEvent:
