@@ -4,7 +4,8 @@ Tests that take the `backend` fixture (through `gateway`, `shared_gateway`, `mak
 or `storage_url`) run on SQLite; a module marked `pytest.mark.backends("sqlite",
 "postgresql")` runs them on both. PostgreSQL comes from $HOOKGATE_TEST_PG (default: the
 local service, database `test`); each gateway gets a fresh schema, dropped afterwards.
-$HOOKGATE_TEST_BACKENDS=sqlite skips PostgreSQL (unreachable PostgreSQL is skipped too).
+$HOOKGATE_TEST_BACKENDS=sqlite skips PostgreSQL (unreachable PostgreSQL is skipped too,
+unless $HOOKGATE_TEST_REQUIRE_PG is set, as CI sets it: then it is a failure).
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def new_pg_schema() -> tuple[str, str]:
 
 
 def drop_pg_schema(schema: str) -> None:
+    """Drop a test schema ($HOOKGATE_TEST_KEEP_SCHEMAS=1 keeps them for a post-mortem)."""
     import psycopg
+
+    if os.environ.get("HOOKGATE_TEST_KEEP_SCHEMAS"):
+        return
 
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -105,6 +110,8 @@ def backend(request: pytest.FixtureRequest) -> str:
     """The storage backend under test: "sqlite" or "postgresql"."""
     name = str(request.param)
     if name == "postgresql" and not pg_available():
+        if os.environ.get("HOOKGATE_TEST_REQUIRE_PG"):
+            pytest.fail(f"PostgreSQL not reachable at {PG_URL} (required here)")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
     return name
 

@@ -355,14 +355,22 @@ def test_repeated_session_end_gets_200_and_changes_nothing(
     doc = end_doc("end_pascal", session_id)
     assert end(client, "zaptec-allow", doc, headers).status_code == 200
     after_first = session_row(gateway, session_id)
-    inbox_after_first = inbox(gateway, "zaptec-allow")
+
+    def stored() -> list[dict[str, Any]]:
+        # The in-process worker may process the events meanwhile: that changes status only.
+        return [
+            {k: v for k, v in row.items() if k != "status"}
+            for row in inbox(gateway, "zaptec-allow")
+        ]
+
+    inbox_after_first = stored()
 
     again = copy.deepcopy(doc)
     again["Energy"] = 99.9  # a resend with other data must not overwrite the first end
     for body in (doc, again):
         assert end(client, "zaptec-allow", body, headers).status_code == 200
     assert session_row(gateway, session_id) == after_first
-    assert inbox(gateway, "zaptec-allow") == inbox_after_first
+    assert stored() == inbox_after_first
     assert gateway.count("inbox", "source = 'zaptec-allow' AND event_type = 'session.end'") == 1
 
 

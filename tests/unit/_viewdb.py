@@ -3,6 +3,7 @@ the local PostgreSQL (skipped, saying why, when PostgreSQL cannot be reached).""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ def postgres_db() -> Iterator[Any]:
     try:
         admin = psycopg.connect(PG_DSN, autocommit=True)
     except psycopg.OperationalError as exc:
+        if os.environ.get("HOOKGATE_TEST_REQUIRE_PG"):
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable (required here): {exc}")
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     schema = "hg_" + secrets.token_hex(6)
     admin.execute(f"CREATE SCHEMA {schema}")

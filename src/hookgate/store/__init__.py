@@ -10,6 +10,10 @@ from hookgate.store.base import SchemaOutdated, Store, StoreError
 __all__ = ["SchemaOutdated", "Store", "StoreError", "make_store"]
 
 
+# How long one processing job may hold SQLite's single writer (ingest waits meanwhile).
+PROCESS_BUDGET_MS = 5.0
+
+
 def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = None) -> Store:
     """The backend for `config.url` (not yet opened)."""
     if config.url.startswith("sqlite:///"):
@@ -20,6 +24,7 @@ def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = N
             batch_max=config.batch_max,
             auto_migrate=config.auto_migrate,
             on_batch=on_batch,
+            process_budget_ms=PROCESS_BUDGET_MS,
         )
     if config.url.startswith("postgresql://"):
         from hookgate.store.postgres import PostgresStore

@@ -1108,7 +1108,6 @@ class PostgresStore:
                 min_size=0,
                 max_size=max(2, self._pool_size // 3),
                 kwargs={"autocommit": True},
-                configure=_configure_sync,
                 # Views and processing are not on the answer path: the pool's own check
                 # (with its back-off) replaces connections the server dropped.
                 check=ConnectionPool.check_connection,
@@ -1152,7 +1151,7 @@ class PostgresStore:
                 now = utcnow()
                 processed = failed = deliveries = 0
                 for row in rows:
-                    event = _stored_event(row, decisions.get(row["id"]))
+                    event = _stored_event(row, decisions.get(row["id"]), decoded=True)
                     try:
                         with conn.transaction():
                             names = handler(tx, event)
@@ -1397,7 +1396,15 @@ class _Single(Exception):
 _STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
 
 
-def _stored_event(row: Mapping[str, Any], decision: dict[str, Any] | None) -> StoredEvent:
+def _stored_event(
+    row: Mapping[str, Any], decision: dict[str, Any] | None, *, decoded: bool = False
+) -> StoredEvent:
+    """`decoded`: the JSON columns come from a connection that decodes them (the
+    synchronous ones, shared with the views); otherwise they are text."""
+    flags, document = row["flags"], row["document"]
+    if not decoded:
+        flags = msgspec.json.decode(flags)
+        document = msgspec.json.decode(document) if document else None
     return StoredEvent(
         id=row["id"],
         source=row["source"],
@@ -1406,8 +1413,8 @@ def _stored_event(row: Mapping[str, Any], decision: dict[str, Any] | None) -> St
         received_at=row["received_at"].astimezone(UTC),
         subject=row["subject"],
         status=row["status"],
-        flags=msgspec.json.decode(row["flags"]),
-        document=msgspec.json.decode(row["document"]) if row["document"] else None,
+        flags=flags,
+        document=document,
         decision=decision,
     )
 
@@ -1415,7 +1422,12 @@ def _stored_event(row: Mapping[str, Any], decision: dict[str, Any] | None) -> St
 def _decisions_of_sync(conn: Connection[Any], event_ids: list[str]) -> dict[str, dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
     cur.execute("SELECT * FROM decisions WHERE event_id = ANY(%s) ORDER BY id", (event_ids,))
-    return {row["event_id"]: decision_row(_plain(row)) for row in cur.fetchall()}
+    found = {}
+    for row in cur.fetchall():
+        item = _plain(row)  # JSON arrives decoded on these connections
+        item["fallback"] = bool(item["fallback"])
+        found[row["event_id"]] = item
+    return found
 
 
 def _enqueue_delivery_sync(
@@ -1503,11 +1515,6 @@ def _delivery_selection(where: ReplayFilter) -> tuple[str, list[Any]]:
         clauses.append("event_id IN (SELECT id FROM inbox WHERE source = %s)")
         params.append(where.source)
     return " AND ".join(clauses), params
-
-
-def _configure_sync(conn: Connection[Any]) -> None:
-    conn.adapters.register_loader("json", TextLoader)
-    conn.adapters.register_loader("jsonb", TextLoader)
 
 
 _APPLIED = "SELECT version FROM schema_migrations"

@@ -229,9 +229,13 @@ class SqliteStore:
         batch_max: int = 512,
         auto_migrate: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        process_budget_ms: float | None = None,
     ) -> None:
         self.path = path
         self._batch_max = batch_max
+        # Time one processing job may hold the shared writer before it commits what it has
+        # (None: the whole batch). The gateway sets it so ingest commits are not held back.
+        self._process_budget = process_budget_ms / 1000 if process_budget_ms else None
         self._auto_migrate = auto_migrate
         self._on_batch = on_batch or (lambda size: None)
         self._writer: _Writer | None = None
@@ -927,7 +931,11 @@ class SqliteStore:
             now = iso(utcnow())
             processed = failed = deliveries = 0
             # The writer is shared with ingest: stop early rather than hold commits back.
-            budget = time.perf_counter() + _PROCESS_BUDGET_S
+            budget = (
+                time.perf_counter() + self._process_budget
+                if self._process_budget is not None
+                else None
+            )
             for row, decision in _pending_rows(conn, limit, budget):
                 event = _stored_event(row, decision)
                 conn.execute("SAVEPOINT process_event")
@@ -951,7 +959,7 @@ class SqliteStore:
                         (now, f"{type(exc).__name__}: {exc}"[:2000], event.id),
                     )
                     failed += 1
-                if time.perf_counter() > budget:
+                if budget is not None and time.perf_counter() > budget:
                     break
             return ProcessResult(processed, failed, deliveries)
 
@@ -1173,20 +1181,19 @@ class SqliteStore:
 
 
 _STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
-# Time one processing job may hold the shared writer before it commits what it has.
-_PROCESS_BUDGET_S = 0.005
 
 
-# Events read per query while processing: the time budget usually ends a job long before
-# `limit` events, and reading (and decoding the decisions of) all of them was wasted work.
+# Events read per query while processing: in the gateway the time budget usually ends a job
+# long before `limit` events, and reading (and decoding the decisions of) all of them was
+# wasted work.
 _PROCESS_CHUNK = 32
 
 
 def _pending_rows(
-    conn: sqlite3.Connection, limit: int, budget: float
+    conn: sqlite3.Connection, limit: int, budget: float | None
 ) -> Iterator[tuple[sqlite3.Row, dict[str, Any] | None]]:
     """Received events in id order, `_PROCESS_CHUNK` at a time, up to `limit`; no further
-    chunk is read once the `budget` (a perf_counter time) is spent."""
+    chunk is read once the `budget` (a perf_counter time; None: no budget) is spent."""
     after, left = "", limit
     while left > 0:
         rows = conn.execute(
@@ -1200,7 +1207,7 @@ def _pending_rows(
         for row in rows:
             yield row, decisions.get(row["id"])
         after, left = rows[-1]["id"], left - len(rows)
-        if len(rows) < _PROCESS_CHUNK or time.perf_counter() > budget:
+        if len(rows) < _PROCESS_CHUNK or (budget is not None and time.perf_counter() > budget):
             return
 
 

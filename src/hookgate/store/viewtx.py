@@ -76,8 +76,9 @@ def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api
         moment = parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
         return iso(moment) if for_api else moment
     if column in shape.json:
-        # Text on SQLite, and on PostgreSQL too: the store loads json/jsonb as text (key
-        # order kept); a value some other connection hands back decoded stays as it is.
+        # SQLite keeps JSON as text; PostgreSQL hands JSONB back decoded, or as text where
+        # the connection loads it as text (the store's pools do: decoding is left to us).
+        # View JSON columns hold arrays and objects only, so text is always encoded JSON.
         return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
     if column in shape.booleans:
         return bool(value)
