@@ -26,7 +26,9 @@ from hookgate.store.base import (
     Rejection,
     SchemaOutdated,
     SessionEnd,
+    StoredEvent,
     StoreError,
+    ViewTx,
 )
 from hookgate.store.migrations import migrations
 
@@ -343,6 +345,54 @@ async def test_a_duplicate_storm_across_stores_stores_one_event(
             by_key.setdefault(e.dedup_key, set()).add(r.event_id)  # type: ignore[union-attr]
         assert all(len(ids) == 1 for ids in by_key.values())
         assert query_url(storage_url, "SELECT count(*) FROM inbox")[0][0] == 20
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_stores_processing_one_database_together_never_fail_an_event_on_a_lock(
+    storage_url: str, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("one process per SQLite file")
+    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        # Events of a few sessions, interleaved, so both stores' batches touch the same
+        # view rows; each event updates two sessions' rows, in its own order.
+        for n in range(120):
+            await stores[n % 2].ingest(event(f"k{n}", subject=f"session/{n % 6}"))
+
+        def handler(tx: ViewTx, ev: StoredEvent) -> list[str]:
+            here = int((ev.subject or "session/0").rpartition("/")[2])
+            for key in (str(here), str((here + 1) % 6)):
+                row = tx.get("provider_refs", {"source": "s", "kind": "k", "ref_id": key})
+                seen = list(row["event_ids"]) if row else []
+                tx.upsert(
+                    "provider_refs",
+                    {
+                        "source": "s",
+                        "kind": "k",
+                        "ref_id": key,
+                        "id": row["id"] if row else new_id(),
+                        "first_seen_at": ev.received_at,
+                        "last_occurred_at": ev.received_at,
+                        "last_event_id": ev.id,
+                        "event_ids": sorted({*seen, ev.id}),
+                    },
+                )
+            return []
+
+        async def drain(store: Any) -> None:
+            for _ in range(200):
+                result = await store.process_pending(handler, 15)
+                if not (result.processed or result.failed):
+                    return
+
+        await asyncio.gather(*(drain(s) for s in stores))
+        statuses = query_url(storage_url, "SELECT status, count(*) FROM inbox GROUP BY status")
+        assert dict(statuses) == {"processed": 120}
     finally:
         for s in stores:
             await s.close()

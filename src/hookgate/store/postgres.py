@@ -1150,6 +1150,10 @@ class PostgresStore:
                 tx = SqlViewTx(conn, "postgresql")
                 now = utcnow()
                 processed = failed = deliveries = 0
+                # Instances lock view rows in one order, by subject (projections do not
+                # depend on the order events are applied in), so their batches do not wait
+                # on each other in a circle.
+                rows.sort(key=lambda row: (row["subject"] or "", row["id"]))
                 for row in rows:
                     event = _stored_event(row, decisions.get(row["id"]), decoded=True)
                     try:
@@ -1163,6 +1167,11 @@ class PostgresStore:
                                 (now, event.id),
                             )
                         processed += 1
+                    except _RETRY:
+                        # A lock conflict with another instance is not the event's fault:
+                        # it stays received; commit what is done and let the next batch
+                        # take it (and the rest of this one) again.
+                        break
                     except Exception as exc:
                         conn.execute(
                             "UPDATE inbox SET status = 'failed', processed_at = %s, error = %s "
