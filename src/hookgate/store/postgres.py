@@ -80,6 +80,10 @@ _EVENT_COLUMNS = (
     "id, source, provider, event_type, received_at, dedup_key, subject, status, flags, "
     "headers, document, body_sha256, octet_length(raw_body) AS body_size"
 )
+# Inserts skip keys already committed, read from the snapshot without waiting: ON CONFLICT
+# alone would wait for any transaction holding the stored row (a processing batch updating
+# its status) before it can tell a duplicate. Keys only in flight still meet ON CONFLICT.
+_NOT_STORED = "NOT EXISTS (SELECT 1 FROM inbox x WHERE x.source = {source} AND x.dedup_key = {key})"
 # Errors after which the whole batch can simply run again.
 _RETRY = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
 
@@ -452,6 +456,7 @@ class PostgresStore:
             "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], "
             "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
             "%b::bytea[], %b::text[]) AS e(i, s, p, t, r, d, sub, st, f, h, doc, b, sha) "
+            f"WHERE {_NOT_STORED.format(source='e.s', key='e.d')} "
             "ON CONFLICT DO NOTHING RETURNING id",
             (
                 [e.id for e in events],
@@ -531,7 +536,8 @@ class PostgresStore:
         changed = await tx.execute(
             "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
             "subject, status, flags, headers, document, raw_body, body_sha256) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s::json, %s, %s "
+            f"WHERE {_NOT_STORED.format(source='%s', key='%s')} "
             "ON CONFLICT DO NOTHING",
             (
                 event.id,
@@ -547,6 +553,8 @@ class PostgresStore:
                 _json_text(event.document),
                 event.raw_body,
                 event.body_sha256,
+                _text(event.source),
+                _text(event.dedup_key),
             ),
         )
         return changed == 1
@@ -1130,56 +1138,13 @@ class PostgresStore:
             raise StoreError(str(exc)) from exc
 
     async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
-        from hookgate.store.viewtx import SqlViewTx
-
         def run(conn: Connection[Any]) -> ProcessResult:
-            with conn.transaction():
-                # Rows another instance is processing are locked: skip them, take the next.
-                # A killed instance's transaction dies with its connection, and its rows
-                # are free again for the others.
-                cur = conn.cursor(row_factory=dict_row)
-                cur.execute(
-                    f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
-                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (limit,),
-                )
-                rows = cur.fetchall()
-                if not rows:
-                    return ProcessResult(0, 0, 0)
-                decisions = _decisions_of_sync(conn, [row["id"] for row in rows])
-                tx = SqlViewTx(conn, "postgresql")
-                now = utcnow()
-                processed = failed = deliveries = 0
-                # Instances lock view rows in one order, by subject (projections do not
-                # depend on the order events are applied in), so their batches do not wait
-                # on each other in a circle.
-                rows.sort(key=lambda row: (row["subject"] or "", row["id"]))
-                for row in rows:
-                    event = _stored_event(row, decisions.get(row["id"]), decoded=True)
-                    try:
-                        with conn.transaction():
-                            names = handler(tx, event)
-                            for name in dict.fromkeys(names):
-                                deliveries += _enqueue_delivery_sync(conn, event.id, name, now)
-                            conn.execute(
-                                "UPDATE inbox SET status = 'processed', processed_at = %s, "
-                                "error = NULL WHERE id = %s",
-                                (now, event.id),
-                            )
-                        processed += 1
-                    except _RETRY:
-                        # A lock conflict with another instance is not the event's fault:
-                        # it stays received; commit what is done and let the next batch
-                        # take it (and the rest of this one) again.
-                        break
-                    except Exception as exc:
-                        conn.execute(
-                            "UPDATE inbox SET status = 'failed', processed_at = %s, error = %s "
-                            "WHERE id = %s",
-                            (now, _text(f"{type(exc).__name__}: {exc}"[:2000]), event.id),
-                        )
-                        failed += 1
-                return ProcessResult(processed, failed, deliveries)
+            try:
+                return _process_batch(conn, handler, limit, isolate=False)
+            except _Isolate:
+                # An event failed, or a lock conflict broke the transaction: everything
+                # rolled back, so run the batch again with a savepoint per event.
+                return _process_batch(conn, handler, limit, isolate=True)
 
         return await self._in_thread(run)
 
@@ -1437,6 +1402,81 @@ def _decisions_of_sync(conn: Connection[Any], event_ids: list[str]) -> dict[str,
         item["fallback"] = bool(item["fallback"])
         found[row["event_id"]] = item
     return found
+
+
+def _process_batch(
+    conn: Connection[Any], handler: Handler, limit: int, *, isolate: bool
+) -> ProcessResult:
+    """Project up to `limit` received events in one transaction.
+
+    Rows another instance is processing are locked: they are skipped, and a killed
+    instance's rows are free again when its connection dies. Without `isolate` nothing
+    runs in a savepoint (two round trips per event fewer) and any failure raises
+    `_Isolate` after rolling everything back; with it, each event has its own savepoint,
+    a failing event is marked failed, and a lock conflict with another instance leaves
+    the event (and the rest of the batch) received for the next batch.
+    """
+    from hookgate.store.viewtx import SqlViewTx
+
+    with conn.transaction():
+        cur = conn.cursor(row_factory=dict_row)
+        cur.execute(
+            f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (limit,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return ProcessResult(0, 0, 0)
+        decisions = _decisions_of_sync(conn, [row["id"] for row in rows])
+        tx = SqlViewTx(conn, "postgresql")
+        now = utcnow()
+        done: list[str] = []
+        failed = deliveries = 0
+        # Instances lock view rows in one order, by subject (projections do not depend on
+        # the order events are applied in), so their batches do not wait in a circle.
+        rows.sort(key=lambda row: (row["subject"] or "", row["id"]))
+        for row in rows:
+            event = _stored_event(row, decisions.get(row["id"]), decoded=True)
+            if not isolate:
+                try:
+                    deliveries += _apply(conn, tx, handler, event, now)
+                except Exception as exc:
+                    raise _Isolate from exc  # leaving the block rolls everything back
+                done.append(event.id)
+                continue
+            try:
+                with conn.transaction():
+                    deliveries += _apply(conn, tx, handler, event, now)
+                done.append(event.id)
+            except _RETRY:
+                # A lock conflict with another instance is not the event's fault: it
+                # stays received; commit what is done and let the next batch take it.
+                break
+            except Exception as exc:
+                conn.execute(
+                    "UPDATE inbox SET status = 'failed', processed_at = %s, error = %s "
+                    "WHERE id = %s",
+                    (now, _text(f"{type(exc).__name__}: {exc}"[:2000]), event.id),
+                )
+                failed += 1
+        if done:
+            conn.execute(
+                "UPDATE inbox SET status = 'processed', processed_at = %s, error = NULL "
+                "WHERE id = ANY(%s)",
+                (now, done),
+            )
+        return ProcessResult(len(done), failed, deliveries)
+
+
+def _apply(
+    conn: Connection[Any], tx: Any, handler: Handler, event: StoredEvent, now: datetime
+) -> int:
+    """One event's projection and its deliveries; how many deliveries were created."""
+    return sum(
+        _enqueue_delivery_sync(conn, event.id, name, now)
+        for name in dict.fromkeys(handler(tx, event))
+    )
 
 
 def _enqueue_delivery_sync(
