@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from hookgate.store import Store, make_store
 from hookgate.store.base import (
     Abandoned,
     AuthEntity,
+    ConsumptionReport,
     Decision,
     DecisionFilter,
     EventFilter,
@@ -294,6 +296,41 @@ async def test_a_limit_counts_committed_sessions_and_consumption(store: Store) -
             decision("L-3", third.id),
             limits=[limit(max_kwh=None, max_sessions=1)],
         )
+
+
+async def test_consumption_reports_of_one_batch_apply_in_arrival_order(store: Store) -> None:
+    def report(session: str, kwh: str, money: str | None = None) -> ConsumptionReport:
+        return ConsumptionReport(
+            session_key=f"session:{session}",
+            origin="ampeco",
+            token="T1",
+            kwh=kwh,
+            money=money,
+            currency="EUR" if money else None,
+            occurred_at=datetime.now(UTC),
+        )
+
+    first = event("amp-0", source="ampeco")
+    # Queued together, so they share commits: a larger report replaces the energy, a
+    # smaller one changes nothing, money is kept when a report names none, a re-delivered
+    # event is not accounted again, and another session is its own row.
+    results = await asyncio.gather(
+        store.ingest(first, report("S1", "1.5")),
+        store.ingest(event("amp-1", source="ampeco"), report("S1", "4", "9.10")),
+        store.ingest(event("amp-2", source="ampeco"), report("S1", "2")),
+        store.ingest(event("amp-0", source="ampeco"), report("S1", "99")),
+        store.ingest(event("amp-3", source="ampeco"), report("S2", "0.25")),
+        store.ingest(event("amp-4", source="ampeco"), report("S1", "4", "9.10")),
+    )
+    assert [r.stored for r in results] == [True, True, True, False, True, True]
+    changes = await store.auth_changes(0, 100)
+    rows = {c.row["session_key"]: c.row for c in changes if c.kind == "consumption" and c.row}
+    assert {k: (Decimal(r["kwh"]), r["money"]) for k, r in rows.items()} == {
+        "session:S1": (Decimal(4), "9.10"),
+        "session:S2": (Decimal("0.25"), None),
+    }
+    # Entries only for reports that changed something: S1 inserted and raised, S2 inserted.
+    assert len([c for c in changes if c.kind == "consumption"]) == 3
 
 
 async def test_two_stores_on_one_database_cannot_both_take_the_last_reservation(

@@ -102,10 +102,22 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
 
 
+# Statements are prepared after a few runs, and PostgreSQL then settles on a generic plan
+# costed from the tables' statistics, which for tables created empty are guesses until
+# autovacuum's first ANALYZE: a lookup by the whole primary key was seen planned as a scan
+# of a one-column index, slower with every row added. Custom plans see the real sizes.
+_SESSION_SETUP = "SET plan_cache_mode = force_custom_plan"
+
+
 async def _configure(conn: AsyncConnection[Any]) -> None:
     # JSON stays text (as in SQLite): callers decode it, and documents keep key order.
     conn.adapters.register_loader("json", TextLoader)
     conn.adapters.register_loader("jsonb", TextLoader)
+    await conn.execute(_SESSION_SETUP)
+
+
+def _configure_sync(conn: Connection[Any]) -> None:
+    conn.execute(_SESSION_SETUP)
 
 
 async def _alive(conn: AsyncConnection[Any]) -> bool:
@@ -156,6 +168,7 @@ class _Job:
     fut: asyncio.Future[Any]
     fn: _Fn | None = None
     event: InboundEvent | None = None  # a plain ingest, inserted in bulk
+    consumption: ConsumptionReport | None = None  # accounted when `event` is new
     locks: tuple[int, ...] = field(default_factory=tuple)
 
 
@@ -406,7 +419,7 @@ class PostgresStore:
                 )
             plain = [job for job in batch if job.event is not None]
             if plain:
-                outcomes.extend(await self._bulk_ingest(conn, plain))
+                outcomes.extend(await self._bulk_ingest(conn, plain, changes))
             for job in batch:
                 if job.fn is None:
                     continue
@@ -441,10 +454,12 @@ class PostgresStore:
 
     @staticmethod
     async def _bulk_ingest(
-        conn: AsyncConnection[Any], jobs: list[_Job]
+        conn: AsyncConnection[Any], jobs: list[_Job], changes: list[tuple[str, str]]
     ) -> list[tuple[_Job, Any, BaseException | None]]:
         """Insert many events in one statement; the unique key decides which are new.
-        Arrays travel in binary (`%b`): the server parses them several times faster."""
+        Arrays travel in binary (`%b`): the server parses them several times faster.
+        The consumption the new events report is then accounted in one pipelined round
+        trip (its change-log entries appended to `changes`)."""
         events = sorted(
             (job.event for job in jobs if job.event is not None),
             key=lambda e: (e.source, e.dedup_key),  # one lock order on every instance
@@ -475,6 +490,29 @@ class PostgresStore:
             ),
         )
         inserted = {row[0] for row in await cur.fetchall()}
+        # Arrival order within a session (later reports win); sessions in key order, the
+        # same lock order on every writer and instance.
+        reports = sorted(
+            (
+                (job.event.source, job.consumption)
+                for job in jobs
+                if job.event is not None
+                and job.consumption is not None
+                and job.event.id in inserted
+            ),
+            key=lambda item: (item[0], item[1].session_key),
+        )
+        if reports:
+            async with conn.cursor() as account:
+                await account.executemany(
+                    _ACCOUNT, [_account_params(source, r) for source, r in reports], returning=True
+                )
+                while True:
+                    changed = await account.fetchone()
+                    if changed is not None:
+                        changes.append(("consumption", changed[0]))
+                    if not account.nextset():
+                        break
         existing: dict[tuple[str | None, str | None], str] = {}
         missing = [e for e in events if e.id not in inserted]
         if missing:
@@ -570,19 +608,9 @@ class PostgresStore:
     async def ingest(
         self, event: InboundEvent, consumption: ConsumptionReport | None = None
     ) -> IngestResult:
-        if consumption is None:
-            fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-            self._submit(_Job(fut, event=event))
-            return await fut
-
-        async def run(tx: _Tx) -> IngestResult:
-            if await self._insert_event(tx, event):
-                await _account(tx, event.source, consumption)
-                return IngestResult(True, event.id)
-            return IngestResult(False, await self._existing_id(tx, event))
-
-        result: IngestResult = await self._write(run)
-        return result
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(fut, event=event, consumption=consumption))
+        return await fut
 
     async def record_rejection(self, rejection: Rejection) -> None:
         async def run(tx: _Tx) -> None:
@@ -1119,6 +1147,7 @@ class PostgresStore:
                 # Views and processing are not on the answer path: the pool's own check
                 # (with its back-off) replaces connections the server dropped.
                 check=ConnectionPool.check_connection,
+                configure=_configure_sync,
                 open=True,
                 name="hookgate-sync",
             )
@@ -1625,53 +1654,45 @@ async def _check_limit(tx: _Tx, limit: Limit, session_id: str | None) -> None:
         check_energy(limit, Decimal(used["kwh"]), Decimal(active["kwh"]))
 
 
+# A session's consumption: the first report inserts it; a later one replaces the energy
+# only when larger, the money when it names some, and changes nothing (returns no row, so
+# no change-log entry) when it would change neither. kwh is decimal text.
+_ACCOUNT = (
+    "INSERT INTO consumption AS c (id, source, session_key, origin, token, group_id, kwh, "
+    "money, currency, occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (source, session_key) DO UPDATE SET "
+    "kwh = CASE WHEN excluded.kwh::numeric > c.kwh::numeric THEN excluded.kwh ELSE c.kwh END, "
+    "money = coalesce(excluded.money, c.money), "
+    "currency = coalesce(excluded.currency, c.currency), "
+    "token = coalesce(c.token, excluded.token), "
+    "group_id = coalesce(c.group_id, excluded.group_id), "
+    "occurred_at = excluded.occurred_at "
+    "WHERE excluded.kwh::numeric > c.kwh::numeric "
+    "OR (excluded.money IS NOT NULL AND excluded.money IS DISTINCT FROM c.money) "
+    "RETURNING id"
+)
+
+
+def _account_params(source: str, report: ConsumptionReport) -> tuple[Any, ...]:
+    return (
+        new_id(),
+        source,
+        _text(report.session_key),
+        report.origin,
+        _text(report.token),
+        _text(report.group_id),
+        report.kwh,
+        report.money,
+        _text(report.currency),
+        report.occurred_at,
+    )
+
+
 async def _account(tx: _Tx, source: str, report: ConsumptionReport) -> None:
     """Record a session's consumption; a later report replaces a smaller earlier one."""
-    row_id = new_id()
-    inserted = await tx.one(
-        "INSERT INTO consumption (id, source, session_key, origin, token, group_id, kwh, "
-        "money, currency, occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (source, session_key) DO NOTHING RETURNING id",
-        (
-            row_id,
-            source,
-            _text(report.session_key),
-            report.origin,
-            _text(report.token),
-            _text(report.group_id),
-            report.kwh,
-            report.money,
-            _text(report.currency),
-            report.occurred_at,
-        ),
-    )
-    if inserted is None:
-        row = await tx.one(
-            "SELECT id, kwh, money FROM consumption WHERE source = %s AND session_key = %s "
-            "FOR UPDATE",
-            (source, _text(report.session_key)),
-        )
-        assert row is not None
-        row_id = row["id"]
-        kwh = max(Decimal(row["kwh"]), Decimal(report.kwh))
-        money = report.money if report.money is not None else row["money"]
-        if kwh == Decimal(row["kwh"]) and money == row["money"]:
-            return
-        await tx.execute(
-            "UPDATE consumption SET kwh = %s, money = %s, currency = coalesce(%s, currency), "
-            "token = coalesce(token, %s), group_id = coalesce(group_id, %s), occurred_at = %s "
-            "WHERE id = %s",
-            (
-                str(kwh),
-                money,
-                _text(report.currency),
-                _text(report.token),
-                _text(report.group_id),
-                report.occurred_at,
-                row_id,
-            ),
-        )
-    tx.changed("consumption", row_id)
+    changed = await tx.one(_ACCOUNT, _account_params(source, report))
+    if changed is not None:
+        tx.changed("consumption", changed["id"])
 
 
 async def _current(tx: _Tx, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Row]:

@@ -283,10 +283,15 @@ class SqliteStore:
     def _migrate_sync(self) -> list[int]:
         conn = _connect(self.path)
         try:
+            # In a write transaction from the start: a statement that reads first and
+            # writes later gets SQLITE_BUSY at once, without the busy timeout, when another
+            # process committed in between (several `migrate` at once on a new file).
+            conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
+            conn.execute("COMMIT")
             applied_now = []
             for version, name, statements in migrations("sqlite"):
                 conn.execute("BEGIN IMMEDIATE")
