@@ -643,3 +643,39 @@ def test_ampeco_amount_spends_a_money_budget(make_gateway: Any, tmp_path: Path) 
     assert refused.json()["reason"] == NO_CREDIT
     reasons = running.rows("SELECT reasons FROM decisions WHERE result = 'NO_CREDIT'")[0][0]
     assert "group FLEET month money budget: 30.5 of 25 EUR spent" in reasons
+
+
+async def test_a_stream_of_nudges_folds_into_few_refreshes_and_misses_no_report(
+    stores: tuple[SqliteStore, SqliteStore],
+) -> None:
+    ours, theirs = stores
+    service = await started(ours)
+    reads = 0
+    real = ours.auth_changes
+
+    async def counted(after: int, limit: int) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(after, limit)
+
+    ours.auth_changes = counted  # type: ignore[method-assign]
+    for n in range(60):
+        report = ConsumptionReport(
+            session_key=f"session:{n}",
+            origin="ampeco",
+            token="T1",
+            kwh="0.5",
+            occurred_at=NOW - timedelta(minutes=1),
+        )
+        assert (await theirs.ingest(event("stop", f"amp-{n}", source="ampeco"), report)).stored
+        service.nudge()
+        if n % 20 == 0:
+            await asyncio.sleep(0)  # let the first refresh start while reports keep coming
+    assert service._nudged is not None
+    await asyncio.wait_for(service._nudged, 5)
+    # Every report is in the engine (the last ones came while a refresh ran or waited),
+    # after a handful of change-log reads rather than one per report.
+    used = {key: kwh for key, kwh in service.engine._usage.items() if kwh}
+    assert set(used.values()) == {Decimal(30)}
+    assert reads < 10
+    await service.stop()
