@@ -4,7 +4,7 @@ two instances), in one run on one machine.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--scenarios ampeco,easypark,ztlment,mix,zaptec]
         [--peers ceiling,baseline,hookgate-sqlite,hookgate-sqlite-ingest-only,
-                 hookgate-postgres,hookgate-postgres-2] [--rates 500,2000] [--quick]
+                 hookgate-postgres,hookgate-postgres-2] [--rates 500,1000,2000] [--quick]
         [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
 For each scenario x peer: a fresh temporary directory and database (PostgreSQL: a fresh
@@ -1110,6 +1110,58 @@ def summary_tables(report: dict[str, Any]) -> list[str]:
     return [*sat, "", *p99, "", *cpu, ""]
 
 
+GOAL_RATE = 1000  # the latency goal: p99 under 10 ms at this rate
+
+
+def goals_table(report: dict[str, Any]) -> list[str]:
+    """The issue's goals per hookgate peer, over every scenario of the run."""
+    scenarios = report["scenarios"]
+    rows = [
+        "#### Goals (this machine; goals for the code, not assertions in tests)",
+        "",
+        f"| peer | ≥ 0.40{TIMES} ceiling | ≥ 3{TIMES} baseline | p99 < 10 ms at "
+        f"{GOAL_RATE}/s | acknowledged events lost |",
+        "|---|---|---|---|---:|",
+    ]
+    for hook in HOOKGATE_PEERS:
+        vs_ceiling: list[float] = []
+        vs_baseline: list[float] = []
+        p99: list[float] = []
+        lost = 0
+        seen = False
+        for runs in scenarios.values():
+            by_peer = {run["peer"]: run for run in runs if "saturation" in run}
+            run = by_peer.get(hook)
+            if run is None:
+                continue
+            seen = True
+            rps = run["saturation"]["rps"]
+            for other, into in (("ceiling", vs_ceiling), ("baseline", vs_baseline)):
+                if other in by_peer and by_peer[other]["saturation"]["rps"]:
+                    into.append(rps / by_peer[other]["saturation"]["rps"])
+            at = run["rates"].get(str(GOAL_RATE), {}).get("p99_ms")
+            if str(GOAL_RATE) in run["rates"]:
+                p99.append(math.inf if at is None else float(at))
+            for check in run.get("checks", {}).values():
+                lost += int(check.get("lost", 0) or 0) + int(check.get("lost_at_least", 0) or 0)
+        if not seen:
+            continue
+
+        def verdict(values: list[float], ok: Callable[[float], bool], fmt: str) -> str:
+            if not values:
+                return "not measured"
+            met = sum(ok(v) for v in values)
+            span = f"{fmt.format(min(values))} to {fmt.format(max(values))}"
+            return f"{'met' if met == len(values) else f'{met} of {len(values)}'} ({span})"
+
+        rows.append(
+            f"| {hook} | {verdict(vs_ceiling, lambda v: v >= 0.40, '{:.2f}' + TIMES)} "
+            f"| {verdict(vs_baseline, lambda v: v >= 3, '{:.1f}' + TIMES)} "
+            f"| {verdict(p99, lambda v: v < 10, '{:.1f} ms')} | {lost} |"
+        )
+    return [*rows, ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     rates = report["plan"]["rates"]
     box, plan = report["machine"], report["plan"]
@@ -1121,6 +1173,7 @@ def markdown(report: dict[str, Any]) -> str:
         "(acknowledgement, from each request's due time).",
         "",
     ]
+    lines += goals_table(report)
     lines += summary_tables(report)
     for scenario, runs in report["scenarios"].items():
         lines.append(f"### {scenario}")
@@ -1215,7 +1268,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="per measured run")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
-    parser.add_argument("--rates", default="500,2000")
+    parser.add_argument("--rates", default="500,1000,2000")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-ups (smoke run)")
     parser.add_argument(

@@ -202,6 +202,8 @@ def _meter_value(tx: ViewTx, event: StoredEvent, sample: MeterSample) -> None:
         "phase": sample.phase,
     }
     row = {**key, "value": sample.value, "unit": sample.unit, "event_id": event.id}
+    if tx.insert("meter_values", row):  # the usual case: a new reading, one statement
+        return
     old = tx.get("meter_values", key)
     # A reading sent again with another value: the later arrival corrects it.
     if old is None or (old != row and event.id >= old["event_id"]):
