@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from datetime import datetime
 
@@ -41,9 +42,22 @@ def _encode(value: int) -> str:
     )
 
 
+_last = [0]  # the last id's value: ids of one process strictly increase
+_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A 26-character, lexicographically time-sortable identifier."""
-    return _encode((time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80))
+    """A 26-character, lexicographically time-sortable identifier.
+
+    Within one process ids strictly increase (ULID's monotonic mode): an id made in the
+    same millisecond as the previous one, or while the clock stepped back, is the previous
+    one plus one, so things created one after another list in that order."""
+    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
+    with _lock:
+        if value <= _last[0]:
+            value = _last[0] + 1
+        _last[0] = value
+    return _encode(value)
 
 
 def floor_id(moment: datetime) -> str:

@@ -239,6 +239,11 @@ def test_floor_id_orders_with_new_ids() -> None:
     assert len(now_id) == 26 and len(before) == 26
 
 
+def test_ids_of_one_process_strictly_increase() -> None:
+    ids = [new_id() for _ in range(20_000)]  # many share a millisecond
+    assert ids == sorted(set(ids))
+
+
 async def test_closed_store_refuses_writes(storage_url: str) -> None:
     store = make_store(StorageConfig(url=storage_url, auto_migrate=True))
     await store.open()
