@@ -84,6 +84,33 @@ _EVENT_COLUMNS = (
 # alone would wait for any transaction holding the stored row (a processing batch updating
 # its status) before it can tell a duplicate. Keys only in flight still meet ON CONFLICT.
 _NOT_STORED = "NOT EXISTS (SELECT 1 FROM inbox x WHERE x.source = {source} AND x.dedup_key = {key})"
+_INSERT_EVENT = (
+    "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
+    "subject, status, flags, headers, document, raw_body, body_sha256) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s::json, %s, %s "
+    f"WHERE {_NOT_STORED.format(source='%s', key='%s')} "
+    "ON CONFLICT DO NOTHING"
+)
+_INSERT_DECISION = (
+    "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
+    "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+# The end may have been recorded first (a fallback answer audited late): the row exists
+# as `unmatched`; it becomes the ended session it really was.
+_INSERT_SESSION = (
+    "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
+    "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
+    "VALUES (%s, %s, 'active', %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (source, session_id) DO UPDATE SET "
+    "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
+    "ELSE authorized_sessions.status END, "
+    "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
+    "excluded.token), decision_id = excluded.decision_id, "
+    "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
+    "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
+    "reserved_kwh = excluded.reserved_kwh"
+)
 # Errors after which the whole batch can simply run again.
 _RETRY = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
 
@@ -571,31 +598,7 @@ class PostgresStore:
 
     @staticmethod
     async def _insert_event(tx: _Tx, event: InboundEvent) -> bool:
-        changed = await tx.execute(
-            "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
-            "subject, status, flags, headers, document, raw_body, body_sha256) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s::json, %s, %s "
-            f"WHERE {_NOT_STORED.format(source='%s', key='%s')} "
-            "ON CONFLICT DO NOTHING",
-            (
-                event.id,
-                _text(event.source),
-                event.provider,
-                _text(event.event_type),
-                event.received_at,
-                _text(event.dedup_key),
-                _text(event.subject),
-                event.status,
-                _json_text(event.flags),
-                _json_text(event.headers),
-                _json_text(event.document),
-                event.raw_body,
-                event.body_sha256,
-                _text(event.source),
-                _text(event.dedup_key),
-            ),
-        )
-        return changed == 1
+        return await tx.execute(_INSERT_EVENT, _event_params(event)) == 1
 
     @staticmethod
     async def _existing_id(tx: _Tx, event: InboundEvent) -> str:
@@ -640,54 +643,20 @@ class PostgresStore:
         await self._write(run)
 
     @staticmethod
-    async def _insert_decision(tx: _Tx, decision: Decision) -> None:
+    async def _insert_start(tx: _Tx, event: InboundEvent, decision: Decision) -> None:
+        """A start's event, decision and (when approved) session: one statement."""
+        if decision.session_id is None:
+            await tx.execute(
+                f"WITH e AS ({_INSERT_EVENT}) {_INSERT_DECISION}",
+                (*_event_params(event), *_decision_params(decision)),
+            )
+            return
         await tx.execute(
-            "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
-            "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"WITH e AS ({_INSERT_EVENT}), d AS ({_INSERT_DECISION}) {_INSERT_SESSION}",
             (
-                decision.id,
-                decision.decided_at,
-                decision.source,
-                decision.event_id,
-                _text(decision.charger_id),
-                _text(decision.token),
-                _text(decision.user_id),
-                _text(decision.installation_id),
-                decision.result,
-                _json_text(decision.reasons),
-                _text(decision.session_id),
-                decision.fallback,
-                decision.latency_us,
-            ),
-        )
-
-    @staticmethod
-    async def _insert_session(tx: _Tx, event: InboundEvent, decision: Decision) -> None:
-        # The end may have been recorded first (a fallback answer audited late): the row
-        # exists as `unmatched`; it becomes the ended session it really was.
-        await tx.execute(
-            "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
-            "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
-            "VALUES (%s, %s, 'active', %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (source, session_id) DO UPDATE SET "
-            "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
-            "ELSE authorized_sessions.status END, "
-            "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
-            "excluded.token), decision_id = excluded.decision_id, "
-            "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
-            "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
-            "reserved_kwh = excluded.reserved_kwh",
-            (
-                _text(decision.session_id),
-                decision.source,
-                _text(decision.charger_id),
-                _text(decision.token),
-                decision.id,
-                decision.decided_at,
-                event.id,
-                _text(decision.group_id),
-                decision.reserved_kwh,
+                *_event_params(event),
+                *_decision_params(decision),
+                *_session_params(event, decision),
             ),
         )
         tx.changed("session", f"{decision.source}|{decision.session_id}")
@@ -704,10 +673,7 @@ class PostgresStore:
                 raise Abandoned("the deadline fallback answered first")
             for limit in limits:
                 await _check_limit(tx, limit, decision.session_id)
-            await self._insert_event(tx, event)
-            await self._insert_decision(tx, decision)
-            if decision.session_id is not None:
-                await self._insert_session(tx, event, decision)
+            await self._insert_start(tx, event, decision)
 
         locks = [self._lock(f"limit:{lim.subject}:{lim.subject_id}") for lim in limits]
         await self._write(run, locks)
@@ -716,10 +682,7 @@ class PostgresStore:
         self, event: InboundEvent, decision: Decision, void_session: str | None
     ) -> None:
         async def run(tx: _Tx) -> None:
-            await self._insert_event(tx, event)
-            await self._insert_decision(tx, decision)
-            if decision.session_id is not None:
-                await self._insert_session(tx, event, decision)
+            await self._insert_start(tx, event, decision)
             if void_session is not None:
                 await tx.execute(
                     "UPDATE authorized_sessions SET status = 'void' "
@@ -1431,6 +1394,58 @@ def _decisions_of_sync(conn: Connection[Any], event_ids: list[str]) -> dict[str,
         item["fallback"] = bool(item["fallback"])
         found[row["event_id"]] = item
     return found
+
+
+def _event_params(event: InboundEvent) -> tuple[Any, ...]:
+    return (
+        event.id,
+        _text(event.source),
+        event.provider,
+        _text(event.event_type),
+        event.received_at,
+        _text(event.dedup_key),
+        _text(event.subject),
+        event.status,
+        _json_text(event.flags),
+        _json_text(event.headers),
+        _json_text(event.document),
+        event.raw_body,
+        event.body_sha256,
+        _text(event.source),
+        _text(event.dedup_key),
+    )
+
+
+def _decision_params(decision: Decision) -> tuple[Any, ...]:
+    return (
+        decision.id,
+        decision.decided_at,
+        decision.source,
+        decision.event_id,
+        _text(decision.charger_id),
+        _text(decision.token),
+        _text(decision.user_id),
+        _text(decision.installation_id),
+        decision.result,
+        _json_text(decision.reasons),
+        _text(decision.session_id),
+        decision.fallback,
+        decision.latency_us,
+    )
+
+
+def _session_params(event: InboundEvent, decision: Decision) -> tuple[Any, ...]:
+    return (
+        _text(decision.session_id),
+        decision.source,
+        _text(decision.charger_id),
+        _text(decision.token),
+        decision.id,
+        decision.decided_at,
+        event.id,
+        _text(decision.group_id),
+        decision.reserved_kwh,
+    )
 
 
 def _process_batch(
