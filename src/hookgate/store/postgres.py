@@ -147,15 +147,6 @@ def _configure_sync(conn: Connection[Any]) -> None:
     conn.execute(_SESSION_SETUP)
 
 
-async def _alive(conn: AsyncConnection[Any]) -> bool:
-    """One empty round trip: False when the server has dropped the connection."""
-    try:
-        await conn.execute("")
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
 def _plain(row: Mapping[str, Any]) -> Row:
     """A row with timestamps as ISO text, the shape every backend returns."""
     return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
@@ -197,6 +188,10 @@ class _Job:
     event: InboundEvent | None = None  # a plain ingest, inserted in bulk
     consumption: ConsumptionReport | None = None  # accounted when `event` is new
     locks: tuple[int, ...] = field(default_factory=tuple)
+
+
+class _Stale(Exception):
+    """The connection was found dead at BEGIN: nothing of the batch reached the server."""
 
 
 class _Isolate(Exception):
@@ -405,15 +400,17 @@ class PostgresStore:
         while attempt < 6:
             try:
                 async with self._pool.connection(timeout=10) as conn:
-                    if not await _alive(conn):
-                        # Dropped by the server (restart, failover): nothing was sent on
-                        # it, so take another; the pool discards the broken one.
-                        stale += 1
-                        if stale <= self._pool_size:
-                            continue
-                        raise psycopg.OperationalError("no live connection to PostgreSQL")
                     outcomes = await self._attempt(conn, batch, isolate=isolate)
                 break
+            except _Stale:
+                # Dropped by the server (restart, failover) before BEGIN got through:
+                # nothing of the batch was sent, so take another connection (the pool
+                # discards the broken one).
+                stale += 1
+                if stale > self._pool_size:
+                    failure = StoreError("commit failed: no live connection to PostgreSQL")
+                    outcomes = [(job, None, failure) for job in batch]
+                    break
             except _Isolate:
                 isolate = True
             except _Single as single:
@@ -436,47 +433,65 @@ class PostgresStore:
         """Run the batch in one transaction. Without `isolate`, a failing write in a batch
         of several rolls back everything and raises _Isolate; with it, each closure has
         its own savepoint. Deadlocks and serialization failures propagate (retried)."""
+        began = False
+        try:
+            async with conn.transaction():
+                began = True
+                return await self._run(conn, batch, isolate=isolate)
+        except psycopg.OperationalError as exc:
+            if not began:
+                raise _Stale from exc
+            raise
+
+    async def _run(
+        self, conn: AsyncConnection[Any], batch: list[_Job], *, isolate: bool
+    ) -> list[tuple[_Job, Any, BaseException | None]]:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         changes: list[tuple[str, str]] = []
-        async with conn.transaction():
-            locks = sorted({key for job in batch for key in job.locks})
-            if locks:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%b::bigint[]) AS k", (locks,)
-                )
-            plain = [job for job in batch if job.event is not None]
-            if plain:
-                outcomes.extend(await self._bulk_ingest(conn, plain, changes))
-            for job in batch:
-                if job.fn is None:
-                    continue
-                tx = _Tx(conn)
-                try:
-                    if isolate:
-                        async with conn.transaction():
-                            result = await job.fn(tx)
-                    else:
+        locks = sorted({key for job in batch for key in job.locks})
+        if locks:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%b::bigint[]) AS k", (locks,)
+            )
+        plain = [job for job in batch if job.event is not None]
+        if plain:
+            outcomes.extend(await self._bulk_ingest(conn, plain, changes))
+        for job in batch:
+            if job.fn is None:
+                continue
+            tx = _Tx(conn)
+            try:
+                if isolate:
+                    async with conn.transaction():
                         result = await job.fn(tx)
-                except _RETRY:
-                    raise
-                except Exception as exc:
-                    if not isolate:
-                        if len(batch) > 1:
-                            raise _Isolate from exc
-                        outcomes.append((job, None, exc))
-                        raise _Single(outcomes) from exc
+                else:
+                    result = await job.fn(tx)
+            except _RETRY:
+                raise
+            except Exception as exc:
+                if not isolate:
+                    if len(batch) > 1:
+                        raise _Isolate from exc
                     outcomes.append((job, None, exc))
-                    continue
-                changes.extend(tx.changes)
-                outcomes.append((job, result, None))
-            if changes:
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock("changes"),))
-                now = utcnow()
-                await conn.execute(
-                    "INSERT INTO auth_changes (kind, key, changed_at) "
-                    "SELECT k, key, %s FROM unnest(%b::text[], %b::text[]) AS c(k, key)",
-                    (now, [c[0] for c in changes], [c[1] for c in changes]),
-                )
+                    raise _Single(outcomes) from exc
+                outcomes.append((job, None, exc))
+                continue
+            changes.extend(tx.changes)
+            outcomes.append((job, result, None))
+        if changes:
+            # The lock (held until COMMIT) is taken before the rows draw their `seq`:
+            # the CTE with a volatile call is evaluated first and the rows join it.
+            await conn.execute(
+                "WITH l AS (SELECT pg_advisory_xact_lock(%s)) "
+                "INSERT INTO auth_changes (kind, key, changed_at) "
+                "SELECT k, key, %s FROM l, unnest(%b::text[], %b::text[]) AS c(k, key)",
+                (
+                    self._lock("changes"),
+                    utcnow(),
+                    [c[0] for c in changes],
+                    [c[1] for c in changes],
+                ),
+            )
         return outcomes
 
     @staticmethod
