@@ -4,7 +4,8 @@ two instances), in one run on one machine.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--scenarios ampeco,easypark,ztlment,mix,zaptec]
         [--peers ceiling,baseline,hookgate-sqlite,hookgate-sqlite-ingest-only,
-                 hookgate-postgres,hookgate-postgres-2] [--rates 500,1000,2000] [--quick]
+                 hookgate-postgres,hookgate-postgres-ingest-only,hookgate-postgres-2]
+        [--rates 500,1000,2000] [--quick]
         [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
 For each scenario x peer: a fresh temporary directory and database (PostgreSQL: a fresh
@@ -75,6 +76,7 @@ PEERS = (
     "hookgate-sqlite",
     "hookgate-sqlite-ingest-only",
     "hookgate-postgres",
+    "hookgate-postgres-ingest-only",
     "hookgate-postgres-2",
 )
 DEFAULT_PEERS = PEERS
@@ -503,6 +505,13 @@ class HookgatePostgres(Hookgate):
             self._admin(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
 
+class HookgatePostgresIngestOnly(HookgatePostgres):
+    """PostgreSQL with `[processing] in_process = false`: acknowledging alone."""
+
+    name = "hookgate-postgres-ingest-only"
+    in_process = False
+
+
 class HookgatePostgres2(HookgatePostgres):
     """Two `hookgate serve` instances on the same schema, the load split across both."""
 
@@ -522,6 +531,7 @@ PEER_TYPES: dict[str, type[Peer]] = {
     "hookgate-sqlite": Hookgate,
     "hookgate-sqlite-ingest-only": HookgateIngestOnly,
     "hookgate-postgres": HookgatePostgres,
+    "hookgate-postgres-ingest-only": HookgatePostgresIngestOnly,
     "hookgate-postgres-2": HookgatePostgres2,
 }
 HOOKGATE_PEERS = tuple(name for name in PEER_TYPES if name.startswith("hookgate"))
