@@ -4,6 +4,8 @@ limits, retention."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,6 +37,19 @@ from hookgate.store.base import (
 from hookgate.store.migrations import migrations
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+
+@contextlib.asynccontextmanager
+async def open_stores(storage_url: str, count: int) -> AsyncIterator[list[Store]]:
+    """`count` stores on one database, as that many instances would open them."""
+    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(count)]
+    for s in stores:
+        await s.open()
+    try:
+        yield stores
+    finally:
+        for s in stores:
+            await s.close()
 
 
 def event(dedup: str, source: str = "easypark", **fields: object) -> InboundEvent:
@@ -343,10 +358,7 @@ async def test_two_stores_on_one_database_cannot_both_take_the_last_reservation(
 ) -> None:
     if backend == "sqlite":
         pytest.skip("one process per SQLite file")
-    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(2)]
-    for s in stores:
-        await s.open()
-    try:
+    async with open_stores(storage_url, 2) as stores:
         starts = [event(f"start:race{i}", source="zaptec") for i in range(6)]
         decisions = [decision(f"R-{i}", e.id) for i, e in enumerate(starts)]
         for d in decisions:
@@ -361,9 +373,6 @@ async def test_two_stores_on_one_database_cannot_both_take_the_last_reservation(
         assert sum(r is None for r in results) == 1, results
         assert all(isinstance(r, LimitReached) for r in results if r is not None)
         assert query_url(storage_url, "SELECT count(*) FROM authorized_sessions")[0][0] == 1
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def test_a_duplicate_storm_across_stores_stores_one_event(
@@ -371,10 +380,7 @@ async def test_a_duplicate_storm_across_stores_stores_one_event(
 ) -> None:
     if backend == "sqlite":
         pytest.skip("one process per SQLite file")
-    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(3)]
-    for s in stores:
-        await s.open()
-    try:
+    async with open_stores(storage_url, 3) as stores:
         copies = [event(f"parking:{n}") for n in range(20) for _ in range(6)]
         results = await asyncio.gather(
             *(stores[i % 3].ingest(e) for i, e in enumerate(copies)), return_exceptions=True
@@ -387,9 +393,6 @@ async def test_a_duplicate_storm_across_stores_stores_one_event(
             by_key.setdefault(e.dedup_key, set()).add(r.event_id)  # type: ignore[union-attr]
         assert all(len(ids) == 1 for ids in by_key.values())
         assert query_url(storage_url, "SELECT count(*) FROM inbox")[0][0] == 20
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def test_stores_processing_one_database_together_never_fail_an_event_on_a_lock(
@@ -397,10 +400,7 @@ async def test_stores_processing_one_database_together_never_fail_an_event_on_a_
 ) -> None:
     if backend == "sqlite":
         pytest.skip("one process per SQLite file")
-    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(2)]
-    for s in stores:
-        await s.open()
-    try:
+    async with open_stores(storage_url, 2) as stores:
         # Events of a few sessions, interleaved, so both stores' batches touch the same
         # view rows; each event updates two sessions' rows, in its own order.
         for n in range(120):
@@ -435,16 +435,10 @@ async def test_stores_processing_one_database_together_never_fail_an_event_on_a_
         await asyncio.gather(*(drain(s) for s in stores))
         statuses = query_url(storage_url, "SELECT status, count(*) FROM inbox GROUP BY status")
         assert dict(statuses) == {"processed": 120}
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def test_change_log_follows_writes_from_every_store(storage_url: str) -> None:
-    stores = [make_store(StorageConfig(url=storage_url, auto_migrate=True)) for _ in range(2)]
-    for s in stores:
-        await s.open()
-    try:
+    async with open_stores(storage_url, 2) as stores:
         writes = [
             stores[i % 2].auth_put([AuthEntity(kind="token", key=f"T{i}", doc=b'{"uid":"x"}')])
             for i in range(40)
@@ -454,9 +448,6 @@ async def test_change_log_follows_writes_from_every_store(storage_url: str) -> N
         assert sorted(c.key for c in changes) == sorted(f"T{i}" for i in range(40))
         seqs = [c.seq for c in changes]
         assert seqs == sorted(seqs)
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def test_documents_and_odd_text_come_back_as_written(store: Store) -> None:

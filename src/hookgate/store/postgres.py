@@ -60,14 +60,18 @@ from hookgate.store.base import (
     StoredEvent,
     StoreError,
     ViewFilter,
+    ViewTx,
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
+    DECISION_INSERT,
+    SESSION_UPSERT,
     check_energy,
     decision_row,
     decode_cursor,
     encode_cursor,
     event_row,
+    for_postgres,
     rejection_row,
 )
 from hookgate.timeutil import iso, utcnow
@@ -91,26 +95,8 @@ _INSERT_EVENT = (
     f"WHERE {_NOT_STORED.format(source='%s', key='%s')} "
     "ON CONFLICT DO NOTHING"
 )
-_INSERT_DECISION = (
-    "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
-    "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-# The end may have been recorded first (a fallback answer audited late): the row exists
-# as `unmatched`; it becomes the ended session it really was.
-_INSERT_SESSION = (
-    "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
-    "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
-    "VALUES (%s, %s, 'active', %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (source, session_id) DO UPDATE SET "
-    "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
-    "ELSE authorized_sessions.status END, "
-    "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
-    "excluded.token), decision_id = excluded.decision_id, "
-    "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
-    "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
-    "reserved_kwh = excluded.reserved_kwh"
-)
+_INSERT_DECISION = for_postgres(DECISION_INSERT)
+_INSERT_SESSION = for_postgres(SESSION_UPSERT)
 # Errors after which the whole batch can simply run again.
 _RETRY = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
 
@@ -1529,7 +1515,7 @@ def _process_batch(
 
 
 def _apply(
-    conn: Connection[Any], tx: Any, handler: Handler, event: StoredEvent, now: datetime
+    conn: Connection[Any], tx: ViewTx, handler: Handler, event: StoredEvent, now: datetime
 ) -> int:
     """One event's projection and its deliveries; how many deliveries were created."""
     return sum(

@@ -1,5 +1,6 @@
-"""Helpers shared by the backends: opaque pagination cursors and the dict shapes rows
-take on their way out (identical for every backend)."""
+"""Helpers shared by the backends: opaque pagination cursors, the dict shapes rows
+take on their way out (identical for every backend), and statements both run (written
+with `?` placeholders; `for_postgres` turns them into psycopg's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,32 @@ from typing import Any
 import msgspec
 
 from hookgate.store.base import Limit, LimitReached
+
+DECISION_INSERT = (
+    "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
+    "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The end may have been recorded first (a fallback answer audited late): the row exists
+# as `unmatched`; it becomes the ended session it really was.
+SESSION_UPSERT = (
+    "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
+    "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
+    "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, session_id) DO UPDATE SET "
+    "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
+    "ELSE authorized_sessions.status END, "
+    "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
+    "excluded.token), decision_id = excluded.decision_id, "
+    "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
+    "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
+    "reserved_kwh = excluded.reserved_kwh"
+)
+
+
+def for_postgres(sql: str) -> str:
+    """A shared statement with psycopg's `%s` placeholders (the texts hold no other `?`)."""
+    return sql.replace("?", "%s")
 
 
 class BadCursor(ValueError):

@@ -54,6 +54,8 @@ from hookgate.store.base import (
 )
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
+    DECISION_INSERT,
+    SESSION_UPSERT,
     check_energy,
     decision_row,
     decode_cursor,
@@ -462,9 +464,7 @@ class SqliteStore:
     @staticmethod
     def _insert_decision(conn: sqlite3.Connection, decision: Decision) -> None:
         conn.execute(
-            "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
-            "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            DECISION_INSERT,
             (
                 decision.id,
                 iso(decision.decided_at),
@@ -484,20 +484,8 @@ class SqliteStore:
 
     @staticmethod
     def _insert_session(conn: sqlite3.Connection, event: InboundEvent, decision: Decision) -> None:
-        # The end may have been recorded first (a fallback answer audited late): the row
-        # exists as `unmatched`; it becomes the ended session it really was.
         conn.execute(
-            "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
-            "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
-            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (source, session_id) DO UPDATE SET "
-            "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
-            "ELSE authorized_sessions.status END, "
-            "charger_id = excluded.charger_id, token = coalesce(authorized_sessions.token, "
-            "excluded.token), decision_id = excluded.decision_id, "
-            "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
-            "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
-            "reserved_kwh = excluded.reserved_kwh",
+            SESSION_UPSERT,
             (
                 decision.session_id,
                 decision.source,
