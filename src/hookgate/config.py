@@ -85,6 +85,8 @@ class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+    # One line per accepted (or duplicate) provider call: source, event id, status, time.
+    access_log: bool = False
 
 
 class AuthorizationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 from delivery_receiver import HANG, Receiver, closed_port, serve
+from structlog.testing import capture_logs
 
 from hookgate.config import Config, parse_config
 from hookgate.delivery.router import Router
@@ -279,6 +280,73 @@ async def test_the_breaker_opens_probes_and_closes(store: SqliteStore, receiver:
         await w.close()
     assert {d["status"] for d in await deliveries(store)} == {"delivered"}
     assert len(receiver.received) == 6
+
+
+async def test_a_dead_delivery_is_a_warning_and_a_retry_is_not(store: SqliteStore) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/hooks"
+    cfg = config(http(url, max_attempts=2, initial_backoff_seconds=1, breaker_failures=100))
+    await accept(store, cfg, 1)
+    clock = Clock()
+    w = worker(store, cfg, clock)
+    try:
+        with capture_logs() as lines:
+            assert await w.run_once() == 1
+            clock.advance(60)
+            assert await w.run_once() == 1
+    finally:
+        await w.close()
+    sent = [line for line in lines if line["event"].startswith("delivery_")]
+    assert [(line["event"], line["log_level"]) for line in sent] == [
+        ("delivery_failed", "info"),
+        ("delivery_dead", "warning"),
+    ]
+    assert sent[1]["destination"] == "erp" and sent[1]["state"] == "dead"
+    assert "dead: 2 attempts failed" in sent[1]["error"]
+
+
+async def test_breaker_openings_and_closings_are_logged(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    cfg = config(
+        http(
+            receiver.url,
+            concurrency=1,
+            timeout_seconds=1,
+            breaker_failures=2,
+            breaker_cooldown_seconds=10,
+            initial_backoff_seconds=1,
+        ),
+        lease_seconds=6,
+    )
+    await accept(store, cfg, 1, 2, 3)
+    receiver.default = 500
+    clock = Clock()
+    w = worker(store, cfg, clock)
+
+    def breaker_lines(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(x["event"], x["log_level"]) for x in lines if "breaker" in x["event"]]
+
+    try:
+        with capture_logs() as opened:
+            await w.run_once()
+        assert breaker_lines(opened) == [("circuit_breaker_opened", "warning")]
+        (line,) = (x for x in opened if x["event"] == "circuit_breaker_opened")
+        assert line["destination"] == "erp" and line["cooldown_seconds"] == 10
+        assert line["cause"] == "2 consecutive failures" and "500" in line["error"]
+        clock.advance(10)
+        with capture_logs() as reopened:
+            await w.run_once()  # the trial fails
+        assert breaker_lines(reopened) == [("circuit_breaker_opened", "warning")]
+        (line,) = (x for x in reopened if x["event"] == "circuit_breaker_opened")
+        assert line["cooldown_seconds"] == 20 and line["cause"] == "the trial delivery failed"
+        receiver.default = 204
+        clock.advance(20)
+        with capture_logs() as closed:
+            await w.run_once()  # the trial succeeds
+            await w.run_once()  # the rest go out; nothing more to log about the breaker
+        assert breaker_lines(closed) == [("circuit_breaker_closed", "info")]
+    finally:
+        await w.close()
 
 
 async def test_deliveries_of_destinations_no_longer_configured_are_left_alone(

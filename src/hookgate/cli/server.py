@@ -31,7 +31,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from hookgate.app import create_app
-    from hookgate.logs import configure
+    from hookgate.logs import configure, dict_config
 
     config = _config(config_path)
     configure(config.logging)
@@ -57,7 +57,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             access_log=config.server.access_log,
             proxy_headers=config.server.proxy_headers,
             forwarded_allow_ips=config.server.forwarded_allow_ips,
-            log_config=None,
+            # The same handler and renderer as hookgate's own lines (JSON or console).
+            log_config=dict_config(config.logging),
             timeout_graceful_shutdown=int(config.server.graceful_timeout_seconds),
             server_header=False,
         )

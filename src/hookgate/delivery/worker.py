@@ -148,11 +148,7 @@ class DeliveryWorker:
             log.exception("delivery_error", destination=name, delivery=job.id)
             result = SendResult("failed", None, short(f"{type(exc).__name__}: {exc}"))
         seconds = time.monotonic() - began
-        if result.healthy:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
-        self._gauge(name, breaker)
+        self._record(name, breaker, result)
         outcome, label = self._outcome(job, destination, result, started, seconds)
         if result.kind == "gone" and name not in self._gone:
             self._gone.add(name)
@@ -164,8 +160,9 @@ class DeliveryWorker:
         if not kept:
             log.info("delivery_lease_lost", destination=name, delivery=job.id)
         if outcome.state != "delivered":
-            log.info(
-                "delivery_failed",
+            # A dead delivery waits for an operator (replay); a failed one retries itself.
+            (log.warning if outcome.state == "dead" else log.info)(
+                "delivery_dead" if outcome.state == "dead" else "delivery_failed",
                 destination=name,
                 delivery=job.id,
                 event_id=job.event.id,
@@ -239,6 +236,33 @@ class DeliveryWorker:
             error=error,
             retry_at=verdict.retry_at,
         ), verdict.state
+
+    def _record(self, name: str, breaker: CircuitBreaker, result: SendResult) -> None:
+        """Feed the breaker; its openings and closings are logged, since they decide
+        whether a destination gets traffic at all."""
+        before = breaker.state
+        if result.healthy:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
+        after = breaker.state
+        if after == "open" and before != "open":
+            reopens = breaker.reopens_at()
+            log.warning(
+                "circuit_breaker_opened",
+                destination=name,
+                cause=(
+                    "the trial delivery failed"
+                    if before == "half_open"
+                    else f"{breaker.threshold} consecutive failures"
+                ),
+                cooldown_seconds=breaker.cooldown,
+                retry_at=datetime.fromtimestamp(reopens, UTC).isoformat() if reopens else None,
+                error=result.error,
+            )
+        elif after == "closed" and before != "closed":
+            log.info("circuit_breaker_closed", destination=name, status_code=result.status_code)
+        self._gauge(name, breaker)
 
     def _gauge(self, name: str, breaker: CircuitBreaker) -> None:
         if self._metrics is not None:

@@ -102,6 +102,7 @@ class Ingress:
         self.issuer = issuer
         self.metrics = metrics
         self.max_body = config.server.max_body_bytes
+        self.access_log = config.logging.access_log
         self.sources = {source.name: source for source in config.sources}
         # A source that receives through Kafka has no HTTP routes.
         self.routes: dict[str, dict[str, RouteKind]] = {
@@ -213,6 +214,7 @@ class Ingress:
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
             event = pipeline.event(source, provider, request.headers, parsed, body)
+            event_id, duplicate = event.id, False
             if kind == "authorize":
                 assert isinstance(source, ZaptecSource)
                 answer = await self._authorize(
@@ -229,12 +231,14 @@ class Ingress:
                     await self.decider.refresh()
                     pipeline.wake()
                 self._count(source, "accepted" if result.stored else "duplicate")
+                event_id, duplicate = result.event_id, not result.stored
                 answer = provider.accepted(result.event_id)
             else:
                 used = pipeline.consumption(parsed)
                 ingested = await self.store.ingest(event, used)
                 pipeline.stored(used, ingested)
                 self._count(source, "accepted" if ingested.stored else "duplicate")
+                event_id, duplicate = ingested.event_id, not ingested.stored
                 answer = (
                     provider.accepted(ingested.event_id)
                     if ingested.stored
@@ -242,6 +246,17 @@ class Ingress:
                 )
             elapsed = time.perf_counter() - request.started
             self.metrics.acknowledged(source.provider, elapsed)
+            if self.access_log:
+                log.info(
+                    "webhook accepted",
+                    source=source.name,
+                    provider=source.provider,
+                    route=route or "/",
+                    event_id=event_id,
+                    duplicate=duplicate,
+                    status=answer.status,
+                    duration_ms=round(elapsed * 1000, 3),
+                )
             # Server-Timing lets a client (or a benchmark) see the time spent in hookgate.
             timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
             return answer.status, answer.body, answer.content_type.encode(), timing

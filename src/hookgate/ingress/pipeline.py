@@ -186,7 +186,12 @@ class Pipeline:
             ),
         )
         log.info(
-            "request rejected", source=name, status=exc.status, reason=exc.code, detail=exc.detail
+            "request rejected",
+            source=name,
+            status=exc.status,
+            reason=exc.code,
+            detail=exc.detail,
+            rejection_id=rejection.id,
         )
         try:
             await self.store.record_rejection(rejection)
