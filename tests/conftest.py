@@ -210,6 +210,20 @@ def base_config(db: Path, url: str | None = None, **overrides: Any) -> dict[str,
                 "on_invalid": "quarantine",
             },
             {"name": "ztlment", "provider": "ztlment", "secrets": [ZTLMENT_SECRET]},
+            # AMPECO and ZTLment quarantine a signed body that breaks the schema by default;
+            # these refuse it with 422 instead.
+            {
+                "name": "ampeco-strict",
+                "provider": "ampeco",
+                "secrets": [AMPECO_NEW],
+                "on_invalid": "reject",
+            },
+            {
+                "name": "ztlment-strict",
+                "provider": "ztlment",
+                "secrets": [ZTLMENT_SECRET],
+                "on_invalid": "reject",
+            },
             {"name": "unsecured", "provider": "ampeco", "secrets": []},
         ],
     }

@@ -202,6 +202,9 @@ class AmpecoSource(_Source, tag="ampeco"):
 
     secrets: list[str] = []
     signature_header: str = "X-Signature"
+    # A signed body that breaks our schema is AMPECO's data all the same (its schema moves
+    # ahead of ours, and it gives up after a few retries): keep it for reprocessing.
+    on_invalid: OnInvalid = "quarantine"
     transport: Literal["webhook", "kafka"] = "webhook"
     brokers: list[str] | str = []
     topic: str | None = None
@@ -255,6 +258,8 @@ class ZtlmentSource(_Source, tag="ztlment"):
 
     secrets: list[str] = []
     signature_header: str = "X-Payload-Signature"
+    # Signed state changes are authentic even when our schema is behind: keep them.
+    on_invalid: OnInvalid = "quarantine"
 
     def credentials(self) -> list[str]:
         return [s for s in self.secrets if s]

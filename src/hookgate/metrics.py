@@ -27,6 +27,13 @@ class Metrics:
             ["source", "reason"],
             registry=self.registry,
         )
+        self.schema_mismatches = Counter(
+            "hookgate_schema_mismatches_total",
+            "Authentic bodies that broke the schema and were quarantined (answered as "
+            "accepted, held for reprocessing), by source and event type; resends included.",
+            ["source", "event_type"],
+            registry=self.registry,
+        )
         self.ack_seconds = Histogram(
             "hookgate_ack_seconds",
             "Time from request to answer for provider calls.",

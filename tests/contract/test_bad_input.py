@@ -228,7 +228,7 @@ CASES = [
     ),
     Case(
         "array-ampeco",
-        "/hooks/ampeco",
+        "/hooks/ampeco-strict",
         422,
         "schema-violation",
         b"[" + AMPECO_BODY + b"]",
@@ -252,7 +252,7 @@ CASES = [
     ),
     Case(
         "wrong-type-ampeco-cdr-id",
-        "/hooks/ampeco",
+        "/hooks/ampeco-strict",
         422,
         "schema-violation",
         compact(fixture_doc("ampeco", "cdr.received") | {"id": 184210}),
@@ -260,7 +260,7 @@ CASES = [
     ),
     Case(
         "wrong-type-ztlment-id",
-        "/hooks/ztlment",
+        "/hooks/ztlment-strict",
         422,
         "schema-violation",
         compact({"id": "48213", "type": "PAYMENT_OBJECT", "state": "PROCESSED"}),
@@ -268,7 +268,7 @@ CASES = [
     ),
     Case(
         "wrong-type-ztlment-object-type",
-        "/hooks/ztlment",
+        "/hooks/ztlment-strict",
         422,
         "schema-violation",
         compact({"id": 48213, "type": "INVOICE_OBJECT", "state": "PROCESSED"}),
@@ -284,7 +284,7 @@ CASES = [
     ),
     Case(
         "missing-notification-ampeco",
-        "/hooks/ampeco",
+        "/hooks/ampeco-strict",
         422,
         "schema-violation",
         compact({"id": "DE-AMP-0000184210"}),

@@ -35,6 +35,7 @@ def test_kafka_in_processing_and_kafka_out(tmp_path: Path, kafka_mock: MockClust
             "topic": inbound,
             "group_id": "hookgate-e2e",
             "secrets": [SECRET],
+            "on_invalid": "reject",
         }
     )
     config = write_config(

@@ -223,6 +223,9 @@ def test_reprocess_and_rerun_against_a_served_gateway(config: Path) -> None:
     (event,) = json.loads(cli(config, "events", "list", "--status", "quarantined", "--json"))[
         "items"
     ]
+    listed = cli(config, "events", "list", "--status", "quarantined")
+    assert event["id"] in listed and "schema_mismatch" in listed
+    assert "$.parkingId: expected int, got array" in listed
 
     still = cli(config, "events", "reprocess", event["id"], ok=False)
     assert "still-invalid" in still

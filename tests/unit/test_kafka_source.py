@@ -304,7 +304,7 @@ async def test_compressed_batches_are_read(
 async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
     make_rig: Callable[..., Awaitable[Rig]],
 ) -> None:
-    rig = await make_rig()
+    rig = await make_rig(on_invalid="reject")
     good = ampeco_body("BootNotification", 1)
     rig.cluster.produce(rig.topic, good, headers={"X-Signature": signature(good, "someone-else")})
     rig.produce(b"{not json", secret=SECRET)
@@ -331,6 +331,21 @@ async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
         if s.name == "hookgate_rejections_total"
     }
     assert reasons == {"unauthorized", "malformed-json", "schema-violation"}
+
+
+async def test_signed_message_that_breaks_the_schema_is_quarantined_by_default(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    drifted = b'{"notification":"BootNotification","chargePointId":"x"}'
+    rig.produce(drifted, secret=SECRET)
+    rig.produce(b"{not json", secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [2], "offsets committed")
+    assert [r[2:] for r in rig.rejections()] == [(400, "malformed-json")]
+    [(status, flags, document)] = rig.rows("SELECT status, flags, document FROM inbox")
+    assert (status, json.loads(flags)) == ("quarantined", ["schema_mismatch"])
+    assert json.loads(document)["violation"] == "$.chargePointId: expected int | null, got str"
 
 
 async def test_signed_message_to_a_source_without_secrets_is_refused(

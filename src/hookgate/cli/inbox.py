@@ -59,10 +59,15 @@ def events_list(
         return
     for item in page.items:
         flags = ",".join(item["flags"])
-        click.echo(
+        line = (
             f"{item['id']}  {item['received_at'][:19]}  {item['source']:<14} "
             f"{item['type']:<36} {item['status']:<11} {flags}"
         )
+        document = item.get("document")
+        if item["status"] == "quarantined" and isinstance(document, dict):
+            # What to look at before `hookgate events reprocess ID` (after an upgrade).
+            line += f"  {document.get('violation') or document.get('error') or ''}"
+        click.echo(line.rstrip())
     if page.next:
         click.echo(f"more: --cursor {page.next}")
 

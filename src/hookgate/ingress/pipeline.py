@@ -66,8 +66,10 @@ class Pipeline:
         *,
         verify: bool = True,
     ) -> Parsed:
-        """Verify the signature over the raw bytes, then parse; a schema-invalid ingest is
-        quarantined instead when the source says so."""
+        """Verify the signature over the raw bytes, then parse. An ingest body that breaks
+        our schema is quarantined instead when the source says so: by then the sender is
+        proven (authentication and signature ran first), so the body is authentic data that
+        only our schema is behind on. Malformed JSON (400) is never quarantined."""
         if verify:
             provider.verify(source, call)
         try:
@@ -75,8 +77,14 @@ class Pipeline:
         except Reject as exc:
             if exc.status != 422 or kind != "ingest" or source.on_invalid != "quarantine":
                 raise
-            parsed = provider.quarantine(source, call)
-            parsed.document = {"error": exc.detail}
+            parsed = provider.quarantine(source, call, exc)
+            self.metrics.schema_mismatches.labels(source.name, parsed.event_type).inc()
+            log.warning(
+                "schema mismatch quarantined",
+                source=source.name,
+                event_type=parsed.event_type,
+                violation=parsed.document["violation"],
+            )
             return parsed
 
     @staticmethod

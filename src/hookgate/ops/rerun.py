@@ -147,9 +147,7 @@ def _verify_and_parse(source: SourceConfig, provider: Provider[Any], call: Call)
         except Reject as exc:
             if exc.status != 422 or source.on_invalid != "quarantine":
                 raise
-            parsed = provider.quarantine(source, call)
-            parsed.document = {"error": exc.detail}
-            return parsed
+            return provider.quarantine(source, call, exc)
     except Reject as exc:
         raise _still_invalid(exc) from None
 

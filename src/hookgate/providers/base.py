@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -114,6 +115,26 @@ def decode(body: bytes, model: type[T]) -> T:
         ) from None
 
 
+SCHEMA_MISMATCH = "schema_mismatch"
+"""The flag of an authentic event stored raw because it breaks our schema."""
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<rule>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]*)`, got `(?P<got>[^`]*)`$")
+
+
+def violation(detail: str) -> str:
+    """A schema error as `<JSON path>: <rule>`, e.g. `$.session.meterStop: required` or
+    `$.session.id: expected str, got int` (msgspec's wording, made uniform)."""
+    match = _MSGSPEC_ERROR.match(detail.strip())
+    rule, path = (match["rule"], match["path"] or "$") if match else (detail, "$")
+    if missing := _MISSING.match(rule):
+        return f"{path}.{missing['name']}: required"
+    if expected := _EXPECTED.match(rule):
+        return f"{path}: expected {expected['want']}, got {expected['got']}"
+    return f"{path}: {rule[:1].lower()}{rule[1:]}"
+
+
 class ReplayCopy(msgspec.Struct, frozen=True):
     """A stored `Rejection.replay`: the kept headers and the whole body (base64)."""
 
@@ -177,15 +198,26 @@ class Provider(Generic[S]):
         """Turn the verified body into an event; Reject with 400/422 when it is not one."""
         raise NotImplementedError
 
-    def quarantine(self, source: S, call: Call) -> Parsed:
-        """An event for a schema-invalid body kept raw for an operator (on_invalid=quarantine)."""
+    def quarantine(self, source: S, call: Call, reason: Reject | None = None) -> Parsed:
+        """An authentic body that breaks our schema (on_invalid=quarantine), kept raw for an
+        operator: flagged `schema_mismatch`, its violation in the document, held out of
+        processing until reprocessed. Its type and dedup key come from `drift_identity`."""
+        event_type, dedup_key, subject = self.drift_identity(call)
+        detail = reason.detail if reason is not None else "the body breaks the schema"
         return Parsed(
-            event_type="invalid",
-            dedup_key="quarantine:" + body_hash(call.body),
-            document=None,
-            flags=["schema_invalid"],
+            event_type=event_type,
+            dedup_key=dedup_key,
+            document={"violation": violation(detail), "error": detail},
+            subject=subject,
+            flags=[SCHEMA_MISMATCH],
             status="quarantined",
         )
+
+    def drift_identity(self, call: Call) -> tuple[str, str, str | None]:
+        """(event type, dedup key, subject) of a body our schema refused. The key must be
+        the one a valid parse would give where the body still carries it, so that resends
+        of a drifted event stay one event; without one, the body hash under `quarantine:`."""
+        return "invalid", "quarantine:" + body_hash(call.body), None
 
     def accepted(self, event_id: str) -> Answer:
         """The answer to a newly stored event."""

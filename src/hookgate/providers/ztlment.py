@@ -70,6 +70,21 @@ class ObjectState(msgspec.Struct, kw_only=True):
             raise ValueError("state must not be empty")
 
 
+class _LooseState(msgspec.Struct):
+    """The identifying members of a body the schema refused, whatever their types."""
+
+    id: Any = None
+    type: Any = None
+    state: Any = None
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    return text if text.strip() else None
+
+
 class Ztlment(SignedProvider):
     """Dedup on (type, id, state); unknown future states are stored and flagged."""
 
@@ -94,10 +109,28 @@ class Ztlment(SignedProvider):
             flags=flags,
         )
 
+    def drift_identity(self, call: Call) -> tuple[str, str, str | None]:
+        """(type, id, state) is the dedup key whenever the body still names all three,
+        even with a new object type or an id sent as text: resends of one drifted state
+        stay one event, and a reprocess keeps the key of a valid parse."""
+        try:
+            loose = msgspec.json.decode(call.body, type=_LooseState)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return super().drift_identity(call)
+        kind_name, object_id, state = _scalar(loose.type), _scalar(loose.id), _scalar(loose.state)
+        if kind_name is None or object_id is None or state is None:
+            return super().drift_identity(call)
+        kind = kind_name.removesuffix("_OBJECT").lower()
+        return (
+            f"{kind}.{state.lower()}",
+            f"{kind_name}:{object_id}:{state}",
+            f"{kind}-object/{object_id}",
+        )
+
     def facts(self, event: StoredEvent) -> list[Fact]:
         """The state an object reached, with its place in the progression."""
         doc = event.document
-        if not isinstance(doc, dict) or "state" not in doc:
+        if event.status == "quarantined" or not isinstance(doc, dict) or "state" not in doc:
             return []
         state = str(doc["state"])
         return [
