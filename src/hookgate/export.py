@@ -5,6 +5,14 @@ in the `[authorization] timezone`), with the vehicle (licence plate, or the char
 vehicle), driver and cost centre from the token entities, and amounts as decimal text
 with two places. An amount the provider did not report stays empty, never 0: a total
 built from guesses would be wrong in the books. Totals are per vehicle and currency.
+
+A stored amount that is no amount (out of `hookgate.money`'s range, not a number; only an
+older version could have stored one) is left empty like an unknown one, and the line's
+`note` says which and why, so one bad row never takes the whole month's report down.
+
+Every CSV cell that a spreadsheet would read as a formula (OWASP "CSV injection": it starts
+with `=`, `+`, `-`, `@`, a tab, a carriage return or a line feed) is prefixed with `'`;
+amounts and counts, which hookgate itself writes as plain numbers, stay numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from hookgate.authorization.model import normalise_uid
+from hookgate.money import amount_problem
 from hookgate.store.base import Store, ViewFilter
 from hookgate.timeutil import parse_iso
 
@@ -37,12 +46,18 @@ LINE_COLUMNS = (
     "vat",
     "total",
     "currency",
+    "note",
 )
 TOTAL_COLUMNS = ("vehicle", "currency", "lines", "amount_excl_vat", "vat", "total", "incomplete")
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _CENT = Decimal("0.01")
 _SCAN = 500
+# Columns whose cells hookgate writes as plain decimal or integer text.
+_NUMERIC = frozenset({"amount_excl_vat", "vat", "total", "lines", "incomplete"})
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+# OWASP's formula triggers, and their full-width forms, which some spreadsheets also read.
+_FORMULA_START = tuple("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
 
 
 class ExportLine(msgspec.Struct, kw_only=True):
@@ -60,6 +75,9 @@ class ExportLine(msgspec.Struct, kw_only=True):
     vat: str | None
     total: str | None
     currency: str | None
+    # Why an amount is empty although the provider reported one (a stored value that is
+    # no amount); None for an ordinary line.
+    note: str | None = None
 
 
 class VehicleTotal(msgspec.Struct, kw_only=True):
@@ -96,14 +114,35 @@ def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+class _Amounts:
+    """Reads a row's stored amounts, noting each one that is no usable amount."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.row = row
+        self.notes: list[str] = []
+
+    def __call__(self, column: str) -> Decimal | None:
+        value = self.row.get(column)
+        if value is None or value == "":
+            return None
+        text = str(value)
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            self.notes.append(f"{column} {_shown(text)!r} is not a number")
+            return None
+        problem = amount_problem(number)
+        if problem is not None:
+            self.notes.append(f"{column}: {problem}")
+            return None
+        return number
+
+    def note(self) -> str | None:
+        return "; ".join(self.notes) + " (left out of the totals)" if self.notes else None
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -146,13 +185,14 @@ async def _token_docs(store: Store) -> list[dict[str, Any]]:
 
 def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> ExportLine:
     has_fee = row.get("fee") not in (None, "")
+    read = _Amounts(row)
 
     def amount(price_part: str, fee_part: str) -> Decimal | None:
         """Price plus fee (when there is one); unknown when either part is."""
-        base = _decimal(row.get(price_part))
+        base = read(price_part)
+        extra = read(fee_part) if has_fee else None
         if base is None or not has_fee:
             return base
-        extra = _decimal(row.get(fee_part))
         return None if extra is None else base + extra
 
     plate = str(row.get("license_number") or "")
@@ -171,14 +211,16 @@ def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> Ex
         vat=_money(amount("price_vat", "fee_vat")),
         total=_money(amount("price", "fee")),
         currency=row.get("currency") or None,
+        note=read.note(),
     )
 
 
 def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> ExportLine:
     token = normalise_uid(str(row["token"])) if row.get("token") else None
     owner = tokens.by_uid.get(token) if token else None
-    total = _decimal(row.get("cost"))
-    excl = _decimal(row.get("cost_excl_vat"))
+    read = _Amounts(row)
+    total = read("cost")
+    excl = read("cost_excl_vat")
     vat = total - excl if total is not None and excl is not None else None
     parts = ["Charging"]
     if row.get("energy_kwh"):
@@ -198,6 +240,7 @@ def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> E
         vat=_money(vat),
         total=_money(total),
         currency=row.get("currency") or None,
+        note=read.note(),
     )
 
 
@@ -263,13 +306,28 @@ async def build_report(
     return FleetReport(month=month, timezone=timezone, lines=lines, totals=_totals(lines))
 
 
+def csv_cell(value: Any, numeric: bool = False) -> str:
+    """The text of one CSV cell, defused: a cell a spreadsheet would evaluate as a formula
+    gets a leading `'` (shown, never evaluated). A plain number in a numeric column (a
+    negative amount) is left as it is, so that it stays a number."""
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not (numeric and _NUMBER.match(text)):
+        return "'" + text
+    return text
+
+
 def _csv(columns: tuple[str, ...], rows: Iterable[msgspec.Struct]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
+    numeric = [column in _NUMERIC for column in columns]
     for row in rows:
         values = (getattr(row, column) for column in columns)
-        writer.writerow("" if value is None else value for value in values)
+        writer.writerow(
+            csv_cell(value, is_number) for value, is_number in zip(values, numeric, strict=True)
+        )
     return out.getvalue()
 
 

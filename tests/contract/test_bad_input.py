@@ -65,6 +65,17 @@ JSON = {"Content-Type": "application/json"}
 TOO_BIG = b'{"pad": "' + b"x" * (MAX_BODY + 10) + b'"}'
 
 
+def easypark_with(member: bytes) -> bytes:
+    """The EasyPark fixture with `member` (raw JSON bytes) added or overriding a field."""
+    return compact(fixture_doc("easypark", "current"))[:-1] + b"," + member + b"}"
+
+
+DEEP_ARRAY = b"[" * 20000 + b"]" * 20000
+DEEP_EASYPARK = easypark_with(b'"x":' + b'{"a":' * 1000 + b"1" + b"}" * 1000)
+DEEP_ZAPTEC = b'{"ChargerId":"c","x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+NOT_UTF8_AMPECO = AMPECO_BODY.replace(b'"DE-AMP-', b'"DE-\xff-', 1)
+
+
 def ampeco(body: bytes, secret: str = AMPECO_NEW) -> dict[str, str]:
     return {**JSON, "X-Signature": sign(body, secret, "sha256", "hex")}
 
@@ -412,6 +423,98 @@ CASES = [
         ZAPTEC_START,
         {**JSON, "Authorization": f"Bearer {ADMIN_TOKEN}"},
         challenge="Bearer",
+    ),
+    # Bodies a decoder cannot take whole: nesting far beyond any payload, bytes that are
+    # not UTF-8 inside a string (also where the model skips the field), amounts no
+    # parking fee reaches. Each once answered 500 and was not recorded.
+    Case(
+        "deep-easypark",
+        "/hooks/easypark",
+        400,
+        "nesting-too-deep",
+        DEEP_EASYPARK,
+        easypark_headers(),
+    ),
+    Case("deep-ampeco", "/hooks/ampeco", 400, "nesting-too-deep", DEEP_ARRAY, ampeco(DEEP_ARRAY)),
+    Case(
+        "deep-ztlment", "/hooks/ztlment", 400, "nesting-too-deep", DEEP_ARRAY, ztlment(DEEP_ARRAY)
+    ),
+    Case(
+        "deep-zaptec",
+        "/hooks/zaptec-basic/session-start",
+        400,
+        "nesting-too-deep",
+        DEEP_ZAPTEC,
+        zaptec_basic(),
+    ),
+    Case(
+        "deep-quarantining-source",
+        "/hooks/easypark-q",
+        400,
+        "nesting-too-deep",
+        DEEP_EASYPARK,
+        easypark_headers(),
+    ),
+    Case(
+        "not-utf8-in-string-easypark",
+        "/hooks/easypark",
+        400,
+        "malformed-json",
+        easypark_with(b'"licenseNumber":"AB\xff\xfe1"'),
+        easypark_headers(),
+    ),
+    Case(
+        "not-utf8-in-skipped-field-easypark",
+        "/hooks/easypark",
+        400,
+        "malformed-json",
+        easypark_with(b'"note":"\xc3"'),
+        easypark_headers(),
+    ),
+    Case(
+        "not-utf8-in-string-ampeco",
+        "/hooks/ampeco",
+        400,
+        "malformed-json",
+        NOT_UTF8_AMPECO,
+        ampeco(NOT_UTF8_AMPECO),
+    ),
+    Case(
+        "not-utf8-in-string-zaptec",
+        "/hooks/zaptec-basic/session-start",
+        400,
+        "malformed-json",
+        b'{"ChargerId": "c\xed\xa0\x80"}',
+        zaptec_basic(),
+    ),
+    *(
+        Case(
+            f"amount-{name}",
+            "/hooks/easypark",
+            422,
+            "schema-violation",
+            easypark_with(b'"price":' + amount),
+            easypark_headers(),
+        )
+        for name, amount in (
+            ("overflowing-exponent", b"1e999999999"),
+            ("1e400", b"1e400"),
+            ("1e26", b"1e26"),
+            ("billion", b"1000000000"),
+            ("5000-digits", b"9" * 5000),
+            ("7-places", b"1.0000001"),
+            ("nan-text", b'"NaN"'),
+            ("snan-text", b'"sNaN"'),
+            ("infinity-text", b'"-Infinity"'),
+        )
+    ),
+    Case(
+        "amount-fee-1e400",
+        "/hooks/easypark",
+        422,
+        "schema-violation",
+        easypark_with(b'"transactionFee":1e400'),
+        easypark_headers(),
     ),
     Case(
         "unsecured-source",

@@ -147,8 +147,9 @@ async def test_lines_totals_and_formats(store: SqliteStore, tmp_path: Path) -> N
         "vat",
         "total",
         "currency",
+        "note",
     ]
-    assert rows[3][8:] == ["", "", "10.00", "SEK"]
+    assert rows[3][8:] == ["", "", "10.00", "SEK", ""]
     assert lines_csv(report).endswith("\r\n")
     total_rows = list(csv.reader(io.StringIO(totals_csv(report))))
     assert total_rows[0] == [
@@ -185,3 +186,131 @@ async def test_an_unknown_fee_leaves_the_parking_amounts_unknown(
     (line,) = (await build_report(store, "2025-12", "UTC")).lines
     assert (line.amount_excl_vat, line.vat, line.total) == (None, None, "103.00")
     assert line.driver is None and line.token is None
+
+
+async def test_a_stored_amount_out_of_range_is_flagged_and_left_out_of_the_totals(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Rows an older version stored (1E+400 was accepted) no longer take the month down:
+    the amount is empty, the line says why, the totals count the line as incomplete."""
+    db = tmp_path / "export.db"
+    seed(db, "parking_transactions", parking_id="huge", license_number="HUGE1", price="1E+400")
+    seed(
+        db,
+        "parking_transactions",
+        parking_id="digits",
+        license_number="HUGE1",
+        price_vat="9" * 5000,
+    )
+    seed(db, "parking_transactions", parking_id="fine", license_number="HUGE1")
+    seed(
+        db,
+        "parking_transactions",
+        parking_id="fee",
+        license_number="FEE1",
+        fee="1E+999999999",
+        fee_vat="0",
+        fee_excl_vat="0",
+    )
+    seed(
+        db,
+        "charging_sessions",
+        session_key="nan",
+        token="TAG-2",
+        ended_at=at("2025-12-04T12:00:00+00:00"),
+        cost="NaN",
+        cost_excl_vat="lots",
+        currency="SEK",
+    )
+    report = await build_report(store, "2025-12", "UTC")
+    lines = {line.id: line for line in report.lines}
+    assert len(lines) == 5
+    huge = next(line for line in report.lines if line.total is None and line.vat == "20.00")
+    assert huge.note is not None and "price" in huge.note and "1E+400" in huge.note
+    assert "left out of the totals" in huge.note
+    digits = next(line for line in report.lines if line.vat is None and line.total == "100.00")
+    assert digits.note is not None and "price_vat" in digits.note
+    fee = next(line for line in report.lines if line.vehicle == "FEE1")
+    assert (fee.total, fee.vat, fee.amount_excl_vat) == (None, "20.00", "80.00")
+    assert fee.note is not None and fee.note.startswith("fee:")
+    charging = next(line for line in report.lines if line.kind == "charging")
+    assert (charging.total, charging.amount_excl_vat, charging.vat) == (None, None, None)
+    assert (
+        charging.note is not None and "cost" in charging.note and "cost_excl_vat" in charging.note
+    )
+    fine = [line for line in report.lines if line.note is None]
+    assert len(fine) == 1 and fine[0].total == "100.00"
+
+    totals = {t.vehicle: t for t in report.totals}
+    # Only the in-range amounts are added up; both broken lines count as incomplete.
+    assert (totals["HUGE1"].lines, totals["HUGE1"].incomplete) == (3, 2)
+    assert totals["HUGE1"].total == "200.00"
+    assert totals["HUGE1"].vat == "40.00"
+    assert totals["HUGE1"].amount_excl_vat == "240.00"
+    rows = list(csv.DictReader(io.StringIO(lines_csv(report))))
+    assert sum(1 for row in rows if "left out of the totals" in row["note"]) == 4
+    assert totals_csv(report).count("\r\n") == 1 + len(report.totals)
+    assert len(json.loads(report_json(report))["lines"]) == 5
+
+
+FORMULAS = (
+    '=HYPERLINK("http://evil","x")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "+1+1",
+    "-2+3",
+    "\r=1",
+    "\uff1d1+1",
+)
+
+
+async def test_csv_cells_a_spreadsheet_would_evaluate_are_defused(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """OWASP CSV injection: a plate or token that starts a formula is shown, not run;
+    negative amounts stay numbers; JSON keeps the text as received."""
+    db = tmp_path / "export.db"
+    for n, plate in enumerate(FORMULAS):
+        seed(
+            db,
+            "parking_transactions",
+            parking_id=f"p{n}",
+            license_number=plate,
+            area_name="=cmd|' /C calc'!A0",
+            price="-10.5",
+            price_vat="-2.1",
+            price_excl_vat="-8.4",
+        )
+    seed(
+        db,
+        "charging_sessions",
+        session_key="s1",
+        token="=1+1",
+        ended_at=at("2025-12-04T12:00:00+00:00"),
+        cost="-5",
+        currency="SEK",
+    )
+    report = await build_report(store, "2025-12", "UTC")
+    rows = list(csv.DictReader(io.StringIO(lines_csv(report))))
+    plates = [row["vehicle"] for row in rows if row["kind"] == "parking"]
+    assert sorted(plates) == sorted("'" + plate for plate in FORMULAS)
+    (charging,) = (row for row in rows if row["kind"] == "charging")
+    assert charging["token"] == "'=1+1"
+    assert charging["total"] == "-5.00"
+    for row in rows:
+        for column, cell in row.items():
+            assert not cell.startswith(("=", "+", "@", "\t", "\r", "\uff1d")), (column, cell)
+            if cell.startswith("-"):
+                assert column in ("amount_excl_vat", "vat", "total"), (column, cell)
+        if row["kind"] == "parking":
+            assert (row["amount_excl_vat"], row["vat"], row["total"]) == (
+                "-8.40",
+                "-2.10",
+                "-10.50",
+            )
+    totals = list(csv.DictReader(io.StringIO(totals_csv(report))))
+    assert {row["vehicle"] for row in totals} >= {"'" + plate for plate in FORMULAS}
+    assert "token:=1+1" in {row["vehicle"] for row in totals}  # starts with "t": harmless
+    assert all(row["total"].startswith("-") for row in totals)
+    document = json.loads(report_json(report))
+    assert {line["vehicle"] for line in document["lines"]} >= set(FORMULAS)

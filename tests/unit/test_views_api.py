@@ -372,3 +372,23 @@ def test_export_as_csv_and_json(api: Api) -> None:
         assert "month" in problem(c.get("/api/v1/export"), 400)["detail"]
         assert "month" in problem(c.get("/api/v1/export?month=2025-13"), 400)["detail"]
         assert "format" in problem(c.get("/api/v1/export?month=2025-12&format=xml"), 400)["detail"]
+
+
+def test_export_csv_defuses_formulas_and_survives_out_of_range_amounts(api: Api) -> None:
+    seed(
+        api.db,
+        "parking_transactions",
+        parking_id="p1",
+        ended_at=T0,
+        license_number='=HYPERLINK("http://evil","x")',
+        price="1E+400",
+    )
+    with api.client() as c:
+        for params in ({}, {"totals": "true"}, {"format": "json"}):
+            response = c.get("/api/v1/export", params={"month": "2025-12", **params})
+            assert response.status_code == 200, response.text
+        rows = list(csv.DictReader(io.StringIO(c.get("/api/v1/export?month=2025-12").text)))
+        assert rows[0]["vehicle"] == '\'=HYPERLINK("http://evil","x")'
+        assert rows[0]["total"] == "" and "1E+400" in rows[0]["note"]
+        document = c.get("/api/v1/export", params={"month": "2025-12", "format": "json"}).json()
+        assert document["lines"][0]["vehicle"] == '=HYPERLINK("http://evil","x")'

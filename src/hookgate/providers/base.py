@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate, count
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
@@ -98,9 +100,57 @@ def problem_answer(status: int, document: dict[str, Any]) -> Answer:
 # which for a generic alias such as dict[str, Any] costs more than the parse itself.
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
+# Deepest nesting of objects and arrays a body may have. Real payloads stay under 10; the
+# bound is far below Python's recursion limit, so neither the decoder nor anything that
+# later walks a stored document (encoders, the database's JSON functions) can run out of
+# stack, wherever it is called from.
+MAX_DEPTH = 64
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep objects and arrays nest in a JSON text (brackets inside strings do not
+    count); linear, with no recursion, for any input."""
+    steps = _STRING.sub(b"", body).translate(None, _NOT_BRACKET).translate(_STEP)
+    if not steps:
+        return 0
+    # Each opener adds 2 to the running sum, each closer 0: depth = sum - position.
+    depth: int = max(map(operator.sub, accumulate(steps), count(1)))
+    return depth
+
+
+def check_json_text(body: bytes) -> None:
+    """Refuse, before any parsing, what would make a decoder fail other than with a
+    syntax error: nesting beyond MAX_DEPTH and bytes that are not UTF-8 (msgspec checks
+    UTF-8 only in the strings it keeps, not in fields it skips)."""
+    # Fewer brackets than the bound cannot nest beyond it: the common case costs two scans.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        depth = nesting_depth(body)
+        if depth > MAX_DEPTH:
+            raise Reject(
+                400,
+                "nesting-too-deep",
+                "Bad Request",
+                f"objects and arrays nest {depth} levels deep; at most {MAX_DEPTH} are allowed",
+            )
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Reject(
+                400,
+                "malformed-json",
+                "Bad Request",
+                f"the body is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})",
+            ) from None
+
 
 def decode(body: bytes, model: type[T]) -> T:
-    """Parse JSON into `model`: 400 when it is not JSON, 422 when it breaks the schema."""
+    """Parse JSON into `model`: 400 when it is not JSON (or not UTF-8, or nested too
+    deep), 422 when it breaks the schema."""
+    check_json_text(body)
     decoder = _decoders.get(model)
     if decoder is None:
         decoder = _decoders[model] = msgspec.json.Decoder(model)
@@ -112,6 +162,12 @@ def decode(body: bytes, model: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise Reject(
             400, "malformed-json", "Bad Request", f"the body is not valid JSON: {exc}"
+        ) from None
+    except RecursionError:
+        # Only reachable by a malformed text whose unclosed brackets the depth scan cannot
+        # pair up; refused all the same.
+        raise Reject(
+            400, "nesting-too-deep", "Bad Request", "objects and arrays nest too deep"
         ) from None
 
 

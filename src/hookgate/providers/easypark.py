@@ -11,6 +11,7 @@ import msgspec
 
 from hookgate.config import EasyParkSource
 from hookgate.facts import Fact, ParkingFact
+from hookgate.money import amount_problem
 from hookgate.providers.base import (
     Answer,
     Call,
@@ -26,6 +27,14 @@ from hookgate.verify import any_equal, basic_matches
 _TOLERANCE = Decimal("0.01")
 _OFFSET_HOURS = re.compile(r"([+-]\d{2})$")
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+_AMOUNTS = (
+    "price",
+    "priceVatAmount",
+    "priceExclusiveVatAmount",
+    "transactionFeeExclusiveVatAmount",
+    "transactionFeeVatAmount",
+    "transactionFee",
+)
 
 
 def parse_instant(text: str) -> datetime:
@@ -60,6 +69,11 @@ class ParkingTransaction(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         if not self.licenseNumber.strip():
             raise ValueError("licenseNumber must not be empty")
+        for name in _AMOUNTS:
+            value = getattr(self, name)
+            problem = None if value is None else amount_problem(value)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
         try:
             start, end = parse_instant(self.startDate), parse_instant(self.endDate)
         except ValueError as exc:
