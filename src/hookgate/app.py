@@ -20,7 +20,7 @@ from hookgate.admin.api import AdminApi, json_response, problem_response
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.views import ViewsApi
 from hookgate.authorization.service import AuthorizationService
-from hookgate.config import Config, ZaptecSource
+from hookgate.config import PLACEHOLDER, Config, ZaptecSource
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
@@ -57,6 +57,12 @@ class Gateway:
         for source in self.config.sources:
             for warning in providers[source.provider].problems(source):
                 log.warning("source misconfigured", source=source.name, problem=warning)
+            if any(secret.startswith(PLACEHOLDER) for secret in source.credentials()):
+                log.warning(
+                    "source has a placeholder secret",
+                    source=source.name,
+                    problem=f"replace the {PLACEHOLDER}... value (see hookgate check-config)",
+                )
         if not [t for t in self.config.admin.tokens if t]:
             log.warning("admin API disabled: [admin] tokens is empty")
         self.authorization = AuthorizationService(self.store, self.config.authorization)

@@ -21,6 +21,9 @@ from hookgate.authorization.model import Budget, ChargerRule, Group, Token, chec
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
+# Secrets `hookgate init` cannot know (issued by the provider) start with this; they are
+# random beyond it, so a forgotten one still verifies nothing anybody could sign.
+PLACEHOLDER = "REPLACE-ME-"
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"

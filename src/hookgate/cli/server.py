@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import sys
+import textwrap
+from urllib.parse import urlsplit
 
 import click
 
@@ -16,6 +19,7 @@ from hookgate.cli.common import (
     main,
 )
 from hookgate.config import (
+    PLACEHOLDER,
     find_config,
     load_config,
 )
@@ -91,18 +95,51 @@ def check_config(config_path: str | None) -> None:
     config = _config(config_path)
     click.echo(f"{find_config(config_path)}: valid")
     for source in config.sources:
-        state = "ok" if source.credentials() else "NO CREDENTIALS: rejects every call"
+        credentials = source.credentials()
+        if not credentials:
+            state = "NO CREDENTIALS: rejects every call"
+        elif any(secret.startswith(PLACEHOLDER) for secret in credentials):
+            state = f"PLACEHOLDER secret: replace {PLACEHOLDER}... with {_ISSUER[source.provider]}"
+        else:
+            state = "ok"
         click.echo(f"  {source.name:<20} {source.provider:<9} {state}")
 
+
+@main.command("admin-token")
+@config_option
+def admin_token(config_path: str | None) -> None:
+    """Print the first admin API token, for scripts: TOKEN=$(hookgate admin-token)."""
+    config = _config(config_path)
+    tokens = [token for token in config.admin.tokens if token]
+    if not tokens:
+        raise click.ClickException(
+            f"{find_config(config_path)} has no admin token: add one to [admin] tokens, "
+            'e.g. tokens = ["${HOOKGATE_ADMIN_TOKEN}"]'
+        )
+    click.echo(tokens[0])
+
+
+# Who issues the secret of a source whose value `init` cannot know.
+_ISSUER = {
+    "ampeco": "the AMPECO API token the notification subscription is created with",
+    "ztlment": "the secret ZTLment returns when the webhook is created",
+    "zaptec": "the password entered in the Zaptec Portal",
+    "easypark": "the credentials agreed with EasyPark",
+}
+
+PLACEHOLDER_URL = "https://hookgate.example.com"
 
 STARTER = """\
 # hookgate configuration, written by `hookgate init`.
 # Secrets are inline so the gateway runs as is; in production write "${{ENV_VAR}}" instead.
+# Values starting with {placeholder} are placeholders: replace them (see `hookgate check-config`).
 
 [server]
 host = "127.0.0.1"
 port = {port}
 max_body_bytes = 1048576
+# The URL providers reach this gateway at (behind your TLS proxy or load balancer).
+public_url = "{public_url}"
 
 [storage]
 url = "sqlite:///{db}"
@@ -112,7 +149,10 @@ tokens = ["{admin}"]
 
 [logging]
 level = "info"
+# "json" for a log shipper (every line one JSON object); "console" for reading.
 format = "console"
+# One line per accepted webhook (source, event id, status, duration).
+access_log = false
 
 [[sources]]
 name = "zaptec"
@@ -126,7 +166,8 @@ on_error = "deny"
 [[sources]]
 name = "ampeco"
 provider = "ampeco"
-# Replace with the AMPECO API token used to create the notification subscription.
+# PLACEHOLDER: the AMPECO API token you create the notification subscription with;
+# AMPECO signs every notification with it (X-Signature).
 secrets = ["{ampeco}"]
 
 [[sources]]
@@ -140,7 +181,7 @@ on_invalid = "reject"
 [[sources]]
 name = "ztlment"
 provider = "ztlment"
-# Replace with the secret ZTLment returns when the webhook is created.
+# PLACEHOLDER: the secret ZTLment returns when the webhook is created.
 secrets = ["{ztlment}"]
 
 # Events are projected into the views and delivered by workers inside `hookgate serve`;
@@ -162,6 +203,102 @@ in_process = true
 """
 
 
+def ampeco_notifications() -> list[str]:
+    """The notification types to subscribe to: every type hookgate reads, less the ones
+    AMPECO deprecated in favour of a newer name."""
+    from hookgate.providers import ampeco_catalog
+
+    return sorted(set(ampeco_catalog.EVENTS) - set(ampeco_catalog.DEPRECATED))
+
+
+def ampeco_subscription(url: str) -> dict[str, object]:
+    """The body of AMPECO's `POST /public-api/notifications/v2.0` (Notifications /
+    Subscribe) for a webhook to this gateway."""
+    return {
+        "via": "webhook",
+        "webhook": {"callbackUrl": f"{url}/hooks/ampeco"},
+        "notifications": ampeco_notifications(),
+    }
+
+
+def ztlment_webhook(url: str) -> dict[str, object]:
+    """The body of ZTLment's Create Payment Webhook (`POST /v1/webhooks`)."""
+    return {"url": f"{url}/hooks/ztlment", "object_type": ["PAYMENT_OBJECT", "APPROVAL_OBJECT"]}
+
+
+def _json_block(document: dict[str, object], indent: str) -> str:
+    """A JSON object to copy from a terminal: one key per line, long lists wrapped."""
+    lines = ["{"]
+    for index, (key, value) in enumerate(document.items()):
+        comma = "," if index < len(document) - 1 else ""
+        text = json.dumps(value)
+        if isinstance(value, list) and len(text) > 60:
+            items = textwrap.wrap(", ".join(json.dumps(item) for item in value), 76)
+            lines += [f'  "{key}": [', *(f"    {line}" for line in items), f"  ]{comma}"]
+        else:
+            lines.append(f'  "{key}": {text}{comma}')
+    lines.append("}")
+    return "\n".join(indent + line for line in lines)
+
+
+def portal_steps(url: str, values: dict[str, str], config_name: str) -> str:
+    """What to enter at each provider, with this gateway's URL and secrets."""
+    ampeco_body = _json_block(ampeco_subscription(url), "       ")
+    ztlment_body = _json_block(ztlment_webhook(url), "       ")
+    return f"""\
+1. Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authentication
+     Authentication URL      {url}/hooks/zaptec/oauth/token
+     Authentication payload  grant_type=password&username=zaptec&password={values["zaptec"]}
+     Session start URL       {url}/hooks/zaptec/session-start
+     Session end URL         {url}/hooks/zaptec/session-end
+
+2. AMPECO: a notification subscription (API: Notifications / Subscribe).
+   a. Put the AMPECO API token you subscribe with into {config_name},
+      sources "ampeco", secrets = ["<the token>"] (replacing the REPLACE-ME-... value):
+      AMPECO signs every notification with it. Restart hookgate.
+   b. With that same token:
+     curl -X POST "https://<your AMPECO tenant>/public-api/notifications/v2.0" \\
+       -H "Authorization: Bearer <the token>" -H "Content-Type: application/json" \\
+       -d @- <<'JSON'
+{ampeco_body}
+JSON
+      AMPECO answers 201 with the subscription. (In the back office: Notifications,
+      callback URL {url}/hooks/ampeco, the same types, the same API token.)
+
+3. EasyPark Fleet: give your EasyPark partner contact the endpoint and its credentials.
+     Endpoint                {url}/hooks/easypark
+     HTTP Basic              easypark / {values["easypark"]}
+
+4. ZTLment: Create Payment Webhook (POST /v1/webhooks of the ZTLment API, with your
+   ZTLment API credentials), body:
+{ztlment_body}
+   Put the secret in ZTLment's answer into {config_name}, sources "ztlment",
+   secrets = ["<the secret>"] (replacing the REPLACE-ME-... value). Restart hookgate.
+
+Admin API token  {values["admin"]}   (later: hookgate admin-token)"""
+
+
+def _interactive() -> bool:
+    """Whether someone can answer a question (stdin is a terminal, not a pipe or CI)."""
+    return sys.stdin.isatty()
+
+
+def _ask_public_url(given: str | None) -> tuple[str, bool]:
+    """The public URL and whether it is the placeholder; asks only on a terminal."""
+    if given is None and _interactive():
+        given = click.prompt(
+            "Public HTTPS URL providers reach this gateway at (Enter: a placeholder to edit later)",
+            default=PLACEHOLDER_URL,
+        )
+    url = (given or PLACEHOLDER_URL).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise click.ClickException(
+            f"--public-url {url!r}: give the full URL providers use, e.g. {PLACEHOLDER_URL}"
+        )
+    return url, url == PLACEHOLDER_URL
+
+
 @main.command()
 @click.option(
     "--path",
@@ -170,53 +307,53 @@ in_process = true
     default=None,
     help="Where to write (default: $HOOKGATE_CONFIG, else ./hookgate.toml).",
 )
-@click.option("--public-url", default=None, help="URL providers use to reach this gateway.")
+@click.option(
+    "--public-url",
+    default=None,
+    help=f"URL providers use to reach this gateway (asked on a terminal; else {PLACEHOLDER_URL}).",
+)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--db", default="hookgate.db", show_default=True, help="SQLite file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@click.option("--if-missing", is_flag=True, help="Do nothing when the file exists.")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when the file exists (for scripts that start the server next, like make run).",
+)
 def init(
     path: str | None, public_url: str | None, port: int, db: str, force: bool, if_missing: bool
 ) -> None:
-    """Write a starter configuration with fresh secrets and create the database."""
+    """Write a starter configuration with fresh secrets, create the database, and print what
+    to enter at each provider."""
     target = find_config(path)
     if target.exists() and if_missing:
         click.echo(f"{target} exists; leaving it as it is")
         return
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists: pass --force to overwrite it")
-    values = {
-        name: secrets.token_urlsafe(24)
-        for name in ("admin", "zaptec", "ampeco", "easypark", "ztlment")
-    }
+    url, placeholder = _ask_public_url(public_url)
+    values = {name: secrets.token_urlsafe(24) for name in ("admin", "zaptec", "easypark")}
+    values["ampeco"] = f"{PLACEHOLDER}ampeco-api-token-{secrets.token_urlsafe(12)}"
+    values["ztlment"] = f"{PLACEHOLDER}ztlment-webhook-secret-{secrets.token_urlsafe(12)}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(STARTER.format(port=port, db=db, **values), encoding="utf-8")
+    target.write_text(
+        STARTER.format(port=port, db=db, public_url=url, placeholder=PLACEHOLDER, **values),
+        encoding="utf-8",
+    )
     os.chmod(target, 0o600)
     config = load_config(target)
     asyncio.run(make_store(config.storage).migrate())
-    url = (public_url or f"http://127.0.0.1:{port}").rstrip("/")
     click.echo(f"wrote {target} (mode 600) and created {db}\n")
-    click.echo(
-        f"""Enter in each provider's portal:
-
-Zaptec  (Portal > Installation > Authentication > Webhook authentication)
-  Authentication URL      {url}/hooks/zaptec/oauth/token
-  Authentication payload  grant_type=password&username=zaptec&password={values["zaptec"]}
-  Session start URL       {url}/hooks/zaptec/session-start
-  Session end URL         {url}/hooks/zaptec/session-end
-
-AMPECO  (Back office > Notifications, or API Notifications / Subscribe)
-  Callback URL            {url}/hooks/ampeco
-  Put the API token of the subscription into sources "ampeco" secrets.
-
-EasyPark Fleet  (partner endpoint registration)
-  Endpoint                {url}/hooks/easypark
-  HTTP Basic              easypark / {values["easypark"]}
-
-ZTLment  (Create Payment Webhook, object_type [PAYMENT_OBJECT, APPROVAL_OBJECT])
-  Endpoint                {url}/hooks/ztlment
-  Put the secret ZTLment returns into sources "ztlment" secrets.
-
-Admin API token           {values["admin"]}
-Start with: hookgate serve{" --config " + str(target) if path else ""}"""
-    )
+    if placeholder:
+        click.echo(
+            f"PUBLIC URL IS A PLACEHOLDER: {PLACEHOLDER_URL} stands for the HTTPS address "
+            "providers reach\nthis gateway at. Replace it below and in [server] public_url "
+            "(or run init again with --public-url).\n"
+        )
+    elif url.startswith("http://"):
+        click.echo(f"note: {url} is plain HTTP; providers require HTTPS in production.\n")
+    click.echo("Enter at each provider:\n")
+    click.echo(portal_steps(url, values, str(target)))
+    if not if_missing:
+        config_flag = f" --config {target}" if path else ""
+        click.echo(f"\nThen start the gateway: hookgate serve{config_flag}")
