@@ -180,7 +180,7 @@ def test_deployment_figures_are_the_benchmarks() -> None:
     saturation, p99 = _bench_sqlite()
     assert f"{saturation['zaptec']:,}" in sizing and f"{saturation['ztlment']:,}" in sizing
     others = [p99[s] for s in ("ampeco", "easypark", "ztlment", "mix")]
-    assert f"{min(others)}–{max(others)} ms" in sizing
+    assert f"{min(others)}\u2013{max(others)} ms" in sizing  # an en dash, as in the text
     assert f"{p99['zaptec']} ms" in sizing
     assert "bench/results/ingest.md" in sizing
     stored = json.loads((ROOT / "bench" / "results" / "ingest.json").read_text(encoding="utf-8"))
