@@ -1,8 +1,10 @@
 """Typed settings: one TOML file, `${ENV}` interpolation, validated at start-up.
 
 Every command finds the file the same way: `--config`, else `$HOOKGATE_CONFIG`, else
-`./hookgate.toml`. Errors name the offending key (`sources[1].secrets[0]`), so an
-operator can fix the file without reading code.
+`./hookgate.toml`. Errors name the offending key (`sources["ampeco"].secrets`), its line,
+and what would be accepted, so an operator can fix the file without reading code.
+Relative paths in the file (the SQLite database, CA bundles) are relative to the file's
+directory, so every command finds the same database wherever it is run from.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import binascii
 import os
 import re
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from hookgate.authorization.model import Budget, ChargerRule, Group, Token, check_zone
+from hookgate.config_explain import explain, item_label, line_of
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
@@ -26,6 +30,8 @@ DEFAULT_CONFIG = "hookgate.toml"
 PLACEHOLDER = "REPLACE-ME-"
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `$ZAPTEC_PASSWORD` without braces is taken literally; such a value is warned about.
+_UNBRACED = re.compile(r"\$\$|\$\{[^}]*\}|\$([A-Z_][A-Z0-9_]+)")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 SourceName = Annotated[str, msgspec.Meta(pattern=_NAME)]
@@ -73,8 +79,17 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
 
     def __post_init__(self) -> None:
+        if self.url.startswith("postgres://"):  # libpq accepts both spellings
+            self.url = "postgresql://" + self.url.removeprefix("postgres://")
         if not (self.url.startswith("sqlite:///") or self.url.startswith("postgresql://")):
-            raise ValueError("url must start with sqlite:/// or postgresql://")
+            raise ValueError(
+                f"url {self.url!r} must start with sqlite:/// (a file) or postgresql:// "
+                "(or postgres://)"
+            )
+
+    def sqlite_file(self) -> str | None:
+        """The database file of a `sqlite:///` URL (None for PostgreSQL)."""
+        return self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:///") else None
 
 
 class AdminConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -439,7 +454,18 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(DEFAULT_CONFIG)
 
 
-def _interpolate(value: Any, path: str, env: dict[str, str] | os._Environ[str]) -> Any:
+class _Missing:
+    """Where variables that are not set were referenced, when commands may do without."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+
+
+def _interpolate(
+    value: Any, path: str, env: dict[str, str] | os._Environ[str], missing: _Missing | None
+) -> Any:
+    """Expand `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`. A variable that is
+    not set is an error, or (with `missing`) becomes "" and is recorded by key path."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -450,47 +476,147 @@ def _interpolate(value: Any, path: str, env: dict[str, str] | os._Environ[str]) 
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{path}: environment variable {name} is not set")
+            if missing is None:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            missing.paths.setdefault(path, name)
+            return ""
 
         return _ENV_REF.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else k, env) for k, v in value.items()}
+        return {
+            k: _interpolate(v, f"{path}.{k}" if path else k, env, missing) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+        return [
+            _interpolate(v, f"{path}{item_label(v, i)}", env, missing) for i, v in enumerate(value)
+        ]
     return value
 
 
-def _key_path(message: str) -> str:
-    """Turn msgspec's `- at `$.sources[0].port`` suffix into a leading `sources[0].port:`."""
-    match = re.search(r" - at `\$\.?(.*)`$", message)
-    if not match:
-        return message
-    text = message[: match.start()]
-    return f"{match.group(1)}: {text}" if match.group(1) else text
+def _unbraced(value: Any, path: str, found: list[str]) -> None:
+    """Warn about `$NAME`: it looks like a variable but is taken literally."""
+    if isinstance(value, str):
+        for match in _UNBRACED.finditer(value):
+            if match.group(1):
+                found.append(
+                    f"{path}: ${match.group(1)} is taken literally (only ${{{match.group(1)}}} "
+                    f"is replaced by the environment variable; write $$ for a literal $)"
+                )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _unbraced(v, f"{path}.{k}" if path else k, found)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _unbraced(v, f"{path}{item_label(v, i)}", found)
+
+
+def _covers(prefix: str, path: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
+@dataclass
+class ConfigFile:
+    """A loaded configuration with what commands need to know about how it was read.
+
+    `missing` maps key paths to environment variables that were not set (their values are
+    empty); a command asks with `require` only for the parts it uses, so reading events
+    does not need the admin token or a provider's password.
+    """
+
+    config: Config
+    path: Path | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def require(self, *prefixes: str) -> Config:
+        """The configuration, once every variable under `prefixes` (all: none given) is set."""
+        for path, name in self.missing.items():
+            if not prefixes or any(_covers(prefix, path) for prefix in prefixes):
+                where = f"{self.path}: " if self.path else ""
+                raise ConfigError(f"{where}{path}: environment variable {name} is not set")
+        return self.config
+
+
+def source_key(name: str) -> str:
+    """The key path of a source, as `require` and messages name it."""
+    return f'sources["{name}"]'
+
+
+def _convert(data: dict[str, Any], missing: _Missing | None) -> Config:
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        text, parts = explain(str(exc), data, Config)
+        if missing is not None:
+            # A value left empty because its variable is not set may be what is invalid.
+            where = text.split(":", 1)[0]
+            for path, name in missing.paths.items():
+                if _covers(where, path) or _covers(path, where):
+                    raise ConfigError(f"{path}: environment variable {name} is not set") from None
+        raise _Located(text, parts) from None
+
+
+class _Located(ConfigError):
+    def __init__(self, text: str, parts: list[Any]) -> None:
+        super().__init__(text)
+        self.parts = parts
 
 
 def parse_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
-    """Validate an already-parsed TOML document."""
-    resolved = _interpolate(data, "", os.environ if env is None else env)
-    try:
-        return msgspec.convert(resolved, Config)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_key_path(str(exc))) from None
+    """Validate an already-parsed TOML document (every variable must be set)."""
+    resolved = _interpolate(data, "", os.environ if env is None else env, None)
+    return _convert(resolved, None)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Find, read, interpolate and validate the configuration."""
+def _resolve_paths(config: Config, base: Path) -> None:
+    """Relative file paths in the file are relative to the file's directory."""
+
+    def absolute(value: str) -> str:
+        return value if os.path.isabs(value) else os.path.normpath(base / value)
+
+    database = config.storage.sqlite_file()
+    if database is not None and database and not database.startswith(":"):
+        config.storage.url = "sqlite:///" + absolute(database)
+    for owner in [*config.sources, *config.destinations]:
+        location = getattr(owner, "ssl_ca_location", None)
+        if location:
+            owner.ssl_ca_location = absolute(location)  # type: ignore[union-attr]
+
+
+def read_config(
+    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+) -> ConfigFile:
+    """Find, read, interpolate and validate the configuration; variables that are not set
+    are recorded in `missing` instead of failing (see `ConfigFile.require`)."""
     file = find_config(path)
     if not file.exists():
         raise ConfigError(
             f"no configuration at {file}: pass --config, set ${CONFIG_ENV}, "
             "or run `hookgate init` to write a starter file"
         )
+    if file.is_dir():
+        raise ConfigError(f"{file} is a directory: pass the TOML file itself")
+    text = file.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    missing = _Missing()
+    warnings: list[str] = []
+    _unbraced(data, "", warnings)
     try:
-        return parse_config(data)
+        resolved = _interpolate(data, "", os.environ if env is None else env, missing)
+        config = _convert(resolved, missing)
+    except _Located as exc:
+        line = line_of(text, exc.parts) if exc.parts else None
+        where = f"{file}:{line}" if line else f"{file}"
+        raise ConfigError(f"{where}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
+    _resolve_paths(config, file.absolute().parent)
+    return ConfigFile(config, file, dict(missing.paths), warnings)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Find, read, interpolate and validate the configuration; every variable must be set."""
+    return read_config(path).require()

@@ -19,6 +19,7 @@ from hookgate.config import (
     find_config,
     load_config,
     parse_config,
+    read_config,
 )
 
 DB = Path("/var/lib/hookgate/hookgate.db")
@@ -72,7 +73,7 @@ def test_unknown_key_in_a_source_names_the_source_and_the_key() -> None:
     bad = data()
     bad["sources"][1]["colour"] = "blue"
     message = error_of(bad)
-    assert message.startswith("sources[1]")
+    assert message.startswith('sources["zaptec-allow"]')
     assert "colour" in message
 
 
@@ -86,20 +87,23 @@ def test_unknown_provider_names_sources_index_provider() -> None:
     bad = data()
     bad["sources"][2]["provider"] = "stripe"
     message = error_of(bad)
-    assert message.startswith("sources[2].provider")
+    assert message.startswith('sources["zaptec-basic"].provider')
     assert "stripe" in message
+    assert "ampeco, easypark, zaptec, ztlment" in message
 
 
 def test_bad_secret_type_names_the_list_item() -> None:
     bad = data()
     bad["sources"][3]["secrets"] = ["ok", 42]
-    assert error_of(bad).startswith("sources[3].secrets[1]")
+    assert error_of(bad).startswith('sources["ampeco"].secrets[1]')
 
 
 def test_bad_source_name_is_named() -> None:
     bad = data()
     bad["sources"][0]["name"] = "Zaptec Main"
-    assert error_of(bad).startswith("sources[0].name")
+    message = error_of(bad)
+    assert message.startswith('sources["Zaptec Main"].name')
+    assert "lowercase letters, digits" in message and "regex" not in message
 
 
 def test_duplicate_source_names_name_the_source_key() -> None:
@@ -173,7 +177,7 @@ def test_unset_variable_names_the_key_and_the_variable() -> None:
     doc = data()
     doc["sources"][3]["secrets"] = ["${AMPECO_TOKEN}"]
     message = error_of(doc)
-    assert "sources[3].secrets[0]" in message
+    assert 'sources["ampeco"].secrets[0]' in message
     assert "AMPECO_TOKEN" in message
 
 
@@ -303,3 +307,147 @@ def test_load_config_follows_the_environment_variable(
     monkeypatch.setenv("HOOKGATE_CONFIG", str(other))
     assert load_config().server.port == 2222
     assert load_config(tmp_path / "hookgate.toml").server.port == 1111
+
+
+# --------------------------------------------------------------------------- messages that help
+
+
+def test_an_unknown_key_suggests_the_nearest_known_key() -> None:
+    bad = data()
+    ampeco = bad["sources"][3]
+    ampeco["secret"] = ampeco.pop("secrets")
+    message = error_of(bad)
+    assert message.startswith('sources["ampeco"]: unknown key `secret`')
+    assert "did you mean `secrets`?" in message
+
+
+def test_a_bad_enum_value_lists_the_allowed_values() -> None:
+    bad = data()
+    bad["sources"][0]["on_error"] = "allow-known"
+    message = error_of(bad)
+    assert message.startswith('sources["zaptec"].on_error')
+    assert "did you mean 'allow_known'?" in message
+    assert "allowed: allow, allow_known, deny" in message
+    bad = data()
+    bad["logging"]["level"] = "loud"
+    assert "allowed: debug, error, info, warning" in error_of(bad)
+
+
+def test_a_missing_provider_lists_the_providers() -> None:
+    bad = data()
+    del bad["sources"][3]["provider"]
+    message = error_of(bad)
+    assert "`provider` is required" in message and "ampeco, easypark, zaptec, ztlment" in message
+
+
+def test_postgres_scheme_is_accepted_as_libpq_does() -> None:
+    doc = data()
+    doc["storage"]["url"] = "postgres://hookgate@127.0.0.1:5432/hookgate"
+    url = parse_config(doc, env={}).storage.url
+    assert url == "postgresql://hookgate@127.0.0.1:5432/hookgate"
+
+
+LINES = """\
+[server]
+port = 8000
+
+[[sources]]
+name = "zaptec"
+provider = "zaptec"
+password = "x"
+
+[[sources]]
+name = "ampeco"
+provider = "ampeco"
+secret = ["x"]
+"""
+
+
+def test_errors_give_the_line_of_the_key(tmp_path: Path) -> None:
+    file = tmp_path / "hookgate.toml"
+    file.write_text(LINES, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert str(info.value).startswith(f'{file}:12: sources["ampeco"]: unknown key `secret`')
+    file.write_text(LINES.replace('secret = ["x"]', "").replace("port = 8000", "port = -1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert str(info.value).startswith(f"{file}:2: server.port")
+    file.write_text(LINES.replace('secret = ["x"]', 'on_invalid = "drop"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert str(info.value).startswith(f'{file}:12: sources["ampeco"].on_invalid')
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def test_a_relative_sqlite_path_is_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    file = tmp_path / "etc" / "hookgate.toml"
+    file.write_text('[storage]\nurl = "sqlite:///data/hookgate.db"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    expected = f"sqlite:///{tmp_path / 'etc' / 'data' / 'hookgate.db'}"
+    assert load_config(file).storage.url == expected
+    assert load_config("../etc/hookgate.toml").storage.url == expected
+    file.write_text('[storage]\nurl = "sqlite:////srv/hookgate.db"\n', encoding="utf-8")
+    assert load_config(file).storage.url == "sqlite:////srv/hookgate.db"
+
+
+# --------------------------------------------------------------------------- variables
+
+
+ENV_FILE = """\
+[storage]
+url = "sqlite:///hookgate.db"
+
+[admin]
+tokens = ["${HG_T_ADMIN}"]
+
+[[sources]]
+name = "zaptec"
+provider = "zaptec"
+password = "${HG_T_ZAPTEC}"
+
+[[sources]]
+name = "easypark"
+provider = "easypark"
+username = "easypark"
+password = "$HG_T_EASYPARK"
+"""
+
+
+def test_unset_variables_are_needed_only_where_used(tmp_path: Path) -> None:
+    file = tmp_path / "hookgate.toml"
+    file.write_text(ENV_FILE, encoding="utf-8")
+    loaded = read_config(file, env={})
+    assert loaded.missing == {
+        "admin.tokens[0]": "HG_T_ADMIN",
+        'sources["zaptec"].password': "HG_T_ZAPTEC",
+    }
+    assert loaded.require("storage", "authorization").storage.url.endswith("/hookgate.db")
+    assert loaded.require('sources["easypark"]').source("easypark") is not None
+    with pytest.raises(ConfigError, match=r'sources\["zaptec"\].password: .*HG_T_ZAPTEC'):
+        loaded.require('sources["zaptec"]')
+    with pytest.raises(ConfigError, match="HG_T_ADMIN"):
+        loaded.require()
+    with pytest.raises(ConfigError, match="HG_T_ADMIN"):
+        load_config(file)
+
+
+def test_a_variable_without_braces_is_warned_about(tmp_path: Path) -> None:
+    file = tmp_path / "hookgate.toml"
+    file.write_text(ENV_FILE, encoding="utf-8")
+    loaded = read_config(file, env={"HG_T_ADMIN": "a", "HG_T_ZAPTEC": "z"})
+    assert loaded.warnings == [
+        'sources["easypark"].password: $HG_T_EASYPARK is taken literally (only '
+        "${HG_T_EASYPARK} is replaced by the environment variable; write $$ for a literal $)"
+    ]
+    source = loaded.require().source("easypark")
+    assert isinstance(source, EasyParkSource) and source.password == "$HG_T_EASYPARK"
+    # Braced references, escapes and lowercase text are not warned about.
+    file.write_text(ENV_FILE.replace("$HG_T_EASYPARK", "pa$$word$abc${HG_T_ZAPTEC}"))
+    assert read_config(file, env={"HG_T_ADMIN": "a", "HG_T_ZAPTEC": "z"}).warnings == []

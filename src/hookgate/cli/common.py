@@ -13,7 +13,8 @@ from hookgate import __version__
 from hookgate.config import (
     Config,
     ConfigError,
-    load_config,
+    ConfigFile,
+    read_config,
 )
 from hookgate.store import SchemaOutdated, Store, StoreError, make_store
 
@@ -21,9 +22,34 @@ T = TypeVar("T")
 _pretty = msgspec.json.Encoder()
 
 
-def _config(path: str | None) -> Config:
+# What a command that only reads the database needs from the file: variables used
+# elsewhere (provider passwords, admin tokens) may be unset.
+READS = ("storage", "authorization")
+
+
+def _config_file(path: str | None) -> ConfigFile:
     try:
-        return load_config(path)
+        return read_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _config(path: str | None, *needs: str) -> Config:
+    """The configuration, requiring set variables only under `needs` (default: READS)."""
+    try:
+        return _config_file(path).require(*(needs or READS))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _config_all(path: str | None) -> Config:
+    """The configuration with every variable set (serving needs all of it); warnings about
+    the file go to stderr."""
+    loaded = _config_file(path)
+    for warning in loaded.warnings:
+        click.echo(f"warning: {loaded.path}: {warning}", err=True)
+    try:
+        return loaded.require()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -55,7 +81,22 @@ config_option = click.option(
 )
 
 
-@click.group()
+class _Group(click.Group):
+    """Configuration and storage problems are the operator's to fix: a message, never a
+    traceback, whichever command meets them."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        except SchemaOutdated as exc:
+            raise click.ClickException(str(exc)) from None
+        except StoreError as exc:
+            raise click.ClickException(f"storage: {exc}") from None
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="hookgate")
 def main() -> None:
     """hookgate: receive, verify and store provider webhooks."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,12 +20,14 @@ from hookgate.cli.common import (
 from hookgate.config import (
     AmpecoSource,
     EasyParkSource,
+    ServerConfig,
     SourceConfig,
     ZaptecSource,
     ZtlmentSource,
     find_config,
+    source_key,
 )
-from hookgate.emulate.base import Sent
+from hookgate.emulate.base import OBSERVER, Sent
 
 
 def _source_for(config_path: str | None, name: str, provider: str) -> SourceConfig | None:
@@ -32,7 +35,7 @@ def _source_for(config_path: str | None, name: str, provider: str) -> SourceConf
     target = find_config(config_path)
     if not target.exists():
         return None
-    source = _config(config_path).source(name)
+    source = _config(config_path, source_key(name)).source(name)
     if source is not None and source.provider != provider:
         raise click.ClickException(f"source {name!r} is a {source.provider} source, not {provider}")
     return source
@@ -46,11 +49,126 @@ def _need(value: str | None, what: str, flag: str, name: str) -> str:
     return value
 
 
+# Requests of one run beyond which lines are shown only for refusals, with progress.
+_LINES_UP_TO = 20
+_REFUSALS_SHOWN = 10
+
+
+def _denied(sent: Sent) -> bool:
+    """A Zaptec start answered "not authorized": the gateway decided, the call got through."""
+    return (
+        sent.provider == "zaptec"
+        and isinstance(sent.response, dict)
+        and sent.response.get("authorized") is False
+    )
+
+
+def _outcome(sent: Sent) -> str:
+    if sent.ok:
+        return "accepted"
+    if sent.status is not None and _denied(sent):
+        return "denied"
+    return "refused" if sent.status is not None else "failed"
+
+
+class _Report:
+    """Prints each request as it is answered (the emulators report through OBSERVER), or a
+    progress line for long runs, and keeps the counts for the summary and the exit code."""
+
+    def __init__(self, provider: str, mode: str, expected: int) -> None:
+        self.provider = provider
+        self.mode = mode  # lines | json | progress | quiet
+        self.expected = expected
+        self.outcomes: dict[str, int] = {}
+        self.statuses: dict[str, int] = {}
+        self.done = 0
+        self.shown_refusals = 0
+        self.next_mark = 10
+        self.last_progress = time.monotonic()
+
+    def _line(self, sent: Sent) -> str:
+        shown = sent.error or _pretty.encode(sent.response).decode()[:160]
+        return f"{self.provider:<9} {sent.label:<44} -> {sent.status or 'ERR'}  {shown}"
+
+    def sent(self, sent: Sent) -> None:
+        self.done += 1
+        outcome = _outcome(sent)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        key = str(sent.status) if sent.status is not None else "error"
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+        if self.mode == "json":
+            click.echo(
+                _pretty.encode(
+                    {
+                        "label": sent.label,
+                        "status": sent.status,
+                        "attempts": sent.attempts,
+                        "response": sent.response,
+                        "error": sent.error,
+                    }
+                ).decode()
+            )
+        elif self.mode == "lines":
+            click.echo(self._line(sent))
+        elif self.mode == "progress":
+            if outcome in ("refused", "failed") and self.shown_refusals < _REFUSALS_SHOWN:
+                self.shown_refusals += 1
+                click.echo(self._line(sent))
+            now = time.monotonic()
+            if self.done >= self.next_mark or now - self.last_progress >= 2:
+                # At 10, 20, 50, 100, 200, 500, ... requests, and at least every 2 s.
+                while self.next_mark <= self.done:
+                    grow = 2.5 if str(self.next_mark)[0] == "2" else 2
+                    self.next_mark = int(self.next_mark * grow)
+                self.last_progress = now
+                click.echo(f"progress: {self.done} requests ({self._counts()})", err=True)
+
+    def retrying(self, sent: Sent, attempt: int, max_attempts: int, delay: float) -> None:
+        if self.mode == "quiet":
+            return
+        reason = sent.status if sent.status is not None else (sent.error or "error")
+        click.echo(
+            f"{self.provider:<9} {sent.label:<44} -> {reason}, "
+            f"retry {attempt}/{max_attempts - 1} in {delay:g} s",
+            err=True,
+        )
+
+    def _counts(self) -> str:
+        order = ("accepted", "denied", "refused", "failed")
+        return ", ".join(f"{self.outcomes[k]} {k}" for k in order if self.outcomes.get(k))
+
+    def summary(self, results: list[Sent]) -> str:
+        """Outcomes of the deliveries (after any retries), then the answers to every request."""
+        final: dict[str, int] = {}
+        for sent in results:
+            final[_outcome(sent)] = final.get(_outcome(sent), 0) + 1
+        order = ("accepted", "denied", "refused", "failed")
+        outcomes = ", ".join(f"{final[k]} {k}" for k in order if final.get(k)) or "nothing sent"
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        return f"sent {len(results)}: {outcomes} ({self.done} requests; {statuses})"
+
+
+def _default_url(config_path: str | None) -> str:
+    """The gateway this configuration serves: [server] host and port."""
+    target = find_config(config_path)
+    server = _config(config_path, "server").server if target.exists() else ServerConfig()
+    host = server.host
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - a listen-everywhere address
+        host = "127.0.0.1" if host != "::" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}"
+
+
 @main.command()
 @config_option
 @click.argument("provider", type=click.Choice(["zaptec", "ampeco", "easypark", "ztlment"]))
 @click.argument("event", required=False)
-@click.option("--url", required=True, help="Base URL of the gateway, e.g. http://127.0.0.1:8000")
+@click.option(
+    "--url",
+    default=None,
+    help="Base URL of the gateway (default: http://[server] host:port of the configuration).",
+)
 @click.option("--source", "source_name", default=None, help="Source name (default: the provider).")
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=1, show_default=True)
 @click.option("--duplicate", is_flag=True, help="Send every request twice.")
@@ -64,14 +182,31 @@ def _need(value: str | None, what: str, flag: str, name: str) -> str:
 @click.option("--case", type=click.Choice(["pascal", "camel"]), default="pascal", show_default=True)
 @click.option("--token", default=None, help="Zaptec charge token (RFID uid).")
 @click.option("--legacy", is_flag=True, help="EasyPark legacy feed (no parkingUserId).")
-@click.option("--retry-interval", type=float, default=3600.0, show_default=True)
-@click.option("--max-attempts", type=click.IntRange(1), default=24, show_default=True)
+@click.option(
+    "--provider-retries",
+    is_flag=True,
+    help="Retry refused EasyPark deliveries as EasyPark does: every hour, 24 attempts "
+    "(default: one attempt, so a mistake shows at once).",
+)
+@click.option(
+    "--retry-interval",
+    type=click.FloatRange(0),
+    default=None,
+    help="Seconds between EasyPark attempts [3600].",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1),
+    default=None,
+    help="EasyPark attempts per transaction [1; 24 with --provider-retries].",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per request.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
 def send(
     config_path: str | None,
     provider: str,
     event: str | None,
-    url: str,
+    url: str | None,
     source_name: str | None,
     count: int,
     duplicate: bool,
@@ -85,24 +220,30 @@ def send(
     case: str,
     token: str | None,
     legacy: bool,
-    retry_interval: float,
-    max_attempts: int,
+    provider_retries: bool,
+    retry_interval: float | None,
+    max_attempts: int | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Act as PROVIDER towards a running gateway.
 
     \b
     zaptec   [cycle]                  token (or Basic), session start, session end
     ampeco   [session|all|<type>]     signed notifications (default: a session lifecycle)
-    easypark [parking]                parking transactions, retried until 2xx or 409
+    easypark [parking]                parking transactions (retried with --provider-retries)
     ztlment  [payment|approval|STATE] an object walked through its states
+
+    Each request is printed as it is answered. Exits 0 when every request was accepted
+    (2xx, a 409 duplicate, or a Zaptec "not authorized" decision), 1 otherwise.
     """
     name = source_name or provider
     configured = _source_for(config_path, name, provider)
+    base_url = url or _default_url(config_path)
     runner = _emulator(
         provider,
         event,
-        url,
+        base_url,
         name,
         configured,
         count=count,
@@ -117,38 +258,40 @@ def send(
         case=case,
         token=token,
         legacy=legacy,
-        retry_interval=retry_interval,
-        max_attempts=max_attempts,
+        retry_interval=3600.0 if retry_interval is None else retry_interval,
+        max_attempts=max_attempts or (24 if provider_retries else 1),
     )
+    expected = count * (2 if duplicate else 1)
+    if quiet:
+        mode = "quiet"
+    elif as_json:
+        mode = "json"
+    else:
+        mode = "lines" if expected <= _LINES_UP_TO else "progress"
+    report = _Report(provider, mode, expected)
 
     async def go() -> list[Sent]:
+        OBSERVER.set(report)
         async with httpx.AsyncClient(timeout=30) as client:
             return await runner(client)
 
-    results = asyncio.run(go())
-    counts: dict[str, int] = {}
-    for sent in results:
-        key = str(sent.status) if sent.status is not None else "error"
-        counts[key] = counts.get(key, 0) + 1
-        if as_json:
+    try:
+        results = asyncio.run(go())
+    except KeyboardInterrupt:
+        click.echo(f"interrupted after {report.done} requests ({report._counts()})", err=True)
+        sys.exit(130)
+    click.echo(report.summary(results), err=as_json)
+    if any(_outcome(s) in ("refused", "failed") for s in results) or not results:
+        if not quiet and report.statuses.get("404"):
+            click.echo(f"404: is there a source {name!r} at {base_url}?", err=True)
+        if not quiet and report.statuses.get("401"):
             click.echo(
-                _pretty.encode(
-                    {
-                        "label": sent.label,
-                        "status": sent.status,
-                        "attempts": sent.attempts,
-                        "response": sent.response,
-                        "error": sent.error,
-                    }
-                ).decode()
+                f"401: the credentials differ from source {name!r} of the gateway's "
+                "configuration (pass --config of the running gateway)",
+                err=True,
             )
-        else:
-            shown = sent.error or _pretty.encode(sent.response).decode()[:160]
-            click.echo(f"{provider:<9} {sent.label:<44} -> {sent.status or 'ERR'}  {shown}")
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    click.echo(f"sent {len(results)} ({summary})", err=as_json)
-    failed = [s for s in results if s.status is None or s.status >= 500]
-    if failed:
+        if not quiet and report.statuses.get("error"):
+            click.echo(f"no answer from {base_url}: is `hookgate serve` running?", err=True)
         sys.exit(1)
 
 

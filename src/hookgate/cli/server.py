@@ -3,27 +3,88 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import textwrap
+from typing import IO
 from urllib.parse import urlsplit
 
 import click
 
 from hookgate.cli.common import (
     _config,
+    _config_all,
+    _config_file,
     config_option,
     main,
 )
 from hookgate.config import (
     PLACEHOLDER,
+    Config,
     find_config,
     load_config,
 )
 from hookgate.store import StoreError, make_store
+
+
+def _serving_lock(config: Config) -> IO[str] | None:
+    """Hold `<db>.lock` for the life of this process: SQLite allows one serving process per
+    file (a `hookgate worker` may share it, and does not take the lock)."""
+    database = config.storage.sqlite_file()
+    if database is None:
+        return None
+    path = f"{database}.lock"
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise click.ClickException(
+            f"another hookgate serve (pid {holder}) is serving {database}: SQLite allows one "
+            "serving process per database file (see docs/deployment.md; use PostgreSQL to "
+            "run several)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything is loaded or started, so a busy port fails
+    at once instead of after the start-up work (and its delivery attempts)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = (
+            "the address is in use (is another hookgate serve running? pass --port or change "
+            "[server] port)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror
+        )
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @main.command()
@@ -37,7 +98,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     from hookgate.app import create_app
     from hookgate.logs import configure, dict_config
 
-    config = _config(config_path)
+    config = _config_all(config_path)
     configure(config.logging)
     store = make_store(config.storage)
     if not config.storage.auto_migrate:
@@ -45,16 +106,21 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             pending = asyncio.run(store.pending_migrations())
         except StoreError as exc:
             raise click.ClickException(f"storage: {exc}") from None
+        advice = f"run `hookgate migrate{' --config ' + config_path if config_path else ''}` first"
+        database = config.storage.sqlite_file()
+        if database is not None and not os.path.exists(database):
+            raise click.ClickException(f"there is no database at {database}: {advice}")
         if pending:
-            raise click.ClickException(
-                f"the database lacks migrations {pending}: run `hookgate migrate"
-                f"{' --config ' + config_path if config_path else ''}` first"
-            )
+            raise click.ClickException(f"the database lacks migrations {pending}: {advice}")
+    lock = _serving_lock(config)
+    listen_host = host or config.server.host
+    listen_port = port if port is not None else config.server.port
+    sock = _listen(listen_host, listen_port)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config),
-            host=host or config.server.host,
-            port=port if port is not None else config.server.port,
+            host=listen_host,
+            port=listen_port,
             loop="uvloop",
             http="httptools",
             lifespan="on",
@@ -71,7 +137,9 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     # SIGTERM/SIGINT is a success, so let that re-raise land on a no-op handler.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
-    server.run()
+    server.run(sockets=[sock])
+    if lock is not None:
+        lock.close()
     if not server.started:
         sys.exit(1)
 
@@ -79,8 +147,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
 @main.command()
 @config_option
 def migrate(config_path: str | None) -> None:
-    """Apply pending schema migrations."""
-    config = _config(config_path)
+    """Apply pending schema migrations (creating the SQLite file when there is none)."""
+    config = _config(config_path, "storage")
     try:
         applied = asyncio.run(make_store(config.storage).migrate())
     except StoreError as exc:
@@ -91,25 +159,40 @@ def migrate(config_path: str | None) -> None:
 @main.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
-    """Validate the configuration and list the sources."""
-    config = _config(config_path)
-    click.echo(f"{find_config(config_path)}: valid")
+    """Validate the configuration and list the sources; exits non-zero when a variable is
+    not set or a source has no credentials (it would refuse every call)."""
+    loaded = _config_file(config_path)
+    config = loaded.config
+    problems = [
+        f"{path}: environment variable {name} is not set" for path, name in loaded.missing.items()
+    ]
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{loaded.path}: {'valid' if not problems else 'not usable'}")
     for source in config.sources:
         credentials = source.credentials()
         if not credentials:
-            state = "NO CREDENTIALS: rejects every call"
+            state = "NO CREDENTIALS: refuses every call"
+            problems.append(
+                f'sources["{source.name}"]: no credentials (empty or unset), so every call '
+                "would be refused"
+            )
         elif any(secret.startswith(PLACEHOLDER) for secret in credentials):
             state = f"PLACEHOLDER secret: replace {PLACEHOLDER}... with {_ISSUER[source.provider]}"
         else:
             state = "ok"
         click.echo(f"  {source.name:<20} {source.provider:<9} {state}")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        raise click.ClickException(f"{len(problems)} problem(s) in {loaded.path}")
 
 
 @main.command("admin-token")
 @config_option
 def admin_token(config_path: str | None) -> None:
     """Print the first admin API token, for scripts: TOKEN=$(hookgate admin-token)."""
-    config = _config(config_path)
+    config = _config(config_path, "admin")
     tokens = [token for token in config.admin.tokens if token]
     if not tokens:
         raise click.ClickException(

@@ -35,6 +35,7 @@ from hookgate.authorization.service import (
     to_entity,
 )
 from hookgate.cli.common import (
+    READS,
     _config,
     _print_json,
     _store_run,
@@ -45,6 +46,7 @@ from hookgate.config import (
     Config,
     ZaptecSource,
     find_config,
+    source_key,
 )
 from hookgate.providers.base import StartRequest
 from hookgate.store import Store
@@ -514,7 +516,7 @@ def decide(
     as_json: bool,
 ) -> None:
     """What a session start would get now, and why; records nothing, reserves nothing."""
-    config = _config(config_path)
+    config = _config(config_path, *READS, source_key(source_name))
     source = config.source(source_name)
     names = ", ".join(_zaptec_names(config)) or "none"
     if source is None:

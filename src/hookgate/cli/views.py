@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hookgate.cli.common import _config, _print_json, _store_run, config_option, main
+from hookgate.cli.common import READS, _config, _print_json, _store_run, config_option, main
 from hookgate.cli.inbox import events, rejections
 from hookgate.config import Config
 from hookgate.export import build_report, lines_csv, report_json, totals_csv
@@ -484,7 +484,7 @@ def _rerun(
     run: Callable[[Store, Config, Providers], Awaitable[RerunResult]],
     as_json: bool,
 ) -> None:
-    config = _config(config_path)
+    config = _config(config_path, *READS, "sources")
 
     async def work(store: Store) -> RerunResult:
         return await run(store, config, await _providers(store))

@@ -8,7 +8,7 @@ import signal
 
 import structlog
 
-from hookgate.cli.common import _config, _with_store, config_option, main
+from hookgate.cli.common import _config_all, _with_store, config_option, main
 from hookgate.config import Config
 from hookgate.metrics import Metrics
 from hookgate.store import Store
@@ -50,6 +50,6 @@ def worker(config_path: str | None) -> None:
     """
     from hookgate.logs import configure
 
-    config = _config(config_path)
+    config = _config_all(config_path)
     configure(config.logging)
     asyncio.run(_with_store(config, lambda store: _run_workers(config, store)))

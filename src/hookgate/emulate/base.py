@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -29,6 +30,29 @@ class Sent:
     def ok(self) -> bool:
         """Accepted as the provider would count it (2xx, or 409 for a known duplicate)."""
         return self.status is not None and (200 <= self.status < 300 or self.status == 409)
+
+
+class Observer(Protocol):
+    """Told about every request as it happens, so a caller can show progress."""
+
+    def sent(self, sent: Sent) -> None:
+        """A response (or transport error) arrived."""
+
+    def retrying(self, sent: Sent, attempt: int, max_attempts: int, delay: float) -> None:
+        """`sent` was refused; attempt `attempt + 1` follows after `delay` seconds."""
+
+
+# Set by `hookgate send` around a run; the emulators report through it without every
+# scenario passing a callback down to each request.
+OBSERVER: ContextVar[Observer | None] = ContextVar("hookgate_emulate_observer", default=None)
+
+
+def observe(sent: Sent) -> Sent:
+    """Report `sent` to the observer of this run, if any."""
+    observer = OBSERVER.get()
+    if observer is not None:
+        observer.sent(sent)
+    return sent
 
 
 def encode(document: Any) -> bytes:
@@ -62,5 +86,5 @@ async def post(
     try:
         response = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
-        return Sent(provider, label, None, error=f"{type(exc).__name__}: {exc}", body=body)
-    return Sent(provider, label, response.status_code, response_json(response), body=body)
+        return observe(Sent(provider, label, None, error=f"{type(exc).__name__}: {exc}", body=body))
+    return observe(Sent(provider, label, response.status_code, response_json(response), body=body))

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from hookgate.emulate.base import Sent, encode, post
+from hookgate.emulate.base import OBSERVER, Sent, encode, post
 
 _AREAS = [
     (291048, "Nyköpings lasarett, besökande", 403, "EuroPark Svenska AB"),
@@ -72,6 +72,9 @@ async def deliver(
         sent.attempts = attempt
         if sent.ok or attempt >= max_attempts:
             return sent
+        observer = OBSERVER.get()
+        if observer is not None:
+            observer.retrying(sent, attempt, max_attempts, retry_interval)
         await asyncio.sleep(retry_interval)
 
 

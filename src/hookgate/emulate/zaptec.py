@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from hookgate.emulate.base import Sent, encode, post
+from hookgate.emulate.base import Sent, encode, observe, post, response_json
 
 
 def _case(document: dict[str, Any], case: str) -> dict[str, Any]:
@@ -56,9 +56,7 @@ class ZaptecEmulator:
                 },
             )
             if response.status_code != 200:
-                raise RuntimeError(
-                    f"token endpoint answered {response.status_code}: {response.text}"
-                )
+                raise TokenRefused(response.status_code, response_json(response))
             self._token = str(response.json()["access_token"])
         return f"Bearer {self._token}"
 
@@ -117,6 +115,14 @@ class ZaptecEmulator:
         return results
 
 
+class TokenRefused(RuntimeError):
+    """The token endpoint did not issue a token."""
+
+    def __init__(self, status: int, response: Any) -> None:
+        super().__init__(f"token endpoint answered {status}: {response}")
+        self.status, self.response = status, response
+
+
 async def run(
     client: httpx.AsyncClient,
     base_url: str,
@@ -141,7 +147,10 @@ async def run(
             results.extend(
                 await emulator.session(token=token, charger=charger, duplicate=duplicate)
             )
+        except TokenRefused as exc:
+            results.append(observe(Sent("zaptec", "token", exc.status, exc.response)))
+            break
         except (RuntimeError, httpx.HTTPError) as exc:
-            results.append(Sent("zaptec", "token", None, error=str(exc)))
+            results.append(observe(Sent("zaptec", "token", None, error=str(exc))))
             break
     return results

@@ -262,9 +262,14 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         if self._auto_migrate:
             await self.migrate()
+        elif not await asyncio.to_thread(Path(self.path).exists):
+            # Only `migrate` (and `init`, or `auto_migrate`) creates the file: a command run
+            # from the wrong directory must not leave an empty database behind.
+            raise SchemaOutdated(
+                f"there is no database at {self.path}: run `hookgate migrate` first"
+            )
         pending = await self.pending_migrations()
         if pending:
             raise SchemaOutdated(
@@ -336,6 +341,8 @@ class SqliteStore:
         return await asyncio.to_thread(self._migrate_sync)
 
     def _pending_sync(self) -> list[int]:
+        if not Path(self.path).exists():  # looking must not create the file
+            return [version for version, _, _ in migrations("sqlite")]
         conn = _connect(self.path)
         try:
             exists = conn.execute(
