@@ -71,11 +71,12 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 @pytest.mark.parametrize("where", ["server", "source", "storage"])
 def test_a_bad_key_is_named_by_check_config_and_serve(tmp_path: Path, where: str) -> None:
     config, key = _with_bad_key(tmp_path, where)
-    section = {"server": "server", "source": "sources[3]", "storage": "storage"}[where]
+    section = {"server": "server", "source": 'sources["ampeco"]', "storage": "storage"}[where]
 
     checked = run_cli("check-config", "--config", str(config), cwd=tmp_path, check=False)
     assert checked.returncode != 0, checked.stdout
     assert key in checked.stderr and section in checked.stderr, checked.stderr
+    assert f"{config}:" in checked.stderr  # with the line of the key
     assert "valid" not in checked.stdout
 
     served = _serve_fails(config, tmp_path)

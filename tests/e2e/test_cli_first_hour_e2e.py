@@ -73,7 +73,7 @@ def test_send_fails_fast_and_says_why(tmp_path: Path) -> None:
         )
         assert "401, retry 1/2 in 0.01 s" in retried.stderr
         assert "401, retry 2/2 in 0.01 s" in retried.stderr
-        assert "(3 requests; 401: 3)" in retried.stdout
+        assert "sent 1 (401: 1)\n1 refused in 3 request(s)" in retried.stdout
 
         nowhere = ["--source", "nope", "--username", "u", "--password", "p"]
         unknown = _refusing(["send", "easypark", "--config", str(config), *nowhere], tmp_path)
@@ -86,11 +86,10 @@ def test_send_fails_fast_and_says_why(tmp_path: Path) -> None:
         many = run_cli("send", "easypark", "--count", "25", "--config", str(config), cwd=tmp_path)
         assert "progress: 10 requests (10 accepted)" in many.stderr
         assert "progress: 20 requests (20 accepted)" in many.stderr
-        assert "-> 200" not in many.stdout and "sent 25: 25 accepted" in many.stdout
+        assert "-> 200" not in many.stdout and "sent 25 (200: 25)\n25 accepted" in many.stdout
 
         quiet = run_cli("send", "easypark", "-q", "--config", str(config), cwd=tmp_path)
-        assert quiet.stdout.splitlines() == [quiet.stdout.strip()]
-        assert quiet.stdout.startswith("sent 1: 1 accepted")
+        assert quiet.stdout == "sent 1 (200: 1)\n1 accepted in 1 request(s)\n"
 
     down = _refusing(["send", "easypark", "--config", str(config)], tmp_path)
     assert "-> ERR" in down.stdout and "is `hookgate serve` running?" in down.stderr

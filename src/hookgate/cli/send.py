@@ -138,14 +138,18 @@ class _Report:
         return ", ".join(f"{self.outcomes[k]} {k}" for k in order if self.outcomes.get(k))
 
     def summary(self, results: list[Sent]) -> str:
-        """Outcomes of the deliveries (after any retries), then the answers to every request."""
+        """`sent N (status: count, ...)` of the deliveries after any retries, then what
+        became of them and how many requests that took."""
         final: dict[str, int] = {}
+        statuses: dict[str, int] = {}
         for sent in results:
             final[_outcome(sent)] = final.get(_outcome(sent), 0) + 1
+            key = str(sent.status) if sent.status is not None else "error"
+            statuses[key] = statuses.get(key, 0) + 1
         order = ("accepted", "denied", "refused", "failed")
         outcomes = ", ".join(f"{final[k]} {k}" for k in order if final.get(k)) or "nothing sent"
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
-        return f"sent {len(results)}: {outcomes} ({self.done} requests; {statuses})"
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+        return f"sent {len(results)} ({counts})\n{outcomes} in {self.done} request(s)"
 
 
 def _default_url(config_path: str | None) -> str:
