@@ -59,6 +59,24 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     forwarded_allow_ips: str = "127.0.0.1"
     # Seconds that in-flight requests get to finish on SIGTERM before the server closes.
     graceful_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Limits at the HTTP edge (docs/security.md). Open connections beyond max_connections
+    # first displace the longest-idle one; with none idle the newcomer gets 503.
+    max_connections: Annotated[int, msgspec.Meta(ge=8, le=1_000_000)] = 4096
+    # Request line plus header fields, and the number of header fields (431 beyond).
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    max_header_count: Annotated[int, msgspec.Meta(ge=8, le=10_000)] = 100
+    # Whole-request deadlines from the first byte of a request to its last header field,
+    # and from there to its last body byte (408 and close beyond); a connection with no
+    # request in progress is closed after idle_timeout_seconds.
+    header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    idle_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    # Failed credentials per source and client address within the window before the
+    # failing attempts get 429 (a valid credential always passes); 0 turns it off.
+    auth_failure_limit: Annotated[int, msgspec.Meta(ge=0)] = 20
+    auth_failure_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    # Most (source, address) pairs remembered at once; the oldest are forgotten first.
+    auth_failure_table_size: Annotated[int, msgspec.Meta(ge=16, le=10_000_000)] = 10_000
 
 
 class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

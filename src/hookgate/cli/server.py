@@ -96,6 +96,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from hookgate.app import create_app
+    from hookgate.ingress.edge import uvicorn_options
     from hookgate.logs import configure, dict_config
 
     config = _config_all(config_path)
@@ -122,7 +123,6 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             host=listen_host,
             port=listen_port,
             loop="uvloop",
-            http="httptools",
             lifespan="on",
             access_log=config.server.access_log,
             proxy_headers=config.server.proxy_headers,
@@ -131,6 +131,9 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             log_config=dict_config(config.logging),
             timeout_graceful_shutdown=int(config.server.graceful_timeout_seconds),
             server_header=False,
+            # httptools with header caps, request deadlines, an idle timeout and a
+            # connection cap; upgrades other than WebSocket ignored (ingress/edge.py).
+            **uvicorn_options(config.server),
         )
     )
     # uvicorn re-raises the stop signal once it has shut down cleanly; a graceful stop on

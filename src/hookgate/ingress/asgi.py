@@ -24,8 +24,9 @@ from hookgate.config import AmpecoSource, Config, SourceConfig, ZaptecSource
 from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
+from hookgate.ingress.throttle import FailureThrottle
 from hookgate.metrics import Metrics
-from hookgate.oauth import TokenIssuer, redact_form
+from hookgate.oauth import FORM_MAX_BYTES, TokenIssuer, redact_form
 from hookgate.providers.base import (
     Answer,
     Call,
@@ -111,6 +112,12 @@ class Ingress:
             if source.provider in providers
         }
         self._background: set[asyncio.Task[None]] = set()
+        server = config.server
+        self.throttle = FailureThrottle(
+            server.auth_failure_limit,
+            server.auth_failure_window_seconds,
+            server.auth_failure_table_size,
+        )
         self.pipeline = Pipeline(config, store, decider, metrics, on_stored)
 
     # -- ASGI --------------------------------------------------------------------------
@@ -135,9 +142,9 @@ class Ingress:
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 
-    async def _read_body(self, receive: Receive, request: _Request) -> bytes:
+    async def _read_body(self, receive: Receive, request: _Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _TooLarge(b"", int(declared))
         chunks: list[bytes] = []
         size = 0
@@ -147,7 +154,7 @@ class Ingress:
                 raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 head = b"".join(chunks)
                 raise _TooLarge(head, size)
             chunks.append(chunk)
@@ -188,29 +195,45 @@ class Ingress:
                     f"{request.method} is not allowed here; providers POST",
                     {"Allow": "POST"},
                 )
+            if kind == "token":
+                assert isinstance(source, ZaptecSource)
+                if source.auth != "oauth":
+                    raise Reject(
+                        404,
+                        "unknown-route",
+                        "Not Found",
+                        f"source {source.name!r} uses HTTP Basic; it has no token endpoint",
+                    )
+                # A token form is tiny: refuse a large one before reading or parsing it.
+                limit = FORM_MAX_BYTES
+            else:
+                # Credentials carried in headers (Basic, API key, bearer token; for a signed
+                # body, the signature's presence) are checked before a byte of the body is
+                # read, so that nobody without them can make the gateway buffer a body.
+                provider.authenticate(source, Call(route, request.headers, b""))
+                if not _is_json(request.headers.get("content-type")):
+                    raise Reject(
+                        415,
+                        "unsupported-media-type",
+                        "Unsupported Media Type",
+                        "the body must be application/json",
+                        {"Accept-Post": "application/json"},
+                    )
+                limit = self.max_body
             try:
-                body = await self._read_body(receive, request)
+                body = await self._read_body(receive, request, limit)
             except _TooLarge as exc:
                 body, declared = exc.head, exc.size
                 raise Reject(
                     413,
                     "body-too-large",
                     "Content Too Large",
-                    f"the body exceeds {self.max_body} bytes",
+                    f"the body exceeds {limit} bytes",
                 ) from None
             if kind == "token":
                 assert isinstance(source, ZaptecSource)
                 return await self._token(request, source, provider, body)
             call = Call(route, request.headers, body)
-            provider.authenticate(source, call)
-            if not _is_json(request.headers.get("content-type")):
-                raise Reject(
-                    415,
-                    "unsupported-media-type",
-                    "Unsupported Media Type",
-                    "the body must be application/json",
-                    {"Accept-Post": "application/json"},
-                )
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
             event = pipeline.event(source, provider, request.headers, parsed, body)
@@ -261,6 +284,8 @@ class Ingress:
             timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
             return answer.status, answer.body, answer.content_type.encode(), timing
         except Reject as exc:
+            if exc.status == 401 and source is not None:
+                exc = self._throttled(request, source, exc)
             await self._reject(request, source, provider, name, exc, body, declared)
             return (
                 exc.status,
@@ -278,6 +303,20 @@ class Ingress:
                 _PROBLEM,
                 {"Retry-After": retry},
             )
+
+    def _throttled(self, request: _Request, source: SourceConfig, refusal: Reject) -> Reject:
+        """`refusal` of a failed credential, or 429 once this address has failed too often."""
+        retry = self.throttle.failed(source.name, request.remote)
+        if retry is None:
+            return refusal
+        return Reject(
+            429,
+            "too-many-failures",
+            "Too Many Requests",
+            f"too many failed credentials from this address for source {source.name!r}; "
+            f"{refusal.detail}",
+            {"Retry-After": str(retry)},
+        )
 
     def _count(self, source: SourceConfig | None, outcome: str) -> None:
         self.metrics.request(source.name if source else "-", outcome)
@@ -311,13 +350,6 @@ class Ingress:
     async def _token(
         self, request: _Request, source: ZaptecSource, provider: Provider[Any], body: bytes
     ) -> tuple[int, bytes, bytes, dict[str, str]]:
-        if source.auth != "oauth":
-            raise Reject(
-                404,
-                "unknown-route",
-                "Not Found",
-                f"source {source.name!r} uses HTTP Basic; it has no token endpoint",
-            )
         answer = self.issuer.answer(
             source,
             request.headers.get("content-type", ""),
@@ -328,7 +360,16 @@ class Ingress:
             rejection = Reject(
                 answer.status, f"oauth-{answer.failure}", "", str(answer.body["error_description"])
             )
+            if answer.failure in ("invalid_grant", "invalid_client"):
+                rejection = self._throttled(request, source, rejection)
             await self._reject(request, source, provider, source.name, rejection, redact_form(body))
+            if rejection.status == 429:
+                return (
+                    429,
+                    problem(429, rejection.code, rejection.detail, instance=request.path),
+                    _PROBLEM,
+                    {"Cache-Control": "no-store", **rejection.headers},
+                )
         encoded = json_answer(answer.status, answer.body)
         return answer.status, encoded.body, _JSON, answer.headers
 

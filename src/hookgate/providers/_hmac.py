@@ -29,6 +29,16 @@ class SignedProvider(Provider[SignedSource]):
             return None
         return super().replay_copy(source, headers, body)
 
+    def authenticate(self, source: SignedSource, call: Call) -> None:
+        # The signature covers the body, so only its presence can be checked before the
+        # body is read: an unsigned call is refused without reading it. (A source without
+        # secrets is refused by `verify`, after the body, so that the call can be re-run
+        # once a secret is configured.)
+        if [s for s in source.secrets if s] and not call.headers.get(
+            source.signature_header.lower()
+        ):
+            raise unauthorized(f"the {source.signature_header} header is missing")
+
     def verify(self, source: SignedSource, call: Call) -> None:
         # The signing secrets only: a Kafka source's SASL password is no signing key.
         secrets = [s for s in source.secrets if s]
