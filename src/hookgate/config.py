@@ -71,12 +71,22 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     idle_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    # Body bytes being read at once across all requests (after their credentials passed,
+    # or of signed bodies, whose signature needs the body); beyond it, 503 + Retry-After.
+    max_buffered_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 40)] = 64 * 1024 * 1024
     # Failed credentials per source and client address within the window before the
     # failing attempts get 429 (a valid credential always passes); 0 turns it off.
     auth_failure_limit: Annotated[int, msgspec.Meta(ge=0)] = 20
     auth_failure_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
     # Most (source, address) pairs remembered at once; the oldest are forgotten first.
     auth_failure_table_size: Annotated[int, msgspec.Meta(ge=16, le=10_000_000)] = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_buffered_body_bytes must be at least max_body_bytes, or a body of the "
+                "largest allowed size could never be read"
+            )
 
 
 class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

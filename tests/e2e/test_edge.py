@@ -185,7 +185,7 @@ def test_oversized_headers_and_unauthenticated_bodies_do_not_grow_memory(
     tmp_path: Path,
 ) -> None:
     config = _server(tmp_path, max_body_bytes=1024 * 1024)
-    with serving(config) as server:
+    with _files_for(1000), serving(config) as server:
         before = _rss_kib(server.pid)
 
         # A 100 MB header: refused after its first kilobytes, never buffered.
@@ -199,7 +199,8 @@ def test_oversized_headers_and_unauthenticated_bodies_do_not_grow_memory(
                     sent += len(chunk)
         assert sent < 10 * 1024 * 1024, f"{sent} header bytes were taken"
 
-        # 300 clients with a wrong password, each with 1 MiB of body all but sent.
+        # 1,000 clients with a wrong password, each with 1 MiB of body all but sent (on
+        # the unprotected server this took it from 59 MB to over 1 GB).
         head = (
             b"POST /hooks/easypark HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Authorization: Basic "
@@ -207,7 +208,7 @@ def test_oversized_headers_and_unauthenticated_bodies_do_not_grow_memory(
             + b"\r\nContent-Length: 1048576\r\n\r\n"
         )
         holders = []
-        for _ in range(300):
+        for _ in range(1000):
             sock = socket.create_connection((LOOPBACK, server.port), timeout=10)
             sock.sendall(head + b"x" * (1024 * 1024 - 1))
             holders.append(sock)
@@ -220,7 +221,7 @@ def test_oversized_headers_and_unauthenticated_bodies_do_not_grow_memory(
             sock.close()
         # 401, then 429 once this address has failed too often: never read, never kept.
         assert set(answers) <= {b"HTTP/1.1 401", b"HTTP/1.1 429"}, answers
-        assert grown < 100 * 1024, f"the server grew by {grown} KiB"
+        assert grown < 64 * 1024, f"the server grew by {grown} KiB"
         assert server.alive()
 
 

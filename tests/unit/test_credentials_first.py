@@ -5,7 +5,9 @@ refusing a valid credential (a gateway on 127.0.0.1)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from conftest import (
     Running,
     base_config,
 )
+from hookgate.config import ConfigError, parse_config
 from hookgate.ingress.throttle import FailureThrottle
 from hookgate.oauth import FORM_MAX_BYTES, FORM_MAX_FIELDS
 
@@ -204,3 +207,39 @@ def test_throttle_forgets_the_oldest_entries_and_counts_per_window() -> None:
         throttle.failed("s", f"10.0.{n // 256}.{n % 256}")
     assert len(throttle) == 100  # bounded, whatever the number of addresses
     assert FailureThrottle(limit=0, window=10, capacity=10).failed("s", "a") is None
+
+
+def test_bodies_read_at_once_are_bounded_across_requests(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path
+) -> None:
+    gateway = _start(make_gateway, tmp_path, max_buffered_body_bytes=65536)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    head = (
+        b"POST /hooks/ztlment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Payload-Signature: 00\r\nContent-Length: 60000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as first:
+        first.sendall(head + b" " * 40_000)  # a signed body, two thirds of it sent
+        answer = b""
+        deadline = time.monotonic() + 10
+        while not answer.startswith(b"HTTP/1.1 503 "):
+            # Another one: past the budget once the first one's bytes have been read.
+            assert time.monotonic() < deadline, answer
+            with socket.create_connection((host, int(port)), timeout=0.5) as second:
+                second.sendall(head + b" " * 40_000)
+                with contextlib.suppress(TimeoutError):
+                    answer = second.recv(65536)
+                    while answer.startswith(b"HTTP/1.1 503 ") and not answer.endswith(b"}"):
+                        answer += second.recv(65536)
+        assert b"retry-after: 1" in answer.lower()
+        assert b"too-many-bodies" in answer
+        # The first body still arrives whole and is judged on its signature.
+        first.sendall(b" " * 20_000)
+        assert first.recv(65536).startswith(b"HTTP/1.1 401 ")
+
+
+def test_budget_below_the_largest_body_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="max_buffered_body_bytes"):
+        parse_config(
+            {"server": {"max_body_bytes": 1 << 20, "max_buffered_body_bytes": 1 << 19}}, env={}
+        )

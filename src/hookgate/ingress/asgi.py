@@ -55,6 +55,10 @@ class _Disconnected(Exception):
     """The client went away before its body arrived; there is nobody to answer."""
 
 
+class _Overloaded(Exception):
+    """Reading this body would pass the budget of body bytes read at once."""
+
+
 class _TooLarge(Exception):
     def __init__(self, head: bytes, size: int) -> None:
         self.head = head
@@ -104,6 +108,8 @@ class Ingress:
         self.metrics = metrics
         self.max_body = config.server.max_body_bytes
         self.access_log = config.logging.access_log
+        self.max_buffering = config.server.max_buffered_body_bytes
+        self._buffering = 0  # body bytes being read now, across requests
         self.sources = {source.name: source for source in config.sources}
         # A source that receives through Kafka has no HTTP routes.
         self.routes: dict[str, dict[str, RouteKind]] = {
@@ -148,18 +154,26 @@ class Ingress:
             raise _TooLarge(b"", int(declared))
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                head = b"".join(chunks)
-                raise _TooLarge(head, size)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    head = b"".join(chunks)
+                    raise _TooLarge(head, size)
+                # Counted across requests, so that many slow bodies cannot add up to more
+                # memory than the budget.
+                self._buffering += len(chunk)
+                chunks.append(chunk)
+                if self._buffering > self.max_buffering:
+                    raise _Overloaded
+                if not message.get("more_body", False):
+                    break
+        finally:
+            self._buffering -= sum(len(c) for c in chunks)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- pipeline ----------------------------------------------------------------------
@@ -229,6 +243,14 @@ class Ingress:
                     "body-too-large",
                     "Content Too Large",
                     f"the body exceeds {limit} bytes",
+                ) from None
+            except _Overloaded:
+                raise Reject(
+                    503,
+                    "too-many-bodies",
+                    "Service Unavailable",
+                    "too many request bodies are being received at once; retry later",
+                    {"Retry-After": "1"},
                 ) from None
             if kind == "token":
                 assert isinstance(source, ZaptecSource)

@@ -375,9 +375,11 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._phase in (_DONE, _IDLE):
             self._become_idle()
         elif self._phase == _BODY:
-            # Answered before the body was read (refused): the rest of the body is
-            # discarded as it arrives, still within the body deadline; meanwhile the
-            # connection may be displaced.
+            # Answered before the body was read (refused): what arrived of it is dropped,
+            # the rest is discarded as it arrives, still within the body deadline, and
+            # meanwhile the connection may be displaced.
+            if self.cycle is not None:
+                self.cycle.body = bytearray()
             self._idle.order[self] = None
 
 
