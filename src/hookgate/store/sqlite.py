@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 
 from hookgate.ids import floor_id, new_id
 from hookgate.store.base import (
@@ -66,6 +68,7 @@ from hookgate.store.rows import (
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 T = TypeVar("T")
+log = structlog.get_logger("hookgate.store")
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 _json = msgspec.json.Encoder()
@@ -94,6 +97,51 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+# The database holds raw provider bodies and the OAuth signing key: readable by its owner
+# only, like the configuration file. SQLite gives the -wal and -shm files the mode of the
+# database file, so creating that one private covers all three.
+PRIVATE_MODE = 0o600
+_COMPANIONS = ("", "-wal", "-shm")
+
+
+def _create_private(path: str) -> None:
+    """Create the database file with mode 600 before SQLite opens it (SQLite would create
+    it 644 under the usual umask); an existing file is left as it is."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def loose_files(path: str) -> list[tuple[str, int]]:
+    """The database file and its -wal/-shm companions that others than the owner can
+    read or write, with their modes."""
+    found = []
+    for suffix in _COMPANIONS:
+        try:
+            mode = os.stat(path + suffix).st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            found.append((path + suffix, mode))
+    return found
+
+
+def _storage_error(path: str, action: str, exc: sqlite3.Error) -> StoreError:
+    """A StoreError that says what to fix for the failures an operator can fix."""
+    text = str(exc)
+    if "full" in text:
+        hint = f"free space on the filesystem holding {path} (or move the database), then retry"
+    elif "readonly" in text or "permission" in text.lower() or "unable to open" in text:
+        hint = f"check that {path} and its directory are writable by this user"
+    else:
+        hint = ""
+    return StoreError(f"{action} {path}: {text}" + (f": {hint}" if hint else ""))
 
 
 def _json_text(value: Any) -> str:
@@ -262,6 +310,13 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
+        for name, mode in loose_files(self.path):
+            log.warning(
+                "database file readable by others",
+                file=name,
+                mode=f"{mode:o}",
+                fix=f"chmod 600 {name}",
+            )
         if self._auto_migrate:
             await self.migrate()
         elif not await asyncio.to_thread(Path(self.path).exists):
@@ -336,9 +391,19 @@ class SqliteStore:
         finally:
             conn.close()
 
+    def _prepare_file(self) -> None:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
+
     async def migrate(self) -> list[int]:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        return await asyncio.to_thread(self._migrate_sync)
+        self._prepare_file()
+        try:
+            return await asyncio.to_thread(self._migrate_sync)
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, "cannot migrate", exc) from exc
 
     def _pending_sync(self) -> list[int]:
         if not Path(self.path).exists():  # looking must not create the file
@@ -358,7 +423,10 @@ class SqliteStore:
         return [version for version, _, _ in migrations("sqlite") if version not in done]
 
     async def pending_migrations(self) -> list[int]:
-        return await asyncio.to_thread(self._pending_sync)
+        try:
+            return await asyncio.to_thread(self._pending_sync)
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, "cannot read", exc) from exc
 
     # -- plumbing ----------------------------------------------------------------------
 
