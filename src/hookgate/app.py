@@ -126,7 +126,17 @@ def create_app(config: Config) -> Any:
         finally:
             await gateway.stop()
 
-    async def healthz(_: Request) -> Response:
+    async def livez(_: Request) -> Response:
+        """Liveness: the process runs and its event loop answers. Storage is not looked
+        at, so an orchestrator does not restart instances for a database outage."""
+        return json_response({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        """Readiness (also `/healthz`): started with every migration applied, the
+        database answers, the writer runs and a commit succeeded in the last few seconds
+        or a probe write commits now. `503` while writes fail (a full disk)."""
+        if gateway.ingress is None:
+            return json_response({"status": "unavailable", "storage": "starting"}, 503)
         try:
             await gateway.store.ping()
         except StoreError as exc:
@@ -151,7 +161,9 @@ def create_app(config: Config) -> Any:
     views = ViewsApi(admin, lambda: gateway.store, config, lambda: gateway.providers)
     web = Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/healthz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes(),
             *rules.routes(),

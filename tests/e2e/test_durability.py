@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import itertools
-import json
 import signal
 import subprocess
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, query, write_config
-
-from conftest import AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER
-from hookgate.emulate.ampeco_samples import NAMES, sample
-from hookgate.emulate.easypark import transaction
+from e2e_support import Server, migrate, write_config
+from load_support import Load, easypark_call, senders
+from load_support import missing as _missing_in
 
 pytestmark = pytest.mark.e2e
 
@@ -30,64 +22,6 @@ SENDERS_PER_PROVIDER = 6
 KILL_AFTER_SECONDS = 1.0
 KILL_ROUNDS = 3
 SLOW_REQUESTS = 5
-_BASIC = "Basic " + base64.b64encode(f"{EASYPARK_USER}:{EASYPARK_PASSWORD}".encode()).decode()
-
-
-@dataclass
-class Load:
-    """What the senders saw: every acknowledged (source, dedup key), and every status."""
-
-    acked: set[tuple[str, str]] = field(default_factory=set)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: int = 0
-    inflight: int = 0
-
-
-def _easypark(seq: int) -> tuple[str, bytes, dict[str, str], str]:
-    parking_id = 4_000_000_000 + seq
-    body = json.dumps(transaction(parking_id)).encode()
-    headers = {"Content-Type": "application/json", "Authorization": _BASIC}
-    return "easypark", body, headers, f"parking:{parking_id}"
-
-
-def _ampeco(seq: int) -> tuple[str, bytes, dict[str, str], str]:
-    body = json.dumps(sample(NAMES[seq % len(NAMES)], seq)).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Signature": hmac.new(AMPECO_OLD.encode(), body, hashlib.sha256).hexdigest(),
-        "X-Timestamp": "2025-12-04T12:00:00Z",
-    }
-    return "ampeco", body, headers, hashlib.sha256(body).hexdigest()
-
-
-async def _sender(
-    client: httpx.AsyncClient,
-    base_url: str,
-    make: Callable[[int], tuple[str, bytes, dict[str, str], str]],
-    ids: itertools.count[int],
-    load: Load,
-    stop: asyncio.Event,
-    deadline: float,
-) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set() and loop.time() < deadline:
-        source, body, headers, key = make(next(ids))
-        load.inflight += 1
-        try:
-            response = await client.post(
-                f"{base_url}/hooks/{source}", content=body, headers=headers
-            )
-        except httpx.HTTPError:
-            load.errors += 1
-            if stop.is_set():
-                return
-            await asyncio.sleep(0.01)
-            continue
-        finally:
-            load.inflight -= 1
-        load.statuses[response.status_code] += 1
-        if 200 <= response.status_code < 300:
-            load.acked.add((source, key))
 
 
 async def _run_load(
@@ -105,11 +39,7 @@ async def _run_load(
     deadline = loop.time() + after + 10
     limits = httpx.Limits(max_connections=4 * SENDERS_PER_PROVIDER)
     async with httpx.AsyncClient(timeout=5, limits=limits) as client:
-        tasks = [
-            asyncio.create_task(_sender(client, server.url, make, ids, load, stop, deadline))
-            for make in (_easypark, _ampeco)
-            for _ in range(SENDERS_PER_PROVIDER)
-        ]
+        tasks = senders(client, server.url, SENDERS_PER_PROVIDER, ids, load, stop, deadline)
         await asyncio.sleep(after)
         inflight = load.inflight
         server.send_signal(sig)
@@ -120,9 +50,8 @@ async def _run_load(
     return inflight
 
 
-def _missing(db: str, acked: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    stored = {(str(s), str(k)) for s, k in query(db, "SELECT source, dedup_key FROM inbox")}
-    return sorted(acked - stored)
+def _missing(db: str | Path, acked: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    return _missing_in(db if isinstance(db, str) else f"sqlite:///{db}", acked)
 
 
 @pytest.mark.backends("sqlite", "postgresql")
@@ -176,7 +105,7 @@ async def _slow_post(
     release: asyncio.Event,
 ) -> tuple[str, int]:
     """An EasyPark post that sends half its body, then waits for `release` to send the rest."""
-    _, body, headers, key = _easypark(seq)
+    _, body, headers, key = easypark_call(seq)
     half = len(body) // 2
 
     async def parts() -> AsyncIterator[bytes]:

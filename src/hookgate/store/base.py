@@ -413,7 +413,9 @@ class Store(Protocol):
         touch, with `dry_run`)."""
 
     async def ping(self) -> None:
-        """Raise StoreError when the database cannot be reached."""
+        """Raise StoreError when the database cannot be reached, the writer is not
+        running, or writes fail: without a commit in the last few seconds, a probe write
+        (store/health.py) must commit in time."""
 
     # -- processing and delivery (docs/adr/0006) -----------------------------------------
 

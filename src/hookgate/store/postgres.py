@@ -62,6 +62,7 @@ from hookgate.store.base import (
     ViewFilter,
     ViewTx,
 )
+from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
     DECISION_INSERT,
@@ -209,6 +210,7 @@ class PostgresStore:
         self._sync: ConnectionPool[Connection[Any]] | None = None
         self._namespace = ""
         self._closed = False
+        self.health = WriteHealth()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -363,8 +365,20 @@ class PostgresStore:
             if not isinstance(exc, Exception):
                 self._resolve(outcomes)
                 raise
+        self._note_outcome(outcomes)
         self._on_batch(len(batch))
         self._resolve(outcomes)
+
+    def _note_outcome(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """A batch failed as storage (not as one write's own error, such as a constraint)
+        when its commit failed or the server refused a write for want of a resource
+        (disk full, out of memory, read-only, shutting down)."""
+        for _job, _result, error in outcomes:
+            # Plain StoreError: the commit failed (its subclasses are a write's answer).
+            if type(error) is StoreError or isinstance(error, psycopg.OperationalError):
+                self.health.failed(str(error))
+                return
+        self.health.committed()
 
     @staticmethod
     def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -581,6 +595,22 @@ class PostgresStore:
         await self._read(lambda tx: tx.execute("SELECT 1"))
         if not any(not t.done() for t in self._tasks):
             raise StoreError("writer tasks are not running")
+        if not self.health.needs_probe():
+            return
+
+        async def probe(tx: _Tx) -> None:
+            await tx.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (PROBE_KEY, iso(utcnow())),
+            )
+
+        try:
+            await asyncio.wait_for(self._write(probe), PROBE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise StoreError(
+                f"writers did not commit a probe within {PROBE_TIMEOUT_SECONDS:g} s"
+            ) from None
 
     # -- writes ------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from hookgate.store.base import (
     StoreError,
     ViewFilter,
 )
+from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
     DECISION_INSERT,
@@ -98,6 +99,15 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     return conn
 
+
+# The WAL is rewound once it holds WAL_RESTART_BYTES; journal_size_limit cuts the file
+# back to WAL_LIMIT_BYTES when it rewinds, should a long reader have let it grow past.
+WAL_RESTART_BYTES = 8 * 2**20
+WAL_LIMIT_BYTES = 32 * 2**20
+# How long the writer waits for readers to leave the WAL during a RESTART checkpoint, and
+# how long it leaves the WAL alone after readers kept it from rewinding.
+RESTART_WAIT_MS = 200
+RESTART_BACKOFF_SECONDS = 2.0
 
 # The database holds raw provider bodies and the OAuth signing key: readable by its owner
 # only, like the configuration file. SQLite gives the -wal and -shm files the mode of the
@@ -150,20 +160,38 @@ def _json_text(value: Any) -> str:
 
 class _Checkpointer(threading.Thread):
     """Copies the WAL into the database file from its own connection (PASSIVE: it never
-    waits for readers or the writer), so commits never pay for a checkpoint's fsync."""
+    waits for readers or the writer), so commits never pay for copying. A PASSIVE
+    checkpoint never lets the WAL start over while the writer is busy, though: SQLite
+    rewinds the WAL only when a write transaction begins after a checkpoint copied every
+    frame, and under sustained load the writer is always inside a transaction. So once
+    the WAL holds more than `restart_bytes`, the writer is asked to run a RESTART
+    checkpoint between two batches (see _Writer.checkpoint)."""
 
-    def __init__(self, path: str, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str,
+        writer: _Writer,
+        interval: float = 0.25,
+        restart_bytes: int = WAL_RESTART_BYTES,
+    ) -> None:
         super().__init__(name="hookgate-sqlite-checkpoint", daemon=True)
         self._path = path
+        self._writer = writer
         self._interval = interval
+        self._restart_bytes = restart_bytes
         self.stopping = threading.Event()
 
     def run(self) -> None:
         conn = _connect(self._path)
         try:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             while not self.stopping.wait(self._interval):
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _busy, frames, _copied = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                    if frames * page_size >= self._restart_bytes:
+                        self._writer.checkpoint_due.set()
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
@@ -177,19 +205,29 @@ class _Isolate(Exception):
 class _Writer(threading.Thread):
     """The only thread that writes; batches queued jobs into one commit."""
 
-    def __init__(self, path: str, batch_max: int, on_batch: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        batch_max: int,
+        on_batch: Callable[[int], None],
+        health: WriteHealth | None = None,
+    ) -> None:
         super().__init__(name="hookgate-sqlite-writer", daemon=True)
         self._path = path
         self._batch_max = batch_max
         self._on_batch = on_batch
+        self.health = health or WriteHealth()
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.failure: BaseException | None = None
+        self.checkpoint_due = threading.Event()
+        self._restart_after = 0.0
 
     def run(self) -> None:
         try:
             conn = _connect(self._path)
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         except sqlite3.Error as exc:
             self.failure = exc
             self.ready.set()
@@ -214,8 +252,29 @@ class _Writer(threading.Thread):
                 self._run_batch(conn, batch)
                 if stop:
                     return
+                if self.checkpoint_due.is_set():
+                    self.checkpoint(conn)
         finally:
             conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """RESTART checkpoint between two batches, on the writer's own connection: it has
+        the write lock to itself here, so it cannot be starved by the next batch. It
+        waits at most RESTART_WAIT_MS for readers to leave the WAL; when a long reader
+        (a backup, a large export) keeps it there, the WAL is left to grow for
+        RESTART_BACKOFF_SECONDS rather than stalling every commit."""
+        self.checkpoint_due.clear()
+        if time.monotonic() < self._restart_after:
+            return
+        try:
+            conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        finally:
+            conn.execute("PRAGMA busy_timeout=30000")
+        if busy:
+            self._restart_after = time.monotonic() + RESTART_BACKOFF_SECONDS
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
@@ -231,6 +290,7 @@ class _Writer(threading.Thread):
                 conn.execute("ROLLBACK")
             failure = StoreError(f"commit failed: {exc}")
             outcomes = [(fut, loop, None, failure) for _fn, fut, loop in batch]
+        self._note_outcome(outcomes)
         self._on_batch(len(batch))
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for outcome in outcomes:
@@ -239,6 +299,21 @@ class _Writer(threading.Thread):
             # A closed loop raises RuntimeError: nobody waits for these any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, items)
+
+    def _note_outcome(self, outcomes: list[Any]) -> None:
+        """A batch failed as storage (not as one write's own error, such as a constraint)
+        when its commit failed or SQLite itself refused a write: disk full, I/O error,
+        read-only file."""
+        for outcome in outcomes:
+            exc = outcome[3]
+            # Plain StoreError: the commit failed (its subclasses are a write's answer).
+            if type(exc) is StoreError or (
+                isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError)
+                and not isinstance(exc, sqlite3.IntegrityError)
+            ):
+                self.health.failed(str(exc))
+                return
+        self.health.committed()
 
     @staticmethod
     def _attempt(
@@ -336,7 +411,7 @@ class SqliteStore:
         if writer.failure is not None:
             raise StoreError(f"cannot open {self.path}: {writer.failure}")
         self._writer = writer
-        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer = _Checkpointer(self.path, writer)
         self._checkpointer.start()
 
     async def close(self) -> None:
@@ -460,8 +535,25 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
-        if self._writer is None or not self._writer.is_alive():
+        writer = self._writer
+        if writer is None or not writer.is_alive():
             raise StoreError("writer thread is not running")
+        if not writer.health.needs_probe():
+            return
+
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (PROBE_KEY, iso(utcnow())),
+            )
+
+        try:
+            await asyncio.wait_for(self._write(probe), PROBE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise StoreError(
+                f"writer did not commit a probe within {PROBE_TIMEOUT_SECONDS:g} s"
+            ) from None
 
     # -- writes ------------------------------------------------------------------------
 
