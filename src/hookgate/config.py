@@ -103,6 +103,13 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     writers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     # Bytes of a rejected request's body kept for inspection.
     rejection_body_bytes: Annotated[int, msgspec.Meta(ge=0, le=1024 * 1024)] = 4096
+    # Rejections recorded in full per source and reason each minute (per instance); the
+    # rest are only counted (rejection_counts, hookgate_rejections_unrecorded_total), so a
+    # flood of refused calls cannot fill the disk (docs/security.md).
+    rejection_sample_per_minute: Annotated[int, msgspec.Meta(ge=0, le=100000)] = 20
+    # Most bytes the rejection log may hold (bodies, replay copies, details); the oldest
+    # records are deleted first once it is over. Counts are kept whatever this says.
+    rejection_log_max_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
     # Seconds a provider is told to wait (Retry-After) when storage is unavailable.
     retry_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
 
@@ -133,6 +140,9 @@ class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     format: Literal["json", "console"] = "json"
     # One line per accepted (or duplicate) provider call: source, event id, status, time.
     access_log: bool = False
+    # "request rejected" lines logged per source and reason each minute; the rest are
+    # summed up in one "rejections suppressed" line once the minute is over.
+    rejection_lines_per_minute: Annotated[int, msgspec.Meta(ge=0, le=100000)] = 20
 
 
 class AuthorizationConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

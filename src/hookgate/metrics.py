@@ -34,6 +34,13 @@ class Metrics:
             ["source", "event_type"],
             registry=self.registry,
         )
+        self.unrecorded = Counter(
+            "hookgate_rejections_unrecorded_total",
+            "Rejected provider calls only counted, beyond the per-minute sample of full "
+            "records ([storage] rejection_sample_per_minute), by source and reason.",
+            ["source", "reason"],
+            registry=self.registry,
+        )
         self.ack_seconds = Histogram(
             "hookgate_ack_seconds",
             "Time from request to answer for provider calls.",

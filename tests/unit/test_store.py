@@ -496,6 +496,7 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
     assert await store.prune(cut, dry_run=True) == {
         "inbox_bodies": 1,
         "rejections": 1,
+        "rejection_counts": 0,
         "delivery_attempts": 0,
         "deliveries": 0,
         "auth_changes": 0,

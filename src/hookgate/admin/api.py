@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from hookgate.authorization.outcome import RESULTS
 from hookgate.ingress.problems import problem
 from hookgate.store.base import DecisionFilter, EventFilter, Page, Store, StoreError
 from hookgate.store.rows import BadCursor
-from hookgate.timeutil import parse_iso
+from hookgate.timeutil import iso, parse_iso, utcnow
 from hookgate.verify import any_equal, bearer_token
 
 _encoder = msgspec.json.Encoder()
@@ -141,6 +141,17 @@ class AdminApi:
             item.update(body_fields(item.pop("body"), "body"))
         return self._page(page)
 
+    async def rejection_counts(self, request: Request) -> Response:
+        """Every refusal, recorded in full or only counted, summed per source and reason
+        (the list above holds only the per-minute sample; docs/security.md)."""
+        q = request.query_params
+        until = _instant(q.get("until"), "until")
+        since = _instant(q.get("since"), "since") or (until or utcnow()) - timedelta(days=1)
+        items = await self._store().rejection_counts(q.get("source"), since, until)
+        return json_response(
+            {"since": iso(since), "until": iso(until) if until else None, "items": items}
+        )
+
     async def decisions(self, request: Request) -> Response:
         q = request.query_params
         result = q.get("result")
@@ -162,5 +173,6 @@ class AdminApi:
             Route("/api/v1/events", self.guarded(self.events), methods=["GET"]),
             Route("/api/v1/events/{event_id}", self.guarded(self.event), methods=["GET"]),
             Route("/api/v1/rejections", self.guarded(self.rejections), methods=["GET"]),
+            Route("/api/v1/rejection-counts", self.guarded(self.rejection_counts), methods=["GET"]),
             Route("/api/v1/decisions", self.guarded(self.decisions), methods=["GET"]),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import click
 
@@ -14,7 +15,7 @@ from hookgate.cli.common import (
     main,
 )
 from hookgate.store.base import EventFilter
-from hookgate.timeutil import parse_iso
+from hookgate.timeutil import iso, parse_iso, utcnow
 
 
 @main.group()
@@ -112,4 +113,42 @@ def rejections_list(config_path: str | None, source: str | None, limit: int, as_
         click.echo(
             f"{item['id']}  {item['received_at'][:19]}  {item['source']:<14} "
             f"{item['status']}  {item['reason']:<22} {item['detail']}"
+        )
+
+
+@rejections.command("counts")
+@config_option
+@click.option("--source", default=None)
+@click.option("--since", default=None, help="ISO 8601 date-time (default: a day ago).")
+@click.option("--until", default=None, help="ISO 8601 date-time (default: now).")
+@click.option("--json", "as_json", is_flag=True)
+def rejections_counts(
+    config_path: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """Every refusal per source and reason, recorded in full or only counted."""
+    try:
+        until_at = parse_iso(until) if until else None
+    except ValueError:
+        raise click.BadParameter("must be an ISO 8601 date-time", param_hint="--until") from None
+    try:
+        since_at = parse_iso(since) if since else (until_at or utcnow()) - timedelta(days=1)
+    except ValueError:
+        raise click.BadParameter("must be an ISO 8601 date-time", param_hint="--since") from None
+    items = asyncio.run(
+        _with_store(_config(config_path), lambda s: s.rejection_counts(source, since_at, until_at))
+    )
+    if as_json:
+        _print_json(
+            {"since": iso(since_at), "until": iso(until_at) if until_at else None, "items": items}
+        )
+        return
+    click.echo(f"{'source':<14} {'reason':<24} {'total':>9} {'recorded':>9} {'unrecorded':>10}")
+    for item in items:
+        click.echo(
+            f"{item['source']:<14} {item['reason']:<24} {item['total']:>9} "
+            f"{item['recorded']:>9} {item['unrecorded']:>10}"
         )

@@ -24,6 +24,7 @@ from hookgate.config import AmpecoSource, Config, SourceConfig, ZaptecSource
 from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
+from hookgate.ingress.rejections import clip
 from hookgate.ingress.throttle import FailureThrottle
 from hookgate.metrics import Metrics
 from hookgate.oauth import FORM_MAX_BYTES, TokenIssuer, redact_form
@@ -191,7 +192,9 @@ class Ingress:
         declared = 0
         try:
             if source is None or provider is None:
-                raise Reject(404, "unknown-source", "Not Found", f"no source named {name!r}")
+                raise Reject(
+                    404, "unknown-source", "Not Found", f"no source named {clip(name, 64)!r}"
+                )
             if kind is None:
                 raise Reject(
                     404,
@@ -523,6 +526,8 @@ class Ingress:
             log.error("fallback decision not recorded", source=decision.source, error=str(exc))
 
     async def drain(self) -> None:
-        """Wait for background audit writes (called on shutdown)."""
+        """Wait for background audit writes and store the pending refusal counts (called
+        on shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.pipeline.close()

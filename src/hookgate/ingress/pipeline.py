@@ -8,6 +8,8 @@ write failed (the caller answers 503 or retries; nothing is acknowledged).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +20,7 @@ from hookgate.authorization.decider import Decider
 from hookgate.authorization.model import normalise_uid
 from hookgate.config import Config, SourceConfig
 from hookgate.ids import new_id
+from hookgate.ingress.rejections import UNKNOWN_SOURCE, RejectionLimiter, clip
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Call, Parsed, Provider, Reject, RouteKind, body_hash
 from hookgate.store.base import (
@@ -34,12 +37,29 @@ from hookgate.verify import mask_headers
 log = structlog.get_logger("hookgate.ingress")
 
 _DEFAULT_KEEP = frozenset({"content-type", "user-agent"})
+# Refusals a configuration fix (a new secret, on_invalid = "quarantine") can cure.
+_REPLAYABLE = frozenset({"unauthorized", "schema-violation"})
+# Attacker-sized values are cut before they reach the record or the log.
+_NAME_CHARS = 64
+_PATH_CHARS = 500
+_DETAIL_CHARS = 1000
+# Seconds between writes of the refusal counts while refusals keep coming.
+FLUSH_SECONDS = 2.0
 
 
 class Pipeline:
     """What happens to a received body, whichever transport brought it."""
 
-    __slots__ = ("config", "decider", "metrics", "on_stored", "store")
+    __slots__ = (
+        "_flusher",
+        "_recorded",
+        "config",
+        "decider",
+        "limiter",
+        "metrics",
+        "on_stored",
+        "store",
+    )
 
     def __init__(
         self,
@@ -56,6 +76,12 @@ class Pipeline:
         # Wakes the processing worker after a new event is stored (set by the composition
         # root once the worker exists).
         self.on_stored = on_stored
+        self.limiter = RejectionLimiter(
+            config.storage.rejection_sample_per_minute, config.logging.rejection_lines_per_minute
+        )
+        self._flusher: asyncio.Future[None] | None = None
+        # A record was written since the log was last trimmed to its size cap.
+        self._recorded = False
 
     def parse(
         self,
@@ -163,47 +189,111 @@ class Pipeline:
         remote: str | None,
         body: bytes,
         declared: int = 0,
+        stored_body: bytes | None = None,
     ) -> bool:
-        """Count and record a refused body (masked, size-capped); False, rather than an
-        exception, when storage could not take the record."""
-        self.metrics.rejections.labels(source.name if source else "-", exc.code).inc()
+        """Count a refused body; record it (masked, size-capped) when it is within the
+        per-minute sample. False, rather than an exception, when storage could not take
+        the record. `stored_body` replaces what is kept of `body` (a redacted form), and
+        b"" keeps nothing of it but its hash and size."""
+        key = source.name if source else UNKNOWN_SOURCE
+        size = max(declared, len(body))
+        self.metrics.rejections.labels(key, exc.code).inc()
+        verdict = self.limiter.admit(key, exc.code, size)
+        self._schedule_flush()
+        rejection_id = new_id() if verdict.record else None
+        if verdict.log:
+            log.info(
+                "request rejected",
+                source=clip(name, _NAME_CHARS),
+                status=exc.status,
+                reason=exc.code,
+                detail=clip(exc.detail, _DETAIL_CHARS),
+                rejection_id=rejection_id,
+            )
+        if rejection_id is None:
+            self.metrics.unrecorded.labels(key, exc.code).inc()
+            return True
         keep = provider.keep_headers if provider else _DEFAULT_KEEP
         secret = provider.secret_headers(source) if provider and source else frozenset()
         cap = self.config.storage.rejection_body_bytes
+        kept = body if stored_body is None else stored_body
         rejection = Rejection(
-            id=new_id(),
+            id=rejection_id,
             received_at=utcnow(),
-            source=name[:200],
+            source=clip(name, _NAME_CHARS),
             provider=source.provider if source else None,
-            method=method,
-            path=path[:500],
+            method=clip(method, 32),
+            path=clip(path, _PATH_CHARS),
             status=exc.status,
             reason=exc.code,
-            detail=exc.detail,
+            detail=clip(exc.detail, _DETAIL_CHARS),
             headers=mask_headers(headers, keep | {"content-length"}, secret),
             remote=remote,
             body_sha256=hashlib.sha256(body).hexdigest(),
-            body_size=max(declared, len(body)),
-            body=body[:cap],
+            body_size=size,
+            body=kept[:cap],
             # What a re-run after a configuration fix needs: the whole body and the
-            # signature headers, never credentials; nothing for an over-size body.
+            # signature headers, never credentials; only when a re-run could pass (a
+            # complete body with a well-formed signature, refused for a reason a new
+            # secret or a schema change can cure).
             replay=(
                 provider.replay_copy(source, headers, body)
-                if provider is not None and source is not None and declared == 0
+                if provider is not None
+                and source is not None
+                and declared == 0
+                and stored_body is None
+                and exc.code in _REPLAYABLE
                 else None
             ),
         )
-        log.info(
-            "request rejected",
-            source=name,
-            status=exc.status,
-            reason=exc.code,
-            detail=exc.detail,
-            rejection_id=rejection.id,
-        )
+        self._recorded = True
         try:
             await self.store.record_rejection(rejection)
         except StoreError as err:
-            log.error("rejection not recorded", source=name, error=str(err))
+            log.error("rejection not recorded", source=rejection.source, error=str(err))
             return False
         return True
+
+    def _schedule_flush(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        """Store the counts every few seconds while refusals keep coming (and until their
+        minute is over, for its summary line), then stop."""
+        while self.limiter.pending:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Write the pending refusal counts and log the suppressed-lines summaries; keep
+        the rejection log within its size cap."""
+        counts, summaries = self.limiter.drain(final=final)
+        for gone in summaries:
+            log.warning(
+                "rejections suppressed",
+                source=gone.source,
+                reason=gone.reason,
+                minute=gone.minute.isoformat(),
+                suppressed=gone.count,
+                detail=f"{gone.count} more rejections suppressed",
+            )
+        try:
+            await self.store.count_rejections(counts)
+            if self._recorded:
+                self._recorded = False
+                trimmed = await self.store.trim_rejections(
+                    self.config.storage.rejection_log_max_bytes
+                )
+                if trimmed:
+                    log.info("rejection log trimmed to its size cap", deleted=trimmed)
+        except StoreError as err:
+            log.error("rejection counts not stored", error=str(err))
+
+    async def close(self) -> None:
+        """Stop the flush loop and write what is pending (on shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush(final=True)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from hookgate.config import AmpecoSource, ZtlmentSource
 from hookgate.providers.base import Call, Provider, unauthorized
-from hookgate.verify import Algorithm, hmac_matches
+from hookgate.verify import Algorithm, decode_signature, hmac_matches
 
 SignedSource = AmpecoSource | ZtlmentSource
 
@@ -24,8 +24,10 @@ class SignedProvider(Provider[SignedSource]):
     def replay_copy(
         self, source: SignedSource, headers: Mapping[str, str], body: bytes
     ) -> bytes | None:
-        # An unsigned call cannot pass after any configuration fix: keep nothing of it.
-        if not headers.get(source.signature_header.lower()):
+        # A call without a well-formed signature (missing, or no digest of this
+        # algorithm's size) cannot pass after any configuration fix: keep nothing of it.
+        signature = headers.get(source.signature_header.lower())
+        if not signature or decode_signature(signature, self.algorithm) is None:
             return None
         return super().replay_copy(source, headers, body)
 

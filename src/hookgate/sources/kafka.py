@@ -452,3 +452,6 @@ async def start_kafka_sources(
 async def stop_kafka_sources(sources: list[KafkaSource]) -> None:
     """Stop consumers together (each finishes and commits its batch first)."""
     await asyncio.gather(*(source.stop() for source in sources))
+    if sources:
+        # They share one pipeline: store its pending refusal counts once.
+        await sources[0].pipeline.close()

@@ -73,6 +73,18 @@ class Rejection(msgspec.Struct, kw_only=True):
     replay: bytes | None = None
 
 
+class RejectionCount(msgspec.Struct, kw_only=True):
+    """Refusals of one source and reason in one minute, added to what is stored: `total`
+    of them, `recorded` in full, `body_bytes` their bodies' declared or read sizes."""
+
+    minute: datetime
+    source: str
+    reason: str
+    total: int
+    recorded: int
+    body_bytes: int
+
+
 class Decision(msgspec.Struct, kw_only=True):
     """The answer to a Zaptec session start, with what led to it."""
 
@@ -358,6 +370,19 @@ class Store(Protocol):
 
     async def get_event(self, event_id: str) -> dict[str, Any] | None:
         """One inbox row with its raw body."""
+
+    async def count_rejections(self, counts: Sequence[RejectionCount]) -> None:
+        """Add refusal counts to their (minute, source, reason) rows."""
+
+    async def trim_rejections(self, max_bytes: int) -> int:
+        """Delete the oldest rejection records until the rest hold at most `max_bytes`
+        (`stored_bytes`); returns how many were deleted."""
+
+    async def rejection_counts(
+        self, source: str | None, since: datetime, until: datetime | None
+    ) -> list[dict[str, Any]]:
+        """Refusals per source and reason in minutes from `since` to before `until`:
+        total, recorded, unrecorded, body_bytes, first and last minute; most first."""
 
     async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
         """Rejected requests, newest first."""

@@ -53,6 +53,7 @@ from hookgate.store.base import (
     Page,
     ProcessResult,
     Rejection,
+    RejectionCount,
     ReplayFilter,
     SchemaOutdated,
     SessionEnd,
@@ -66,14 +67,18 @@ from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
     DECISION_INSERT,
+    REJECTION_COUNTS,
     SESSION_UPSERT,
+    TRIM_REJECTIONS,
     check_energy,
     decision_row,
     decode_cursor,
     encode_cursor,
     event_row,
     for_postgres,
+    rejection_count_row,
     rejection_row,
+    rejection_size,
 )
 from hookgate.timeutil import iso, utcnow
 
@@ -650,8 +655,9 @@ class PostgresStore:
         async def run(tx: _Tx) -> None:
             await tx.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay, "
+                "stored_bytes) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     rejection.id,
                     rejection.received_at,
@@ -668,10 +674,51 @@ class PostgresStore:
                     rejection.body_size,
                     rejection.body,
                     rejection.replay,
+                    rejection_size(rejection),
                 ),
             )
 
         await self._write(run)
+
+    async def count_rejections(self, counts: Sequence[RejectionCount]) -> None:
+        # Sorted: two instances adding to the same rows lock them in the same order.
+        rows = sorted(
+            (c.minute, _text(c.source), c.reason, c.total, c.recorded, c.body_bytes) for c in counts
+        )
+
+        async def run(tx: _Tx) -> None:
+            async with tx.conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO rejection_counts (minute, source, reason, total, recorded, "
+                    "body_bytes) VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (minute, source, reason) DO UPDATE SET "
+                    "total = rejection_counts.total + excluded.total, "
+                    "recorded = rejection_counts.recorded + excluded.recorded, "
+                    "body_bytes = rejection_counts.body_bytes + excluded.body_bytes",
+                    rows,
+                )
+
+        if rows:
+            await self._write(run)
+
+    async def trim_rejections(self, max_bytes: int) -> int:
+        changed: int = await self._write(_exec(for_postgres(TRIM_REJECTIONS), (max_bytes,)))
+        return changed
+
+    async def rejection_counts(
+        self, source: str | None, since: datetime, until: datetime | None
+    ) -> list[dict[str, Any]]:
+        clauses = ["minute >= %s"]
+        params: list[Any] = [since]
+        if until is not None:
+            clauses.append("minute < %s")
+            params.append(until)
+        if source is not None:
+            clauses.append("source = %s")
+            params.append(source)
+        query = REJECTION_COUNTS.format(where=" AND ".join(clauses))
+        rows = await self._read(lambda tx: tx.all(query.encode(), params))
+        return [rejection_count_row(_plain(row)) for row in rows]
 
     @staticmethod
     async def _insert_start(tx: _Tx, event: InboundEvent, decision: Decision) -> None:
@@ -803,6 +850,12 @@ class PostgresStore:
                 "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections "
                 "WHERE id < %s LIMIT 5000)",
                 (floor,),
+            ),
+            (
+                "rejection_counts",
+                "SELECT count(*) FROM rejection_counts WHERE minute < %s",
+                "DELETE FROM rejection_counts WHERE minute < %s",
+                (older_than,),
             ),
             (
                 "delivery_attempts",

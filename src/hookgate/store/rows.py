@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from hookgate.store.base import Limit, LimitReached
+from hookgate.store.base import Limit, LimitReached, Rejection
 
 DECISION_INSERT = (
     "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
@@ -77,6 +77,46 @@ def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "document": msgspec.json.decode(row["document"]) if row["document"] else None,
         "body_sha256": row["body_sha256"],
         "body_size": row["body_size"],
+    }
+
+
+def rejection_size(rejection: Rejection) -> int:
+    """What a rejection record costs in storage, for the log's size cap."""
+    return (
+        len(rejection.body)
+        + len(rejection.replay or b"")
+        + len(rejection.detail)
+        + len(rejection.path)
+        + sum(len(k) + len(v) for k, v in rejection.headers.items())
+    )
+
+
+# Rejection records beyond the newest `max_bytes`, oldest first (both dialects).
+TRIM_REJECTIONS = (
+    "DELETE FROM rejections WHERE id IN (SELECT id FROM (SELECT id, sum(stored_bytes) "
+    "OVER (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS running FROM rejections) AS t "
+    "WHERE running > ?)"
+)
+REJECTION_COUNTS = (
+    "SELECT source, reason, sum(total) AS total, sum(recorded) AS recorded, "
+    "sum(body_bytes) AS body_bytes, min(minute) AS first_minute, max(minute) AS last_minute "
+    "FROM rejection_counts WHERE {where} GROUP BY source, reason "
+    "ORDER BY sum(total) DESC, source, reason"
+)
+
+
+def rejection_count_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A (source, reason) sum of `rejection_counts` as callers see it."""
+    total, recorded = int(row["total"]), int(row["recorded"])
+    return {
+        "source": row["source"],
+        "reason": row["reason"],
+        "total": total,
+        "recorded": recorded,
+        "unrecorded": total - recorded,
+        "body_bytes": int(row["body_bytes"]),
+        "first_minute": row["first_minute"],
+        "last_minute": row["last_minute"],
     }
 
 

@@ -46,6 +46,7 @@ from hookgate.store.base import (
     Page,
     ProcessResult,
     Rejection,
+    RejectionCount,
     ReplayFilter,
     SchemaOutdated,
     SessionEnd,
@@ -58,13 +59,17 @@ from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
     DECISION_INSERT,
+    REJECTION_COUNTS,
     SESSION_UPSERT,
+    TRIM_REJECTIONS,
     check_energy,
     decision_row,
     decode_cursor,
     encode_cursor,
     event_row,
+    rejection_count_row,
     rejection_row,
+    rejection_size,
 )
 from hookgate.timeutil import iso, parse_iso, utcnow
 
@@ -617,8 +622,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
-                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, detail, headers, remote, body_sha256, body_size, body, replay, "
+                "stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rejection.id,
                     iso(rejection.received_at),
@@ -635,10 +640,46 @@ class SqliteStore:
                     rejection.body_size,
                     rejection.body,
                     rejection.replay,
+                    rejection_size(rejection),
                 ),
             )
 
         await self._write(run)
+
+    async def count_rejections(self, counts: Sequence[RejectionCount]) -> None:
+        rows = [
+            (iso(c.minute), c.source, c.reason, c.total, c.recorded, c.body_bytes) for c in counts
+        ]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO rejection_counts (minute, source, reason, total, recorded, "
+                "body_bytes) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (minute, source, reason) "
+                "DO UPDATE SET total = total + excluded.total, "
+                "recorded = recorded + excluded.recorded, "
+                "body_bytes = body_bytes + excluded.body_bytes",
+                rows,
+            )
+
+        if rows:
+            await self._write(run)
+
+    async def trim_rejections(self, max_bytes: int) -> int:
+        return await self._write(_changing(TRIM_REJECTIONS, (max_bytes,)))
+
+    async def rejection_counts(
+        self, source: str | None, since: datetime, until: datetime | None
+    ) -> list[dict[str, Any]]:
+        clauses, params = ["minute >= ?"], [iso(since)]
+        if until is not None:
+            clauses.append("minute < ?")
+            params.append(iso(until))
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        query = REJECTION_COUNTS.format(where=" AND ".join(clauses))
+        rows = await self._read(lambda conn: conn.execute(query, params).fetchall())
+        return [rejection_count_row(row) for row in rows]
 
     @staticmethod
     def _insert_decision(conn: sqlite3.Connection, decision: Decision) -> None:
@@ -793,6 +834,12 @@ class SqliteStore:
                 "DELETE FROM rejections WHERE rowid IN (SELECT rowid FROM rejections "
                 "WHERE id < ? LIMIT 5000)",
                 (floor,),
+            ),
+            (
+                "rejection_counts",
+                "SELECT count(*) FROM rejection_counts WHERE minute < ?",
+                "DELETE FROM rejection_counts WHERE minute < ?",
+                (iso(older_than),),
             ),
             (
                 "delivery_attempts",
