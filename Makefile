@@ -7,7 +7,7 @@ VENV := .venv
 UV := .tools/bin/uv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint typecheck unit lock clean
+.PHONY: setup run test lint typecheck unit lock clean ampeco-catalog
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -38,6 +38,12 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+## ampeco-catalog: regenerate providers/ampeco_catalog.py from AMPECO's OpenAPI copy
+## (AMPECO_OPENAPI=contracts/ampeco/openapi-X.Y.Z.json for another version)
+ampeco-catalog: setup
+	$(VENV)/bin/python -m hookgate.providers.ampeco_gen $(AMPECO_OPENAPI)
+	$(VENV)/bin/ruff format --check src/hookgate/providers/ampeco_catalog.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock: | $(UV)
