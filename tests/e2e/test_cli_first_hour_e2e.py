@@ -195,3 +195,39 @@ def test_read_commands_do_not_need_the_secrets_of_other_parts(tmp_path: Path) ->
     assert json.loads(listed.stdout)["items"] == []
     served = _refusing(["serve", "--config", str(config), "--port", "0"], tmp_path)
     assert "admin.tokens[0]: environment variable HG_E2E_ADMIN is not set" in served.stderr
+
+
+# -- show by the provider's id ---------------------------------------------------------------
+
+
+def _projected(config: Path, command: str, *args: str) -> list[dict[str, Any]]:
+    """The view's rows once the in-process worker has projected something into it."""
+    deadline = time.monotonic() + 20
+    while True:
+        listed = run_cli(command, "list", "--json", "--config", str(config), *args)
+        items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+        if items or time.monotonic() > deadline:
+            return items
+        time.sleep(0.1)
+
+
+def test_show_takes_the_providers_own_id(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port=port)
+    migrate(config)
+    with serving(config, port=port):
+        run_cli("send", "easypark", "--config", str(config))
+        sent = run_cli(
+            "send", "zaptec", "--source", "zaptec-allow", "--json", "--config", str(config)
+        )
+        session_id = json.loads(sent.stdout.splitlines()[0])["response"]["sessionId"]
+        [parking] = _projected(config, "parking")
+        sessions = _projected(config, "sessions")
+    by_ours = json.loads(run_cli("parking", "show", parking["id"], "--config", str(config)).stdout)
+    by_theirs = run_cli("parking", "show", str(parking["parking_id"]), "--config", str(config))
+    assert json.loads(by_theirs.stdout) == by_ours
+    assert session_id in {s["session_key"] for s in sessions}
+    shown = run_cli("sessions", "show", session_id, "--config", str(config))
+    assert json.loads(shown.stdout)["session_key"] == session_id
+    header = run_cli("parking", "list", "--config", str(config)).stdout.splitlines()[0]
+    assert header.split() == ["ID", "SOURCE", "PARKING", "PLATE", "ENDED", "PRICE", "AREA"]

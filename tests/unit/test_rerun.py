@@ -249,3 +249,16 @@ async def test_rejection_listing_shows_the_rerun_but_not_the_copy(
     assert item["rerun_event_id"] == result.event_id
     assert "replay" not in item
     assert msgspec.json.encode(item["headers"]) == b"{}"
+
+
+async def test_a_zaptec_rejection_without_a_copy_speaks_of_zaptec(
+    store: SqliteStore, tmp_path: Path, providers: dict[str, Provider[Any]]
+) -> None:
+    config = config_of(tmp_path, [AMPECO_NEW])
+    headers = {"authorization": "Bearer nope", "content-type": "application/json"}
+    body = b'{"ChargerId": "c1", "TokenId": "t1"}'
+    rejection_id = await reject(store, config, providers, "zaptec", headers, body)
+    with pytest.raises(RerunError) as err:
+        await rerun_rejection(store, config, providers, rejection_id)
+    assert "Zaptec does not send a session start or end again" in err.value.detail
+    assert "EasyPark" not in err.value.detail

@@ -7,7 +7,8 @@ on every other instance within a refresh interval.
 Entities written by the configuration file (`managed_by = "config"`) are read-only here:
 a write answers `409 managed-by-config`.
 
-The store helpers at the top are shared with the CLI (`hookgate tokens ...`).
+The store helpers at the top (checks, `save_entity`, `remove_entity`) are shared with the
+CLI (`hookgate tokens|groups|chargers|budgets ...`), so both keep the same invariants.
 """
 
 from __future__ import annotations
@@ -236,6 +237,59 @@ async def check_references(
                 )
 
 
+async def save_entity(
+    store: Store,
+    spec: Kind,
+    entity: Entity,
+    *,
+    replace: bool,
+    sources: Collection[str] | None = None,
+    groups: Collection[str] = (),
+) -> bool:
+    """Write an API-managed entity after the checks every writer applies: the
+    configuration's entities are read-only, an existing one is replaced only when asked,
+    references must exist. True when it replaced one."""
+    key = spec.key_of(entity)
+    existing = await store.auth_get(spec.kind, key)
+    if existing is not None and existing.managed_by == "config":
+        raise config_managed(spec, key)
+    if existing is not None and not replace:
+        raise RuleError(409, "already-exists", f"{spec.noun} {key} exists")
+    await check_references(store, spec, entity, sources, groups)
+    try:
+        await store.auth_write([to_entity(spec.kind, entity)], [], create=not replace)
+    except AlreadyExists:  # the read above gives the helpful answer; the key settles a race
+        raise RuleError(409, "already-exists", f"{spec.noun} {key} exists") from None
+    return existing is not None
+
+
+async def remove_entity(store: Store, spec: Kind, stored: AuthEntity) -> int:
+    """Delete an entity with what it owns, after the checks every writer applies: not one
+    of the configuration's, and no group still in use. Returns the budgets removed."""
+    key = stored.key
+    if stored.managed_by == "config":
+        raise config_managed(spec, key)
+    if spec is GROUPS:
+        tokens, chargers = await group_users(store, key)
+        if tokens or chargers:
+            raise RuleError(
+                409,
+                "group-in-use",
+                f"group {key} is still used by {tokens} token(s) and reserved by "
+                f"{chargers} charger rule(s): move or remove them first",
+                tokens=tokens,
+                chargers=chargers,
+            )
+    delete = [(spec.kind, key)]
+    if spec in (TOKENS, GROUPS):
+        delete += [
+            ("budget", owned.key)
+            for owned, _budget in await budgets_of(store, spec.kind, key)
+            if owned.managed_by != "config"
+        ]
+    return await store.auth_write([], delete) - 1
+
+
 def usage(engine: Engine, budget: Budget, now: datetime) -> dict[str, Any]:
     """A budget's current period as the engine counts it."""
     subject = (budget.subject, budget.subject_id)
@@ -454,27 +508,7 @@ class RulesApi:
         key = self._path_key(spec, request)
         store = self._store()
         stored, _ = await self._current(spec, key)
-        if stored.managed_by == "config":
-            raise config_managed(spec, key)
-        if spec is GROUPS:
-            tokens, chargers = await group_users(store, key)
-            if tokens or chargers:
-                raise RuleError(
-                    409,
-                    "group-in-use",
-                    f"group {key} is still used by {tokens} token(s) and reserved by "
-                    f"{chargers} charger rule(s): move or remove them first",
-                    tokens=tokens,
-                    chargers=chargers,
-                )
-        delete = [(spec.kind, key)]
-        if spec in (TOKENS, GROUPS):
-            delete += [
-                ("budget", owned.key)
-                for owned, _budget in await budgets_of(store, spec.kind, key)
-                if owned.managed_by != "config"
-            ]
-        await store.auth_write([], delete)
+        await remove_entity(store, spec, stored)
         await self._service().refresh()
         return Response(status_code=204)
 

@@ -1,9 +1,19 @@
 """Command line: serve, init, migrate, events, rejections, send (provider emulators),
-tokens (charge-token management), decide (a dry-run charging decision), worker
+tokens, groups, chargers and budgets (charging rules), decide (a dry-run charging decision), worker
 (processing and delivery without the HTTP server), the views, deliveries, destinations,
 replay and export (views), and prune (retention)."""
 
-from hookgate.cli import inbox, maintenance, send, server, tokens, views, worker
+from hookgate.cli import inbox, maintenance, rules, send, server, tokens, views, worker
 from hookgate.cli.common import main
 
-__all__ = ["inbox", "main", "maintenance", "send", "server", "tokens", "views", "worker"]
+__all__ = [
+    "inbox",
+    "main",
+    "maintenance",
+    "rules",
+    "send",
+    "server",
+    "tokens",
+    "views",
+    "worker",
+]

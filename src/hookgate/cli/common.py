@@ -54,6 +54,28 @@ def _config_all(path: str | None) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
+def _table(
+    headers: list[str], rows: list[list[str]], *, empty: str, more: str | None = None
+) -> None:
+    """Rows under a header, each column as wide as its longest cell (the last one is not
+    padded), so long event types do not push the columns out of line; `empty` is said when
+    there is nothing, `more` under the rows when a further page exists."""
+    if not rows:
+        click.echo(empty)
+        return
+    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    click.echo(line(headers))
+    for row in rows:
+        click.echo(line(row))
+    if more:
+        click.echo(more)
+
+
 def _print_json(document: Any) -> None:
     click.echo(msgspec.json.format(_pretty.encode(document), indent=2).decode())
 

@@ -10,12 +10,23 @@ import click
 from hookgate.cli.common import (
     _config,
     _print_json,
+    _table,
     _with_store,
     config_option,
     main,
 )
 from hookgate.store.base import EventFilter
 from hookgate.timeutil import iso, parse_iso, utcnow
+
+# What an inbox event can be: stored and waiting, done, failed in processing, held back.
+EVENT_STATUSES = ["received", "processed", "failed", "quarantined"]
+
+
+def _body_text(raw: bytes, key: str) -> dict[str, str]:
+    try:
+        return {key: raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{key}_hex": raw.hex()}
 
 
 @main.group()
@@ -28,7 +39,7 @@ def events() -> None:
 @click.option("--source", default=None)
 @click.option("--provider", default=None)
 @click.option("--type", "event_type", default=None)
-@click.option("--status", default=None)
+@click.option("--status", type=click.Choice(EVENT_STATUSES), default=None)
 @click.option("--since", default=None, help="ISO 8601 date-time.")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @click.option("--cursor", default=None, help="`next` of a previous page.")
@@ -58,19 +69,32 @@ def events_list(
     if as_json:
         _print_json({"items": page.items, "next": page.next})
         return
+    rows = []
     for item in page.items:
-        flags = ",".join(item["flags"])
-        line = (
-            f"{item['id']}  {item['received_at'][:19]}  {item['source']:<14} "
-            f"{item['type']:<36} {item['status']:<11} {flags}"
-        )
         document = item.get("document")
+        note = ""
         if item["status"] == "quarantined" and isinstance(document, dict):
             # What to look at before `hookgate events reprocess ID` (after an upgrade).
-            line += f"  {document.get('violation') or document.get('error') or ''}"
-        click.echo(line.rstrip())
-    if page.next:
-        click.echo(f"more: --cursor {page.next}")
+            note = str(document.get("violation") or document.get("error") or "")
+        rows.append(
+            [
+                item["id"],
+                item["received_at"][:19],
+                item["source"],
+                item["type"],
+                item["status"],
+                ",".join(item["flags"]) or "-",
+                note,
+            ]
+        )
+    _table(
+        ["ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "FLAGS", "NOTE"],
+        rows,
+        empty="no events match"
+        if cursor or any((source, provider, event_type, status, since))
+        else "no events yet",
+        more=f"more: --cursor {page.next}" if page.next else None,
+    )
 
 
 @events.command("show")
@@ -81,11 +105,7 @@ def events_show(config_path: str | None, event_id: str) -> None:
     item = asyncio.run(_with_store(_config(config_path), lambda s: s.get_event(event_id)))
     if item is None:
         raise click.ClickException(f"no event with id {event_id}")
-    raw = item.pop("raw_body")
-    try:
-        item["raw_body"] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        item["raw_body_hex"] = raw.hex()
+    item.update(_body_text(item.pop("raw_body"), "raw_body"))
     _print_json(item)
 
 
@@ -98,22 +118,53 @@ def rejections() -> None:
 @config_option
 @click.option("--source", default=None)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", default=None, help="`next` of a previous page.")
 @click.option("--json", "as_json", is_flag=True)
-def rejections_list(config_path: str | None, source: str | None, limit: int, as_json: bool) -> None:
+def rejections_list(
+    config_path: str | None, source: str | None, limit: int, cursor: str | None, as_json: bool
+) -> None:
     """Newest rejections first."""
     page = asyncio.run(
-        _with_store(_config(config_path), lambda s: s.list_rejections(source, None, limit))
+        _with_store(_config(config_path), lambda s: s.list_rejections(source, cursor, limit))
     )
     if as_json:
         for item in page.items:
             item["body"] = item["body"].decode("utf-8", "replace")
         _print_json({"items": page.items, "next": page.next})
         return
-    for item in page.items:
-        click.echo(
-            f"{item['id']}  {item['received_at'][:19]}  {item['source']:<14} "
-            f"{item['status']}  {item['reason']:<22} {item['detail']}"
+    _table(
+        ["ID", "RECEIVED", "SOURCE", "STATUS", "REASON", "DETAIL"],
+        [
+            [
+                item["id"],
+                item["received_at"][:19],
+                item["source"] or "-",
+                str(item["status"]),
+                item["reason"],
+                item["detail"] or "",
+            ]
+            for item in page.items
+        ],
+        empty="no rejections match" if source or cursor else "no rejections yet",
+        more=f"more: --cursor {page.next}" if page.next else None,
+    )
+
+
+@rejections.command("show")
+@config_option
+@click.argument("rejection_id")
+def rejections_show(config_path: str | None, rejection_id: str) -> None:
+    """One refused request: why, its masked headers, the body kept, and whether a copy to
+    verify again (`hookgate rejections rerun`) was kept."""
+    item = asyncio.run(_with_store(_config(config_path), lambda s: s.get_rejection(rejection_id)))
+    if item is None:
+        raise click.ClickException(
+            f"no rejection with id {rejection_id}: `hookgate rejections list` shows them"
         )
+    item.update(_body_text(item.pop("body"), "body"))
+    replay = item.pop("replay", None)
+    item["rerunnable"] = replay is not None
+    _print_json(item)
 
 
 @rejections.command("counts")

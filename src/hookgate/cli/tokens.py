@@ -306,15 +306,26 @@ def tokens_add(
 @config_option
 @click.option("--group", "group_id", default=None, help="Only tokens of this group.")
 @click.option("--status", type=click.Choice(["valid", "blocked"]), default=None)
-@click.option("--json", "as_json", is_flag=True, help='Print {"items": [...]} as JSON.')
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
+@click.option("--cursor", default=None, help="Start after this uid (`more:` of a page).")
+@click.option("--all", "show_all", is_flag=True, help="Every token, without pages.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"items": [...], "next"} as JSON.')
 def tokens_list(
-    config_path: str | None, group_id: str | None, status: str | None, as_json: bool
+    config_path: str | None,
+    group_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    show_all: bool,
+    as_json: bool,
 ) -> None:
-    """Every token in uid order (with those the configuration file lists)."""
+    """Tokens in uid order (with those the configuration file lists), a page at a time."""
     config = _config(config_path)
-    stored = {e.key: e for e in _store_run(config, lambda s: scan(s, "token"))}
+    after = normalise_uid(cursor) if cursor else None
+    stored = {e.key: e for e in _store_run(config, lambda s: scan(s, "token", after))}
     for listed in config.authorization.tokens:  # not stored yet when no server has started
-        stored.setdefault(listed.uid, to_entity("token", listed))
+        if after is None or listed.uid > after:
+            stored.setdefault(listed.uid, to_entity("token", listed))
     items = []
     for key in sorted(stored):
         entity = stored[key]
@@ -323,16 +334,25 @@ def tokens_list(
         if (group_id and token.group_id != group_id) or (status and token.status != status):
             continue
         items.append(document(token, entity.managed_by))
+    shown = items if show_all else items[:limit]
+    left = len(items) - len(shown)
+    following = shown[-1]["uid"] if left else None
     if as_json:
-        _print_json({"items": items})
+        _print_json({"items": shown, "next": following})
+        return
+    if not shown:
+        click.echo("no tokens match" if group_id or status or cursor else "no tokens")
         return
     click.echo(
         f"{'UID':<22} {'STATUS':<8} {'TYPE':<11} {'GROUP':<14} {'WHITELIST':<15} "
         f"{'VALID UNTIL':<25} {'MANAGED':<7} LABEL"
     )
-    for doc in items:
+    for doc in shown:
         click.echo(_token_line(doc))
-    click.echo(f"{len(items)} token(s)")
+    if left:
+        click.echo(f"{len(shown)} token(s) shown, {left} more: --cursor {following} (or --all)")
+    else:
+        click.echo(f"{len(shown)} token(s)")
 
 
 @tokens.command("show")

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from hookgate.cli.common import READS, _config, _print_json, _store_run, config_option, main
+from hookgate.cli.common import (
+    READS,
+    _config,
+    _print_json,
+    _store_run,
+    _table,
+    config_option,
+    main,
+)
 from hookgate.cli.inbox import events, rejections
 from hookgate.config import Config
 from hookgate.export import build_report, lines_csv, report_json, totals_csv
@@ -52,17 +60,26 @@ def _instant(value: str | None, option: str) -> datetime | None:
 
 
 def _text(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)[:19]
+    return "-" if value is None or value == "" else str(value)
 
 
-def _print_page(page: Page, as_json: bool, line: Callable[[Row], str]) -> None:
+def _time(value: Any) -> str:
+    return "-" if not value else str(value)[:19]
+
+
+def _print_page(
+    page: Page, as_json: bool, what: str, columns: list[tuple[str, Callable[[Row], str]]]
+) -> None:
+    """A page as a table with a header (or as JSON); says so when there is nothing."""
     if as_json:
         _print_json({"items": page.items, "next": page.next})
         return
-    for item in page.items:
-        click.echo(line(item))
-    if page.next:
-        click.echo(f"more: --cursor {page.next}")
+    _table(
+        [header for header, _ in columns],
+        [[cell(item) for _, cell in columns] for item in page.items],
+        empty=f"no {what} match",
+        more=f"more: --cursor {page.next}" if page.next else None,
+    )
 
 
 def _view_list(
@@ -93,6 +110,43 @@ def _show(
     _print_json(item)
 
 
+def _show_view(
+    config_path: str | None,
+    table: str,
+    given: str,
+    detail: Callable[[Store, str], Awaitable[Row | None]],
+    what: str,
+    provider_ids: tuple[str, ...],
+) -> None:
+    """A row by hookgate's id, or by the provider's own id (`provider_ids` columns): an
+    operator holding a Zaptec session id or a parking id need not look up ours first."""
+
+    async def find(store: Store) -> Row | None:
+        item = await detail(store, given)
+        if item is not None:
+            return item
+        found: dict[str, Row] = {}
+        for column in provider_ids:
+            page = await store.list_view(table, ViewFilter(equal={column: given}), None, 10)
+            found.update((row["id"], row) for row in page.items)
+        if len(found) > 1:
+            listed = ", ".join(
+                f"{row_id} (source {row['source']})" for row_id, row in found.items()
+            )
+            raise click.ClickException(
+                f"{given} is the id of several {what}s: {listed}; pass hookgate's id"
+            )
+        return await detail(store, next(iter(found))) if found else None
+
+    item = _store_run(_config(config_path), find)
+    if item is None:
+        raise click.ClickException(
+            f"no {what} with id {given} (hookgate's id or the provider's: "
+            f"{', '.join(provider_ids)})"
+        )
+    _print_json(item)
+
+
 def _listing(function: Callable[..., None]) -> Callable[..., None]:
     """Options every listing shares."""
     for option in reversed(
@@ -120,7 +174,7 @@ def sessions() -> None:
 @sessions.command("list")
 @_listing
 @click.option("--source", default=None)
-@click.option("--status", default=None)
+@click.option("--status", type=click.Choice(["active", "ended"]), default=None)
 @click.option("--charger", "charger_id", default=None)
 @click.option("--token", default=None)
 def sessions_list(
@@ -143,11 +197,18 @@ def sessions_list(
     _print_page(
         page,
         as_json,
-        lambda i: (
-            f"{i['id']}  {i['source']:<12} {i['status']:<8} {_text(i['started_at']):<19}  "
-            f"{_text(i['charger_id']):<12} {_text(i['token']):<16} {_text(i['energy_kwh'])} kWh  "
-            f"{_text(i['cost'])} {i['currency'] or ''}".rstrip()
-        ),
+        "charging sessions",
+        [
+            ("ID", lambda i: i["id"]),
+            ("SOURCE", lambda i: i["source"]),
+            ("SESSION", lambda i: _text(i["session_key"])),
+            ("STATUS", lambda i: i["status"]),
+            ("STARTED", lambda i: _time(i["started_at"])),
+            ("CHARGER", lambda i: _text(i["charger_id"])),
+            ("TOKEN", lambda i: _text(i["token"])),
+            ("KWH", lambda i: _text(i["energy_kwh"])),
+            ("COST", lambda i: f"{_text(i['cost'])} {i['currency'] or ''}".rstrip()),
+        ],
     )
 
 
@@ -155,8 +216,15 @@ def sessions_list(
 @config_option
 @click.argument("session_id")
 def sessions_show(config_path: str | None, session_id: str) -> None:
-    """One session with its meter values."""
-    _show(config_path, lambda s: session_detail(s, session_id), "charging session")
+    """One session with its meter values, by hookgate's id or the provider's session id."""
+    _show_view(
+        config_path,
+        "charging_sessions",
+        session_id,
+        session_detail,
+        "charging session",
+        ("session_key", "external_id"),
+    )
 
 
 # -- parking -----------------------------------------------------------------------------
@@ -189,10 +257,16 @@ def parking_list(
     _print_page(
         page,
         as_json,
-        lambda i: (
-            f"{i['id']}  {i['source']:<12} {i['license_number']:<10} {_text(i['ended_at'])}  "
-            f"{i['price']} {i['currency']}  {_text(i['area_name'])}"
-        ),
+        "parking transactions",
+        [
+            ("ID", lambda i: i["id"]),
+            ("SOURCE", lambda i: i["source"]),
+            ("PARKING", lambda i: _text(i["parking_id"])),
+            ("PLATE", lambda i: i["license_number"]),
+            ("ENDED", lambda i: _time(i["ended_at"])),
+            ("PRICE", lambda i: f"{i['price']} {i['currency']}"),
+            ("AREA", lambda i: _text(i["area_name"])),
+        ],
     )
 
 
@@ -200,11 +274,14 @@ def parking_list(
 @config_option
 @click.argument("transaction_id")
 def parking_show(config_path: str | None, transaction_id: str) -> None:
-    """One parking transaction."""
-    _show(
+    """One parking transaction, by hookgate's id or EasyPark's parkingId."""
+    _show_view(
         config_path,
-        lambda s: view_row(s, "parking_transactions", transaction_id),
+        "parking_transactions",
+        transaction_id,
+        lambda s, row_id: view_row(s, "parking_transactions", row_id),
         "parking transaction",
+        ("parking_id",),
     )
 
 
@@ -240,10 +317,15 @@ def payments_list(
     _print_page(
         page,
         as_json,
-        lambda i: (
-            f"{i['id']}  {i['source']:<12} {i['object_type']:<10} {i['object_id']:<24} "
-            f"{i['state']:<26} {'final' if i['final'] else ''}".rstrip()
-        ),
+        "payment objects",
+        [
+            ("ID", lambda i: i["id"]),
+            ("SOURCE", lambda i: i["source"]),
+            ("TYPE", lambda i: i["object_type"]),
+            ("OBJECT", lambda i: i["object_id"]),
+            ("STATE", lambda i: i["state"]),
+            ("FINAL", lambda i: "final" if i["final"] else "-"),
+        ],
     )
 
 
@@ -251,8 +333,11 @@ def payments_list(
 @config_option
 @click.argument("payment_id")
 def payments_show(config_path: str | None, payment_id: str) -> None:
-    """One payment object with every state reported for it."""
-    _show(config_path, lambda s: payment_detail(s, payment_id), "payment object")
+    """One payment object with every state reported for it, by hookgate's id or the
+    provider's object id (a ZTLment payment or approval id)."""
+    _show_view(
+        config_path, "payment_objects", payment_id, payment_detail, "payment object", ("object_id",)
+    )
 
 
 # -- charge points -----------------------------------------------------------------------
@@ -287,10 +372,15 @@ def charge_points_list(
     _print_page(
         page,
         as_json,
-        lambda i: (
-            f"{i['id']}  {i['source']:<12} {i['charge_point_id']:<16} {_text(i['status']):<12} "
-            f"{_text(i['network_status']):<10} {_text(i['name'])}"
-        ),
+        "charge points",
+        [
+            ("ID", lambda i: i["id"]),
+            ("SOURCE", lambda i: i["source"]),
+            ("CHARGE POINT", lambda i: i["charge_point_id"]),
+            ("STATUS", lambda i: _text(i["status"])),
+            ("NETWORK", lambda i: _text(i["network_status"])),
+            ("NAME", lambda i: _text(i["name"])),
+        ],
     )
 
 
@@ -298,8 +388,15 @@ def charge_points_list(
 @config_option
 @click.argument("charge_point_id")
 def charge_points_show(config_path: str | None, charge_point_id: str) -> None:
-    """One charge point with its EVSEs."""
-    _show(config_path, lambda s: charge_point_detail(s, charge_point_id), "charge point")
+    """One charge point with its EVSEs, by hookgate's id or the provider's."""
+    _show_view(
+        config_path,
+        "charge_points",
+        charge_point_id,
+        charge_point_detail,
+        "charge point",
+        ("charge_point_id",),
+    )
 
 
 # -- deliveries and destinations ---------------------------------------------------------
@@ -337,11 +434,16 @@ def deliveries_list(
     _print_page(
         page,
         as_json,
-        lambda i: (
-            f"{i['id']}  {i['event_id']}  {i['destination']:<14} {i['status']:<9} "
-            f"attempts={i['attempts']}  {_text(i['last_status_code'])}  "
-            f"{i['last_error'] or ''}".rstrip()
-        ),
+        "deliveries",
+        [
+            ("ID", lambda i: i["id"]),
+            ("EVENT", lambda i: i["event_id"]),
+            ("DESTINATION", lambda i: i["destination"]),
+            ("STATUS", lambda i: i["status"]),
+            ("ATTEMPTS", lambda i: str(i["attempts"])),
+            ("LAST", lambda i: _text(i["last_status_code"])),
+            ("ERROR", lambda i: i["last_error"] or ""),
+        ],
     )
 
 
@@ -369,10 +471,19 @@ def destinations_list(config_path: str | None, as_json: bool) -> None:
     if as_json:
         _print_json({"items": items})
         return
-    for item in items:
-        target = item["url"] or f"{item['topic']} @ {','.join(item['brokers'])}"
-        state = f"disabled: {item['disabled_reason']}" if item["disabled"] else "enabled"
-        click.echo(f"{item['name']:<16} {item['kind']:<6} {target}  {state}")
+    _table(
+        ["NAME", "KIND", "STATE", "TARGET"],
+        [
+            [
+                item["name"],
+                item["kind"],
+                f"disabled: {item['disabled_reason']}" if item["disabled"] else "enabled",
+                item["url"] or f"{item['topic']} @ {','.join(item['brokers'])}",
+            ]
+            for item in items
+        ],
+        empty="no destinations are configured ([[destinations]] in the configuration)",
+    )
 
 
 def _named_destination(config: Config, name: str) -> None:
