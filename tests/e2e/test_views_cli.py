@@ -149,7 +149,7 @@ def test_deliveries_destinations_and_replay(config: Path) -> None:
     (erp, _) = json.loads(listed_json)["items"]
     assert (erp["disabled"], erp["disabled_reason"]) == (True, "maintenance")
     cli(config, "destinations", "enable", "erp")
-    assert "enabled" in cli(config, "destinations", "list").splitlines()[0]
+    assert "enabled" in cli(config, "destinations", "list").splitlines()[1]
 
     assert cli(config, "replay", event_id).strip() == "queued 1"
     assert cli(config, "replay", event_id, "--destination", "lake").strip() == "queued 1"
