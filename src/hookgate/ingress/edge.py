@@ -119,7 +119,14 @@ class EdgeProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._phase = _IDLE
-        self._deadline: asyncio.TimerHandle | None = None
+        # One lazily moved timer per connection: arming a deadline only records when and
+        # what; the timer is rescheduled when it fires early (a request's phases move the
+        # deadline several times, and a new timer each time would cost more than the
+        # request's parsing).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._due: float | None = None
+        self._expired: Callable[[], None] = self._close
         self._head_bytes = 0  # counted from the parser callbacks
         self._head_seen = 0  # counted from the bytes fed while the head is incomplete
         self._head_count = 0
@@ -153,8 +160,14 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._idle.order.pop(self, None)
-        self._cancel_deadline()
+        self._stop_timer()
         super().connection_lost(exc)
+
+    def _stop_timer(self) -> None:
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _make_room(self) -> bool:
         """Close the connection idle longest (never this one); False when none is idle."""
@@ -168,20 +181,34 @@ class EdgeProtocol(HttpToolsProtocol):
     def _close(self) -> None:
         self._closed = True
         self._idle.order.pop(self, None)
-        self._cancel_deadline()
+        self._stop_timer()
         if not self.transport.is_closing():
             self.transport.close()
 
     # -- deadlines -----------------------------------------------------------------------
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = None
 
     def _arm(self, seconds: float, expired: Callable[[], None]) -> None:
-        self._cancel_deadline()
-        self._deadline = self.loop.call_later(seconds, expired)
+        due = self.loop.time() + seconds
+        self._due, self._expired = due, expired
+        if self._timer is None or self._timer_at > due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(due, self._fire)
+            self._timer_at = due
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._due is None or self._closed:
+            return
+        if self.loop.time() < self._due:
+            self._timer = self.loop.call_at(self._due, self._fire)
+            self._timer_at = self._due
+            return
+        self._due = None
+        self._expired()
 
     def _become_idle(self) -> None:
         """No request in progress: displaceable, and closed after the idle timeout."""
@@ -241,7 +268,7 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._parse_without_upgrade(data[exc.args[0] :])
             elif self._should_upgrade():
                 self._idle.order.pop(self, None)
-                self._cancel_deadline()
+                self._stop_timer()
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -307,17 +334,20 @@ class EdgeProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout, self._head_expired)
 
     def on_url(self, url: bytes) -> None:
-        if self._replaying:
-            return
-        self._head_bytes += len(url)
-        super().on_url(url)
+        if not self._replaying:
+            self._head_bytes += len(url)
+            self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, inlined (it runs for every header field of every request).
         if self._replaying:
             return
         self._head_bytes += len(name) + len(value) + 4
         self._head_count += 1
-        super().on_header(name, value)
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._replaying:
@@ -368,9 +398,15 @@ class EdgeProtocol(HttpToolsProtocol):
             self._cancel_deadline()
 
     def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)
-        super().on_response_complete()
-        if self._closed or self.transport.is_closing() or pipelined:
+        # uvicorn's, but with this protocol's idle deadline instead of a new keep-alive
+        # timer per response.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing() or self._closed:
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
             return  # a pipelined request has just started: it is not idle
         if self._phase in (_DONE, _IDLE):
             self._become_idle()
@@ -392,7 +428,7 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
     """uvicorn.Config keyword arguments that put the edge limits in place."""
     return {
         "http": edge_protocol(server),
-        # The protocol enforces its own idle timeout; uvicorn's keep-alive timer agrees.
+        # The protocol keeps its own idle deadline; uvicorn's keep-alive setting agrees.
         "timeout_keep_alive": server.idle_timeout_seconds,
         "backlog": min(2048, server.max_connections),
     }
