@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,8 @@ from hookgate.ingress.problems import problem
 log = logging.getLogger("hookgate.edge")
 
 _IDLE, _HEAD, _BODY, _DONE = range(4)
+# Files the gateway may hold open besides client connections (database, logs, listeners).
+_FILES_BESIDES_CONNECTIONS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +427,35 @@ def edge_protocol(server: ServerConfig) -> type[EdgeProtocol]:
     return type("HookgateProtocol", (EdgeProtocol,), {"limits": EdgeLimits.of(server)})
 
 
+def fit_file_limit(max_connections: int) -> int:
+    """Raise this process's open-file limit (soft, up to the hard one) so that
+    `max_connections` sockets fit beside the files the gateway keeps open; warn when they
+    cannot (new connections would then fail to be accepted before the cap refuses them).
+    Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "the open-file limit (%d) is below max_connections (%d) plus %d: lower "
+            "[server] max_connections or raise the limit (ulimit -n)",
+            soft,
+            max_connections,
+            _FILES_BESIDES_CONNECTIONS,
+        )
+    return soft
+
+
 def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
-    """uvicorn.Config keyword arguments that put the edge limits in place."""
+    """uvicorn.Config keyword arguments that put the edge limits in place (the process's
+    open-file limit is raised to fit `max_connections` on the way, see fit_file_limit)."""
+    fit_file_limit(server.max_connections)
     return {
         "http": edge_protocol(server),
         # The protocol keeps its own idle deadline; uvicorn's keep-alive setting agrees.
