@@ -243,3 +243,25 @@ def test_budget_below_the_largest_body_is_a_configuration_error() -> None:
         parse_config(
             {"server": {"max_body_bytes": 1 << 20, "max_buffered_body_bytes": 1 << 19}}, env={}
         )
+
+
+def test_a_refused_body_is_kept_only_up_to_the_rejection_cap(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path
+) -> None:
+    gateway = _start(make_gateway, tmp_path)
+    big = b'{"pad": "' + b"x" * 59_000 + b'"}'
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        reply = client.post(
+            "/hooks/easypark",
+            content=big,
+            headers={**_JSON, "Authorization": _basic(EASYPARK_USER, "wrong")},
+        )
+    assert reply.status_code == 401
+    cap = gateway.config.storage.rejection_body_bytes
+    deadline = time.monotonic() + 10
+    while not (rows := gateway.rows("SELECT body, body_size FROM rejections")):
+        assert time.monotonic() < deadline, "the refusal was not recorded"
+        time.sleep(0.02)
+    [(body, size)] = rows
+    assert size == len(big)
+    assert bytes(body) == big[:cap]

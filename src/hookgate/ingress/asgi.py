@@ -52,6 +52,10 @@ _JSON = b"application/json"
 _PROBLEM = b"application/problem+json"
 
 
+# How long a refused call's body is waited for, to keep its head in the rejection log.
+GLIMPSE_SECONDS = 0.5
+
+
 class _Disconnected(Exception):
     """The client went away before its body arrived; there is nobody to answer."""
 
@@ -177,6 +181,32 @@ class Ingress:
             self._buffering -= sum(len(c) for c in chunks)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    async def _glimpse(self, receive: Receive, request: _Request) -> tuple[bytes, int]:
+        """At most `rejection_body_bytes` of a refused call's body, for the rejection log,
+        waiting for them no longer than GLIMPSE_SECONDS: the body and the size to record
+        (0 when the body is whole, else its declared size, so that no partial body is
+        ever kept for a re-run)."""
+        cap = self.config.storage.rejection_body_bytes
+        declared = request.headers.get("content-length")
+        size = int(declared) if declared is not None and declared.isdigit() else 0
+        if cap == 0 or declared == "0":
+            return b"", size
+        head = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GLIMPSE_SECONDS
+        while len(head) <= cap:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                break
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            head += message.get("body", b"")
+            if not message.get("more_body", False):
+                return head, 0
+        return head[: cap + 1], max(size, len(head))
+
     # -- pipeline ----------------------------------------------------------------------
 
     async def _handle(
@@ -225,17 +255,14 @@ class Ingress:
                 limit = FORM_MAX_BYTES
             else:
                 # Credentials carried in headers (Basic, API key, bearer token; for a signed
-                # body, the signature's presence) are checked before a byte of the body is
-                # read, so that nobody without them can make the gateway buffer a body.
-                provider.authenticate(source, Call(route, request.headers, b""))
-                if not _is_json(request.headers.get("content-type")):
-                    raise Reject(
-                        415,
-                        "unsupported-media-type",
-                        "Unsupported Media Type",
-                        "the body must be application/json",
-                        {"Accept-Post": "application/json"},
-                    )
+                # body, the signature's presence) are checked before the body is read, so
+                # that nobody without them can make the gateway buffer a body: a refused
+                # call's body is only glimpsed for the rejection log.
+                try:
+                    provider.authenticate(source, Call(route, request.headers, b""))
+                except Reject:
+                    body, declared = await self._glimpse(receive, request)
+                    raise
                 limit = self.max_body
             try:
                 body = await self._read_body(receive, request, limit)
@@ -258,6 +285,14 @@ class Ingress:
             if kind == "token":
                 assert isinstance(source, ZaptecSource)
                 return await self._token(request, source, provider, body)
+            if not _is_json(request.headers.get("content-type")):
+                raise Reject(
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported Media Type",
+                    "the body must be application/json",
+                    {"Accept-Post": "application/json"},
+                )
             call = Call(route, request.headers, body)
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
