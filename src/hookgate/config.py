@@ -272,12 +272,29 @@ class AmpecoSource(_Source, tag="ampeco"):
     ssl_ca_location: str | None = None
     # Where a new consumer group starts reading: the oldest message or only new ones.
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Kafka only: refuse a message without the signature header. Unset: required as soon
+    # as `secrets` are configured (a producer that signs signs every message, and an
+    # unsigned one in its topic is one the secret holder did not write). A webhook is
+    # always verified.
+    require_signature: bool | None = None
 
     def __post_init__(self) -> None:
         if self.transport == "kafka":
             if not self.topic:
                 raise ValueError('topic is required with transport = "kafka"')
             self.kafka().check_kafka()
+            if self.require_signature and not [s for s in self.secrets if s]:
+                raise ValueError("require_signature = true needs the signing secrets in secrets")
+        elif self.require_signature is not None:
+            raise ValueError(
+                'require_signature applies to transport = "kafka"; a webhook is always verified'
+            )
+
+    def signature_required(self) -> bool:
+        """Whether a Kafka message without the signature header is refused."""
+        if self.require_signature is not None:
+            return self.require_signature
+        return any(self.secrets)
 
     def kafka(self) -> KafkaSettings:
         """The Kafka connection settings of a `transport = "kafka"` source."""

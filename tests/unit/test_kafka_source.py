@@ -19,12 +19,13 @@ import pytest
 import uvicorn
 
 from hookgate.authorization.service import AuthorizationService
-from hookgate.config import AmpecoSource, Config, parse_config
+from hookgate.config import AmpecoSource, Config, ConfigError, parse_config
 from hookgate.ingress.asgi import Ingress
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
+from hookgate.providers.ampeco import Ampeco
 from hookgate.providers.base import Call
 from hookgate.sources.kafka import (
     KafkaSource,
@@ -221,12 +222,12 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -
 async def test_signed_and_unsigned_messages_are_stored_and_committed(
     make_rig: Callable[..., Awaitable[Rig]],
 ) -> None:
-    rig = await make_rig()
+    rig = await make_rig(require_signature=False)
     bodies = [ampeco_body("session.start.stop.notification", seq) for seq in range(4)]
     rig.produce(bodies[0], secret=SECRET)
     rig.produce(bodies[1], secret=SECRET, encoding="base64")
     rig.produce(bodies[2], secret=SECRET, encoding="prefixed")
-    rig.produce(bodies[3])  # unsigned: the broker vouches for the producer
+    rig.produce(bodies[3])  # unsigned, allowed here: the broker vouches for the producer
     await rig.consumer()
 
     await until(lambda: rig.committed() == [4], "offsets committed")
@@ -290,7 +291,7 @@ async def test_session_stop_is_accounted_like_a_webhook(
 async def test_compressed_batches_are_read(
     make_rig: Callable[..., Awaitable[Rig]], codec: str
 ) -> None:
-    rig = await make_rig()
+    rig = await make_rig(require_signature=False)
     bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(5)]
     rig.cluster.produce_many(rig.topic, bodies, compression=codec)
     await rig.consumer()
@@ -309,7 +310,7 @@ async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
     rig.cluster.produce(rig.topic, good, headers={"X-Signature": signature(good, "someone-else")})
     rig.produce(b"{not json", secret=SECRET)
     rig.produce(b'{"notification":"BootNotification","chargePointId":"x"}', secret=SECRET)
-    rig.cluster.produce(rig.topic, b"")  # a tombstone is no notification either
+    rig.cluster.produce(rig.topic, b"")  # a tombstone is no notification (nor signed)
     rig.produce(good, secret=SECRET)
     await rig.consumer()
 
@@ -318,7 +319,7 @@ async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
         ("KAFKA", f"kafka://{rig.topic}/0/0", 401, "unauthorized"),
         ("KAFKA", f"kafka://{rig.topic}/0/1", 400, "malformed-json"),
         ("KAFKA", f"kafka://{rig.topic}/0/2", 422, "schema-violation"),
-        ("KAFKA", f"kafka://{rig.topic}/0/3", 400, "malformed-json"),
+        ("KAFKA", f"kafka://{rig.topic}/0/3", 401, "unauthorized"),
     ]
     assert len(rig.events()) == 1
     assert rig.counted("rejected") == 4
@@ -331,6 +332,104 @@ async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
         if s.name == "hookgate_rejections_total"
     }
     assert reasons == {"unauthorized", "malformed-json", "schema-violation"}
+
+
+async def test_poison_messages_are_refused_and_committed(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    """Bodies the decoder once raised on (UnicodeDecodeError, RecursionError) stalled the
+    partition for good: each was taken for a transient failure and read again forever."""
+    rig = await make_rig()
+    not_utf8 = b'{"notification":"BootNotification","chargePointId":"\xff\xfe"}'
+    deep = b'{"notification":"BootNotification","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    good = ampeco_body("BootNotification", 9)
+    for body in (not_utf8, deep, good):
+        rig.produce(body, secret=SECRET)
+    await rig.consumer()
+
+    await until(lambda: rig.committed() == [3], "offsets committed past the poison", 15)
+    assert rig.rejections() == [
+        ("KAFKA", f"kafka://{rig.topic}/0/0", 400, "malformed-json"),
+        ("KAFKA", f"kafka://{rig.topic}/0/1", 400, "nesting-too-deep"),
+    ]
+    assert [e[1] for e in rig.events()] == [hashlib.sha256(good).hexdigest()]
+    assert rig.counted("error") == 0
+    await until(lambda: rig.lag() == 0, "no lag left")
+
+
+async def test_an_unexpected_error_before_the_write_refuses_the_message(
+    make_rig: Callable[..., Awaitable[Rig]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect that depends on the message fails on every reading: the message is recorded
+    as refused (with its whole body, for a re-run once fixed) and its offset committed."""
+    original = Ampeco.parse
+
+    def parse(self: Ampeco, source: Any, call: Call) -> Any:
+        if b"trips-a-defect" in call.body:
+            raise KeyError("trips-a-defect")
+        return original(self, source, call)
+
+    monkeypatch.setattr(Ampeco, "parse", parse)
+    rig = await make_rig()
+    odd = json.dumps({"notification": "BootNotification", "x": "trips-a-defect"}).encode()
+    good = ampeco_body("BootNotification", 4)
+    rig.produce(odd, secret=SECRET)
+    rig.produce(good, secret=SECRET)
+    await rig.consumer()
+
+    await until(lambda: rig.committed() == [2], "offsets committed past the defect", 15)
+    [(_method, path, status, reason)] = rig.rejections()
+    assert (path, status, reason) == (f"kafka://{rig.topic}/0/0", 422, "unprocessable-message")
+    [(detail, replay)] = rig.rows("SELECT detail, replay FROM rejections")
+    assert "KeyError" in detail and "trips-a-defect" in detail
+    assert replay is not None  # signed: kept whole for a re-run after the fix
+    assert len(rig.events()) == 1
+    assert rig.counted("rejected") == 1
+
+
+async def test_unsigned_messages_are_refused_when_secrets_are_set(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await make_rig()
+    assert rig.source.signature_required()
+    unsigned = ampeco_body("BootNotification", 6)
+    signed = ampeco_body("BootNotification", 7)
+    rig.produce(unsigned)
+    rig.produce(signed, secret=SECRET)
+    await rig.consumer()
+    await until(lambda: rig.committed() == [2], "offsets committed")
+    assert rig.rejections() == [("KAFKA", f"kafka://{rig.topic}/0/0", 401, "unauthorized")]
+    [(detail,)] = rig.rows("SELECT detail FROM rejections")
+    assert "X-Signature" in detail and "missing" in detail
+    assert [e[1] for e in rig.events()] == [hashlib.sha256(signed).hexdigest()]
+
+
+def test_require_signature_defaults_and_checks(kafka_cluster: MockCluster, tmp_path: Path) -> None:
+    def source(**entry: Any) -> AmpecoSource:
+        found = config_for(tmp_path / "x.db", kafka_cluster, "t", **entry).sources[0]
+        assert isinstance(found, AmpecoSource)
+        return found
+
+    assert source().signature_required()
+    assert not source(secrets=[]).signature_required()
+    assert not source(secrets=[""]).signature_required()
+    assert not source(require_signature=False).signature_required()
+    with pytest.raises(ConfigError, match="require_signature"):
+        source(secrets=[], require_signature=True)
+    with pytest.raises(ConfigError, match="always verified"):
+        parse_config(
+            {
+                "sources": [
+                    {
+                        "name": "a",
+                        "provider": "ampeco",
+                        "secrets": ["s"],
+                        "require_signature": False,
+                    }
+                ]
+            },
+            env={},
+        )
 
 
 async def test_signed_message_that_breaks_the_schema_is_quarantined_by_default(

@@ -5,9 +5,11 @@ batch to the event loop, where every message is verified, parsed and stored exac
 webhook body is. Offsets are committed synchronously, and only after the batch's durable
 writes returned: a process that dies before the commit reads the batch again, and the
 inbox's dedup key turns the second reading into a duplicate, not a second event. A refused
-message (bad signature, not JSON, schema violation) is recorded and committed, so that one
-poison message cannot stall its partition; a storage failure commits nothing: the consumer
-pauses, backs off and reads the same messages again.
+message (bad or missing signature, not JSON, schema violation) is recorded and committed,
+so that one poison message cannot stall its partition; so is a message whose handling
+failed in any other way before the write, since reading it again would fail again. Only a
+failed write commits nothing: the consumer pauses, backs off and reads the same messages
+again.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class KafkaSource:
         self.backoff_max = backoff_max_seconds
         self.settings = consumer_settings(source) | dict(overrides or {})
         self._signature = source.signature_header.lower()
+        self._require_signature = source.signature_required()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
@@ -374,6 +377,7 @@ class KafkaSource:
     async def _one(self, record: _Record) -> bool:
         """True when the message is settled (stored, duplicate or recorded as refused)."""
         source = self.source
+        pipeline = self.pipeline
         call = Call("", record.headers, record.body)
         try:
             if len(record.body) > self.max_body:
@@ -383,15 +387,50 @@ class KafkaSource:
                     "Content Too Large",
                     f"the message value exceeds {self.max_body} bytes",
                 )
-            result = await self.pipeline.accept(
-                source, self.provider, call, verify=self._signature in record.headers
-            )
+            verify = self._require_signature or self._signature in record.headers
+            parsed = pipeline.parse(source, self.provider, call, "ingest", verify=verify)
+            event = pipeline.event(source, self.provider, call.headers, parsed, call.body)
+            used = pipeline.consumption(parsed)
         except Reject as exc:
-            self._count("rejected")
+            return await self._refuse(record, exc)
+        except Exception as exc:
+            # Everything before the write depends on the message alone: it would fail the
+            # same way on every reading, so it is refused and kept for a re-run, never
+            # read again forever.
+            log.exception("message could not be handled", source=source.name, at=record.path)
+            return await self._refuse(
+                record,
+                Reject(
+                    422,
+                    "unprocessable-message",
+                    "Unprocessable Content",
+                    f"the message could not be handled: {type(exc).__name__}: {exc}"[:500],
+                ),
+            )
+        try:
+            result = await pipeline.store.ingest(event, used)
+        except StoreError as exc:
+            self._count("error")
+            log.error("storage unavailable", source=source.name, at=record.path, error=str(exc))
+            return False
+        except Exception:
+            # A failed write is not the message's fault as far as anyone knows: read it
+            # again, never skip it.
+            self._count("error")
+            log.exception("message not stored", source=source.name, at=record.path)
+            return False
+        pipeline.stored(used, result)
+        self._count("accepted" if result.stored else "duplicate")
+        return True
+
+    async def _refuse(self, record: _Record, exc: Reject) -> bool:
+        """Record a refused message; True once recorded (its offset may be committed)."""
+        self._count("rejected")
+        try:
             return await self.pipeline.reject(
-                source,
+                self.source,
                 self.provider,
-                source.name,
+                self.source.name,
                 exc,
                 method="KAFKA",
                 path=record.path,
@@ -399,17 +438,9 @@ class KafkaSource:
                 remote=None,
                 body=record.body,
             )
-        except StoreError as exc:
-            self._count("error")
-            log.error("storage unavailable", source=source.name, at=record.path, error=str(exc))
-            return False
         except Exception:
-            # Not the message's fault as far as anyone knows: read it again, never skip it.
-            self._count("error")
-            log.exception("message not handled", source=source.name, at=record.path)
+            log.exception("refusal not recorded", source=self.source.name, at=record.path)
             return False
-        self._count("accepted" if result.stored else "duplicate")
-        return True
 
     def _count(self, outcome: str) -> None:
         child = self._counters.get(outcome)
