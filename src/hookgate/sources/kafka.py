@@ -395,7 +395,7 @@ class KafkaSource:
             return await self._refuse(record, exc)
         except Exception as exc:
             # Everything before the write depends on the message alone: it would fail the
-            # same way on every reading, so it is refused and kept for a re-run, never
+            # same way on every reading, so it is refused (and recorded), never
             # read again forever.
             log.exception("message could not be handled", source=source.name, at=record.path)
             return await self._refuse(
