@@ -6,6 +6,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,9 @@ def test_sample_of_unknown_notification_raises_key_error() -> None:
 
 def test_sample_times_are_utc_iso8601() -> None:
     body = sample("NetworkStatusNotification", 5)
-    assert body["timestamp"] == "2025-12-04T12:05:00Z"
+    assert body["timestamp"] == "2025-12-04T12:00:00Z"  # FIXTURE_AT
+    later = datetime(2026, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert sample("NetworkStatusNotification", 5, later)["timestamp"] == "2026-03-01T09:00:00Z"
 
 
 # --------------------------------------------------------------------------- subject / time

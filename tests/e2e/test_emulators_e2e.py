@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from e2e_support import Server, migrate, query, send_lines, send_summary, servin
 from conftest import free_port, run_cli
 from hookgate.config import load_config
 from hookgate.emulate.ampeco_samples import NAMES
+from hookgate.timeutil import parse_iso
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 
@@ -289,3 +292,49 @@ def test_init_writes_a_config_that_serves_the_emulators(tmp_path: Path) -> None:
         "easypark": 1,
         "ztlment": 7,
     }
+
+
+def _sessions(gate: Gate) -> list[dict[str, Any]]:
+    result = run_cli(
+        "sessions", "list", "--json", "--config", str(gate.config), cwd=gate.cwd, check=True
+    )
+    return list(json.loads(result.stdout)["items"])
+
+
+def _wait_for_sessions(gate: Gate, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while len(items := [s for s in _sessions(gate) if s["ended_at"]]) < count:
+        assert time.monotonic() < deadline, items
+        time.sleep(0.2)
+    return items
+
+
+def test_emulated_sessions_end_now_or_at_the_given_time(gate: Gate) -> None:
+    before = datetime.now(UTC)
+    gate.send("ampeco")
+    (now_session,) = _wait_for_sessions(gate, 1)
+    ended = parse_iso(now_session["ended_at"])
+    assert before - timedelta(minutes=10) <= ended <= datetime.now(UTC)
+    assert 2 <= float(now_session["energy_kwh"]) <= 80
+
+    gate.send("ampeco", "--at", "2026-03-01T10:00:00+01:00")
+    sessions = _wait_for_sessions(gate, 2)
+    (moved,) = [s for s in sessions if s["id"] != now_session["id"]]
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    assert at - timedelta(minutes=10) <= parse_iso(moved["ended_at"]) <= at
+    assert parse_iso(moved["started_at"]) >= at - timedelta(hours=8, minutes=10)
+
+    bad = run_cli(
+        "send",
+        "ampeco",
+        "--at",
+        "2026-03-01T09:00:00",
+        "--url",
+        gate.server.url,
+        "--config",
+        str(gate.config),
+        cwd=gate.cwd,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "no UTC offset" in bad.stderr

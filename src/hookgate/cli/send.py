@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -204,6 +205,14 @@ def _default_url(config_path: str | None) -> str:
     default=None,
     help="EasyPark attempts per transaction [1; 24 with --provider-retries].",
 )
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    metavar="ISO8601",
+    help="When the emulated events happen, with a UTC offset, e.g. 2026-03-01T09:00:00Z "
+    "(default: now; sessions and parkings end just before it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per request.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
 def send(
@@ -227,6 +236,7 @@ def send(
     provider_retries: bool,
     retry_interval: float | None,
     max_attempts: int | None,
+    at_text: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -264,6 +274,7 @@ def send(
         legacy=legacy,
         retry_interval=3600.0 if retry_interval is None else retry_interval,
         max_attempts=max_attempts or (24 if provider_retries else 1),
+        at=_moment(at_text),
     )
     expected = count * (2 if duplicate else 1)
     if quiet:
@@ -299,6 +310,25 @@ def send(
         sys.exit(1)
 
 
+def _moment(text: str | None) -> datetime | None:
+    """`--at` as an aware instant; None (now) when not given."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date-time; e.g. 2026-03-01T09:00:00Z",
+            param_hint="--at",
+        ) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(
+            f"{text!r} has no UTC offset; add Z or +01:00, e.g. 2026-03-01T09:00:00Z",
+            param_hint="--at",
+        )
+    return moment.astimezone(UTC)
+
+
 def _emulator(
     provider: str,
     event: str | None,
@@ -329,6 +359,7 @@ def _emulator(
             duplicate=opts["duplicate"],
             case=opts["case"],
             token=opts["token"],
+            at=opts["at"],
         )
     if provider in ("ampeco", "ztlment"):
         signed = configured if isinstance(configured, AmpecoSource | ZtlmentSource) else None
@@ -348,8 +379,20 @@ def _emulator(
                     param_hint="EVENT",
                 )
         # Each signs as the provider does: AMPECO hex, ZTLment base64.
-        run, encoding = (ampeco.run, "hex") if provider == "ampeco" else (ztlment.run, "base64")
-        return lambda c: run(
+        if provider == "ampeco":
+            return lambda c: ampeco.run(
+                c,
+                url,
+                name,
+                secret=key,
+                event=event,
+                count=opts["count"],
+                duplicate=opts["duplicate"],
+                encoding=opts["encoding"] or "hex",
+                at=opts["at"],
+            )
+        # ZTLment bodies carry no time of their own.
+        return lambda c: ztlment.run(
             c,
             url,
             name,
@@ -357,7 +400,7 @@ def _emulator(
             event=event,
             count=opts["count"],
             duplicate=opts["duplicate"],
-            encoding=opts["encoding"] or encoding,
+            encoding=opts["encoding"] or "base64",
         )
     e = configured if isinstance(configured, EasyParkSource) else None
     mode = opts["auth"] or (e.auth if e else "basic")
@@ -389,5 +432,6 @@ def _emulator(
         legacy=opts["legacy"],
         retry_interval=opts["retry_interval"],
         max_attempts=opts["max_attempts"],
+        at=opts["at"],
         **creds,
     )

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from hookgate.emulate.ampeco_samples import NAMES, sample, session_sequence
+from hookgate.emulate.ampeco_samples import NAMES, sample, session_minutes, session_sequence
 from hookgate.emulate.base import Sent, encode, post, sign
 
+# The types that report one charging session; they are dated so that the session ends now.
+SESSION_TYPES = frozenset(
+    {
+        "session.start.stop.notification",
+        "SessionStartStopNotification",
+        "SessionMeterValuesNotification",
+        "SessionUpdateNotification",
+        "cdr.received",
+    }
+)
+# Consecutive sessions end a few minutes apart, over the last day at most.
+_SPACING_MINUTES = 7
+_SPREAD_MINUTES = 24 * 60
 
-def bodies(event: str | None, count: int, seq_start: int) -> list[dict[str, Any]]:
-    """What to send: a full session lifecycle by default, `all` types, or one named type."""
+
+def _anchor(name: str, seq: int, index: int, at: datetime) -> datetime:
+    """When the ``index``-th body of a run happens: a session started so that its CDR
+    comes just before ``at``; anything else at ``at``, both a little earlier per index."""
+    back = timedelta(minutes=1 + index * _SPACING_MINUTES % _SPREAD_MINUTES)
+    if name in SESSION_TYPES or name == "session":
+        back += timedelta(minutes=session_minutes(seq))
+    return at - back
+
+
+def bodies(
+    event: str | None, count: int, seq_start: int, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """What to send, dated around ``at`` (default: now): a full session lifecycle by
+    default, `all` types, or one named type."""
+    moment = at or datetime.now(UTC)
     out: list[dict[str, Any]] = []
     for i in range(count):
         seq = seq_start + i
@@ -25,12 +52,13 @@ def bodies(event: str | None, count: int, seq_start: int) -> list[dict[str, Any]
                     evse_id=1 + seq % 2,
                     id_tag=f"TAG{seq:06d}",
                     seq=seq,
+                    start=_anchor("session", seq, i, moment),
                 )
             )
         elif event == "all":
-            out.extend(sample(name, seq) for name in NAMES)
+            out.extend(sample(name, seq, _anchor(name, seq, i, moment)) for name in NAMES)
         else:
-            out.append(sample(event, seq))
+            out.append(sample(event, seq, _anchor(event, seq, i, moment)))
     return out
 
 
@@ -45,12 +73,14 @@ async def run(
     duplicate: bool = False,
     encoding: str = "hex",
     seq_start: int | None = None,
+    at: datetime | None = None,
 ) -> list[Sent]:
-    """Post each notification signed like AMPECO; with `duplicate`, each twice."""
+    """Post each notification signed like AMPECO, dated around `at` (default: now); with
+    `duplicate`, each twice."""
     start = seq_start if seq_start is not None else random.randint(0, 10**9)  # noqa: S311
     url = f"{base_url.rstrip('/')}/hooks/{source}"
     results = []
-    for document in bodies(event, count, start):
+    for document in bodies(event, count, start, at):
         body = encode(document)
         headers = {
             "Content-Type": "application/json",

@@ -1,8 +1,10 @@
 """Realistic AMPECO notification bodies for the emulator, fixtures and benchmarks.
 
-Bodies are deterministic in ``seq``: the same ``seq`` gives the same body, another
-``seq`` gives other ids and times. Times are UTC (``Z``) from 2025-12-04T12:00:00Z
-plus ``seq`` minutes; energy is in Wh, money in EUR with 20 % VAT.
+Bodies are deterministic in ``seq`` and the moment ``at``: the same pair gives the same
+body; another ``seq`` gives other ids and another charging profile (20 min to 8 h, 2.7
+to 80 kWh). Times are UTC (``Z``) from ``at``: the emulator passes the current time (or
+``--at``); the contract fixtures are these bodies at `FIXTURE_AT` with ``seq`` 0
+(`hookgate.emulate.fixtures`). Energy is in Wh, money in EUR with 20 % VAT.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookgate.providers.ampeco_catalog import EVENTS
 
-__all__ = ["NAMES", "sample", "session_sequence"]
+__all__ = ["FIXTURE_AT", "NAMES", "PROFILES", "sample", "session_minutes", "session_sequence"]
 
 NAMES: tuple[str, ...] = tuple(EVENTS)
 """All AMPECO notification names, in the order of AMPECO's listing."""
 
-_BASE = datetime(2025, 12, 4, 12, 0, 0, tzinfo=UTC)
+FIXTURE_AT = datetime(2025, 12, 4, 12, 0, 0, tzinfo=UTC)
+"""The moment the contract fixtures are dated from (`sample(name, 0, FIXTURE_AT)`)."""
 _VAT = 0.20
 _PRICE_PER_KWH = 0.39  # incl. VAT
 _CONNECTION_FEE = 1.00  # incl. VAT
@@ -28,8 +31,8 @@ _CURRENCY = "EUR"
 Body = dict[str, Any]
 
 
-def _ts(seq: int, minutes: float = 0) -> str:
-    moment = _BASE + timedelta(minutes=seq + minutes)
+def _ts(at: datetime, minutes: float = 0) -> str:
+    moment = (at + timedelta(minutes=minutes)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -83,6 +86,7 @@ def _session_update(
     updated_at: str,
     stopped_at: str | None,
     idle_from: str | None,
+    power_w: int,
 ) -> Body:
     finished = stopped_at is not None
     kwh = round(energy_wh / 1000, 3)
@@ -123,7 +127,7 @@ def _session_update(
         "startedAt": started_at,
         "stoppedAt": stopped_at,
         "energy": energy_wh,
-        "powerKw": 0.0 if finished else 10.98,
+        "powerKw": 0.0 if finished else (power_w + 20) / 1000,
         "amount": gross,
         "totalAmount": {"withTax": gross, "withoutTax": net},
         "currency": _CURRENCY,
@@ -157,9 +161,9 @@ def _session_update(
         "energyConsumption": {"total": energy_wh, "grid": energy_wh, "local": 0},
         "billingStatus": "completed" if finished else None,
         "power": {
-            "latest": 0.0 if finished else 10980.0,
-            "peak": 11040.0,
-            "average": 10960.0,
+            "latest": 0.0 if finished else float(power_w + 20),
+            "peak": float(power_w + 80),
+            "average": float(power_w),
         },
     }
     if finished:
@@ -197,21 +201,65 @@ def _meter_values(
     }
 
 
+class Profile(NamedTuple):
+    """How one charge goes: minutes charging, average power, energy before the jitter."""
+
+    charge_minutes: int
+    power_w: int
+    energy_wh: int
+
+
+# Charging then 5 idle minutes: 20 min to 8 h in all, 2.7 to 80 kWh (AC 3.7-22 kW, DC).
+PROFILES: tuple[Profile, ...] = (
+    Profile(55, 10_960, 10_250),  # 11 kW AC, an hour at the office
+    Profile(170, 20_900, 59_000),  # 22 kW AC, a large battery
+    Profile(470, 7_020, 55_000),  # 7.4 kW AC overnight
+    Profile(235, 3_520, 13_800),  # 3.7 kW AC, a plug-in hybrid
+    Profile(40, 44_000, 29_000),  # 50 kW DC
+    Profile(15, 10_960, 2_700),  # 11 kW AC, a short top-up
+    Profile(32, 146_000, 78_000),  # 150 kW DC, nearly a full battery
+)
+_IDLE_MINUTES = 5
+
+
+def profile(seq: int) -> Profile:
+    """The charging profile of the ``seq``-th session."""
+    return PROFILES[seq % len(PROFILES)]
+
+
+def session_minutes(seq: int) -> int:
+    """From the start of the ``seq``-th session to its CDR."""
+    return profile(seq).charge_minutes + _IDLE_MINUTES + 1
+
+
 def session_sequence(
-    session_id: int, charge_point_id: int, evse_id: int, id_tag: str, seq: int = 0
+    session_id: int,
+    charge_point_id: int,
+    evse_id: int,
+    id_tag: str,
+    seq: int = 0,
+    *,
+    start: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """One RFID charging session as AMPECO reports it, oldest first.
+    """One RFID charging session as AMPECO reports it, oldest first, from ``start``
+    (default `FIXTURE_AT`).
 
     start, three meter-value reports with a rising energy register, session updates
     (active, then finished), stop with ``energyConsumed == meterStop - meterStart``,
-    then the CDR. An 11 kW AC charge of about an hour, 5 minutes idle at the end.
+    then the CDR a minute later. The charge follows `profile(seq)`, with 5 idle minutes
+    at the end.
     """
+    at = start or FIXTURE_AT
+    charge = profile(seq)
+    minutes = charge.charge_minutes
     user_id = 5_000 + session_id % 1_000
     authorization_id = 900_000 + session_id % 100_000
-    energy_wh = 10_250 + (session_id % 97) * 10
+    energy_wh = min(charge.energy_wh + (session_id % 97) * 10, 80_000)
     meter_start = 3_250_000 + (session_id % 1_000) * 1_000
     meter_stop = meter_start + energy_wh
-    started_at, stopped_at, idle_from = _ts(seq), _ts(seq, 60), _ts(seq, 55)
+    idle_from = minutes
+    stopped = idle_from + _IDLE_MINUTES
+    started_at, stopped_at = _ts(at), _ts(at, stopped)
 
     common = {
         "sessionId": session_id,
@@ -222,23 +270,24 @@ def session_sequence(
         "startedAtTimestamp": started_at,
         "meterStart": meter_start,
     }
-    start: Body = {
+    start_body: Body = {
         "notification": "session.start.stop.notification",
         **common,
         "action": "start",
         "meterStop": meter_start,
         "lastUpdatedAt": started_at,
     }
+    # Meter reports at 3/11, 6/11 and 9/11 of the charging time.
     meters = [
         _meter_values(
             session_id=session_id,
             charge_point_id=charge_point_id,
             evse_id=evse_id,
-            at=_ts(seq, minute),
-            register_wh=meter_start + energy_wh * minute // 55,
+            at=_ts(at, minutes * eleventh / 11),
+            register_wh=meter_start + energy_wh * eleventh // 11,
             temperature=temp,
         )
-        for minute, temp in ((15, 31.5), (30, 33.0), (45, 34.5))
+        for eleventh, temp in ((3, 31.5), (6, 33.0), (9, 34.5))
     ]
     update_args: dict[str, Any] = {
         "session_id": session_id,
@@ -248,12 +297,13 @@ def session_sequence(
         "user_id": user_id,
         "authorization_id": authorization_id,
         "started_at": started_at,
-        "authorized_at": _ts(seq, -0.1),
+        "authorized_at": _ts(at, -0.1),
+        "power_w": charge.power_w,
     }
     active = _session_update(
         **update_args,
-        energy_wh=energy_wh * 45 // 55,
-        updated_at=_ts(seq, 45.5),
+        energy_wh=energy_wh * 9 // 11,
+        updated_at=_ts(at, minutes * 9 / 11 + 0.5),
         stopped_at=None,
         idle_from=None,
     )
@@ -262,7 +312,7 @@ def session_sequence(
         energy_wh=energy_wh,
         updated_at=stopped_at,
         stopped_at=stopped_at,
-        idle_from=idle_from,
+        idle_from=_ts(at, idle_from),
     )
     stop: Body = {
         "notification": "session.start.stop.notification",
@@ -277,18 +327,18 @@ def session_sequence(
     cdr: Body = {
         "notification": "cdr.received",
         "id": f"DE-AMP-{session_id:010d}",
-        "createdAt": _ts(seq, 61),
+        "createdAt": _ts(at, stopped + 1),
     }
-    return [start, *meters, active, finished, stop, cdr]
+    return [start_body, *meters, active, finished, stop, cdr]
 
 
-def _lifecycle(seq: int) -> list[Body]:
+def _lifecycle(seq: int, at: datetime) -> list[Body]:
     i = _ids(seq)
-    return session_sequence(i["session"], i["cp"], i["evse"], i["id_tag"], seq)
+    return session_sequence(i["session"], i["cp"], i["evse"], i["id_tag"], seq, start=at)
 
 
-def _legacy_start_stop(seq: int) -> Body:
-    stop = dict(_lifecycle(seq)[-2])
+def _legacy_start_stop(seq: int, at: datetime) -> Body:
+    stop = dict(_lifecycle(seq, at)[-2])
     stop["notification"] = "SessionStartStopNotification"
     stop["userId"] = None  # the deprecated stop never names the user
     return stop
@@ -312,7 +362,7 @@ def _boot_info(seq: int) -> Body:
     }
 
 
-def _authorization_notification(seq: int) -> Body:
+def _authorization_notification(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "AuthorizationNotification",
@@ -320,20 +370,20 @@ def _authorization_notification(seq: int) -> Body:
         "authorizationId": i["authorization"],
         "idTag": i["id_tag"],
         "status": "Accepted",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _boot_notification(seq: int) -> Body:
+def _boot_notification(seq: int, at: datetime) -> Body:
     return {
         "notification": "BootNotification",
         "chargePointId": _ids(seq)["cp"],
-        "timestamp": _ts(seq),
+        "timestamp": _ts(at),
         "bootNotification": _boot_info(seq),
     }
 
 
-def _charge_point_changed_legacy(seq: int) -> Body:
+def _charge_point_changed_legacy(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     cp, evse = i["cp"], i["evse"]
     return {
@@ -389,29 +439,29 @@ def _charge_point_changed_legacy(seq: int) -> Body:
             ],
             "createdAt": "2024-03-18T09:12:44Z",
             "firstConnection": "2024-03-18T10:02:51Z",
-            "lastUpdatedAt": _ts(seq),
+            "lastUpdatedAt": _ts(at),
         },
         "action": "updated",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
 def _simple(
     notification: str, key: str, base: int, action: str = "updated"
-) -> Callable[[int], Body]:
-    def build(seq: int) -> Body:
+) -> Callable[[int, datetime], Body]:
+    def build(seq: int, at: datetime) -> Body:
         return {
             "notification": notification,
             key: base + seq,
             "action": action,
-            "lastUpdatedAt": _ts(seq),
+            "lastUpdatedAt": _ts(at),
         }
 
     return build
 
 
-def _sync_configuration(seq: int) -> Body:
-    at = _ts(seq)
+def _sync_configuration(seq: int, at: datetime) -> Body:
+    stamp = _ts(at)
     entries = [
         ("HeartbeatInterval", "300", False),
         ("MeterValueSampleInterval", "60", False),
@@ -429,46 +479,46 @@ def _sync_configuration(seq: int) -> Body:
                 "value": value,
                 "readonly": readonly,
                 "required": True,
-                "timestamp": at,
-                "lastUpdatedAt": at,
+                "timestamp": stamp,
+                "lastUpdatedAt": stamp,
             }
             for key, value, readonly in entries
         ],
     }
 
 
-def _circuit_consumption(seq: int) -> Body:
-    at = _ts(seq)
+def _circuit_consumption(seq: int, at: datetime) -> Body:
+    stamp = _ts(at)
     return {
         "notification": "CircuitConsumptionNotification",
         "circuitId": _ids(seq)["circuit"],
         "maxCurrent": 63.0,
         "minChargePointCurrent": 6.0,
         "currentConsumption": [
-            {"phase": "L1", "consumption": 31.8, "lastUpdatedAt": at},
-            {"phase": "L2", "consumption": 31.5, "lastUpdatedAt": at},
-            {"phase": "L3", "consumption": 15.9, "lastUpdatedAt": at},
+            {"phase": "L1", "consumption": 31.8, "lastUpdatedAt": stamp},
+            {"phase": "L2", "consumption": 31.5, "lastUpdatedAt": stamp},
+            {"phase": "L3", "consumption": 15.9, "lastUpdatedAt": stamp},
         ],
     }
 
 
-def _diagnostics_status(seq: int) -> Body:
+def _diagnostics_status(seq: int, at: datetime) -> Body:
     return {
         "notification": "DiagnosticsStatusNotification",
         "chargePointId": _ids(seq)["cp"],
         "requestId": 66_300 + seq,
         "status": "uploaded",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _hardware_status(seq: int) -> Body:
+def _hardware_status(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "HardwareStatusNotification",
         "chargePointId": i["cp"],
         "evseId": i["evse"],
-        "timestamp": _ts(seq),
+        "timestamp": _ts(at),
         "hardwareStatus": "charging",
         "errorCode": "NoError",
         "info": None,
@@ -477,7 +527,7 @@ def _hardware_status(seq: int) -> Body:
     }
 
 
-def _location_changed(seq: int) -> Body:
+def _location_changed(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
     return {
@@ -501,34 +551,34 @@ def _location_changed(seq: int) -> Body:
                 "stop_session_outside_working_hours": False,
                 "hours": {day: [{"start": "06:00", "end": "23:00"}] for day in days},
             },
-            "lastUpdatedAt": _ts(seq),
+            "lastUpdatedAt": _ts(at),
         },
         "action": "updated",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _network_status(seq: int) -> Body:
+def _network_status(seq: int, at: datetime) -> Body:
     return {
         "notification": "NetworkStatusNotification",
         "chargePointId": _ids(seq)["cp"],
-        "timestamp": _ts(seq),
+        "timestamp": _ts(at),
         "networkStatus": "available",
     }
 
 
-def _security_event(seq: int) -> Body:
+def _security_event(seq: int, at: datetime) -> Body:
     return {
         "notification": "SecurityEventNotification",
         "chargePointId": _ids(seq)["cp"],
         "type": "StartupOfTheDevice",
-        "timestamp": _ts(seq),
+        "timestamp": _ts(at),
         "techInfo": "Cold boot after power loss",
         "critical": True,
     }
 
 
-def _user_changed(seq: int) -> Body:
+def _user_changed(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "UserChangedNotification",
@@ -555,17 +605,17 @@ def _user_changed(seq: int) -> Body:
             "externalId": None,
             "subscriptionId": None,
             "options": {"sessionsAllowed": "single_session"},
-            "lastUpdatedAt": _ts(seq),
+            "lastUpdatedAt": _ts(at),
             "createdAt": "2025-03-02T08:11:47Z",
             "createdBy": "token:12",
             "receiveNewsAndPromotions": False,
         },
         "action": "updated",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _partner_changed_legacy(seq: int) -> Body:
+def _partner_changed_legacy(seq: int, at: datetime) -> Body:
     return {
         "notification": "PartnerChangedNotification",
         "user": {"id": str(_ids(seq)["partner"])},
@@ -573,22 +623,22 @@ def _partner_changed_legacy(seq: int) -> Body:
     }
 
 
-def _parking_space(seq: int) -> Body:
+def _parking_space(seq: int, at: datetime) -> Body:
     return {
         "notification": "parkingSpace.occupancyStatus.changed",
         "parkingSpaceId": 610 + seq,
         "occupancyStatus": "occupied",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _partner_changed(seq: int) -> Body:
+def _partner_changed(seq: int, at: datetime) -> Body:
     partner = _ids(seq)["partner"]
     return {
         "notification": "partner.changed",
         "partnerId": partner,
         "action": "deleted",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
         "externalId": f"CRM-{partner:06d}",
         "companyName": "Stadtwerke Musterstadt GmbH",
         "businessName": "SWM eMobil",
@@ -598,7 +648,7 @@ def _partner_changed(seq: int) -> Body:
     }
 
 
-def _authorization_changed(seq: int) -> Body:
+def _authorization_changed(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "authorization.changed",
@@ -607,20 +657,20 @@ def _authorization_changed(seq: int) -> Body:
         "chargePointId": i["cp"],
         "idTag": i["id_tag"],
         "status": "accepted",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _sub_operator(seq: int) -> Body:
+def _sub_operator(seq: int, at: datetime) -> Body:
     return {
         "notification": "SubOperatorChangedNotification",
         "subOperator": {"id": 4 + seq},
         "action": "created",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _tariff_changed(seq: int) -> Body:
+def _tariff_changed(seq: int, at: datetime) -> Body:
     tariff_id = 310 + seq
     return {
         "notification": "TariffChangedNotification",
@@ -659,34 +709,34 @@ def _tariff_changed(seq: int) -> Body:
                 "priceInformation": "0.39 EUR/kWh + 1.00 EUR",
             },
             "externalId": f"TAR-{tariff_id}",
-            "lastUpdatedAt": _ts(seq),
+            "lastUpdatedAt": _ts(at),
         },
         "action": "updated",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _reservation(seq: int) -> Body:
+def _reservation(seq: int, at: datetime) -> Body:
     return {
         "notification": "reservation.changed",
         "reservationId": 2_150 + seq,
         "status": "active",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _payment_method(seq: int) -> Body:
+def _payment_method(seq: int, at: datetime) -> Body:
     user = _ids(seq)["user"]
     return {
         "notification": "user.paymentMethod.changed",
         "paymentMethodId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ampeco-pm-{user}")),
         "userId": user,
         "action": "created",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _partner_invite(seq: int) -> Body:
+def _partner_invite(seq: int, at: datetime) -> Body:
     user = _ids(seq)["user"]
     return {
         "notification": "partnerInvite.changed",
@@ -697,33 +747,33 @@ def _partner_invite(seq: int) -> Body:
         "allowCorporateAccountBilling": True,
         "limitCorporateAccountBillingToPartnerChargePoints": False,
         "allowAccessToPrivateChargePoints": True,
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _subscription_legacy(seq: int) -> Body:
+def _subscription_legacy(seq: int, at: datetime) -> Body:
     return {
         "notification": "user.subscriptionChanged",
         "userId": _ids(seq)["user"],
         "planId": 5,
         "status": "active",
-        "endDate": _ts(seq, 30 * 24 * 60),
-        "lastUpdatedAt": _ts(seq),
+        "endDate": _ts(at, 30 * 24 * 60),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _subscription(seq: int) -> Body:
+def _subscription(seq: int, at: datetime) -> Body:
     return {
         "notification": "user.subscription.changed",
         "userId": _ids(seq)["user"],
         "planId": 5,
         "status": "active",
-        "endsAt": _ts(seq, 30 * 24 * 60),
-        "lastUpdatedAt": _ts(seq),
+        "endsAt": _ts(at, 30 * 24 * 60),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _user_balance(seq: int) -> Body:
+def _user_balance(seq: int, at: datetime) -> Body:
     return {
         "notification": "userBalance.changed",
         "debit": 0.0,
@@ -733,21 +783,21 @@ def _user_balance(seq: int) -> Body:
         "currency": _CURRENCY,
         "type": "user_top_up",
         "transactionId": 448_200 + seq,
-        "timestamp": _ts(seq),
-        "lastUpdatedAt": _ts(seq),
+        "timestamp": _ts(at),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _transaction(seq: int) -> Body:
+def _transaction(seq: int, at: datetime) -> Body:
     return {
         "notification": "transaction.changed",
         "transactionId": 448_200 + seq,
         "action": "created",
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _settlement_report(seq: int) -> Body:
+def _settlement_report(seq: int, at: datetime) -> Body:
     revenue, expenses = 1842.60, 312.40
     collected_now, collected_before = 1710.30, 96.50
     return {
@@ -755,7 +805,7 @@ def _settlement_report(seq: int) -> Body:
         "id": 1_204 + seq,
         "reportUid": f"SR-2025-11-{seq + 1:05d}",
         "partnerId": _ids(seq)["partner"],
-        "issueDate": _ts(seq),
+        "issueDate": _ts(at),
         "period": "2025-11-01 - 2025-11-30",
         "totalKwhDeliveredAsCPO": 4210.532,
         "totalKwhDeliveredAsEmsp": 0.0,
@@ -769,11 +819,11 @@ def _settlement_report(seq: int) -> Body:
         "totalExpenses": expenses,
         "totalAmount": round(revenue - expenses, 2),
         "currency": _CURRENCY,
-        "lastUpdatedAt": _ts(seq),
+        "lastUpdatedAt": _ts(at),
     }
 
 
-def _data_transfer(seq: int) -> Body:
+def _data_transfer(seq: int, at: datetime) -> Body:
     return {
         "notification": "chargePoint.dataTransferReceived",
         "chargePointId": _ids(seq)["cp"],
@@ -783,7 +833,7 @@ def _data_transfer(seq: int) -> Body:
     }
 
 
-def _charging_profile(seq: int) -> Body:
+def _charging_profile(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "chargingProfile.applied",
@@ -798,21 +848,21 @@ def _charging_profile(seq: int) -> Body:
             "recurrencyKind": None,
             "chargingRateUnit": "A",
             "minChargingRate": None,
-            "scheduleStart": _ts(seq),
+            "scheduleStart": _ts(at),
             "duration": 3600,
             "schedulePeriods": [
                 {"startPeriod": 0, "limit": 16.0, "numberPhases": 3},
                 {"startPeriod": 1800, "limit": 10.0, "numberPhases": 3},
             ],
-            "validFrom": _ts(seq),
+            "validFrom": _ts(at),
             "validTo": None,
             "chargingCompleteAt": None,
         },
-        "appliedAt": _ts(seq, 0.05),
+        "appliedAt": _ts(at, 0.05),
     }
 
 
-def _installer_job(seq: int) -> Body:
+def _installer_job(seq: int, at: datetime) -> Body:
     i = _ids(seq)
     return {
         "notification": "installerJob.changed",
@@ -825,13 +875,13 @@ def _installer_job(seq: int) -> Body:
         "pin": f"{(seq * 7_919 + 482_915) % 1_000_000:06d}",
         "description": "Install and commission 2 x Terra AC wallbox, level -1",
         "outcomeDetails": "Both charge points online via OCPP 1.6J, MID meters sealed",
-        "createdAt": _ts(seq, -3 * 24 * 60),
-        "lastUpdatedAt": _ts(seq),
+        "createdAt": _ts(at, -3 * 24 * 60),
+        "lastUpdatedAt": _ts(at),
         "chargePoints": [{"id": i["cp"]}, {"id": i["cp"] + 1}],
     }
 
 
-_BUILDERS: dict[str, Callable[[int], Body]] = {
+_BUILDERS: dict[str, Callable[[int, datetime], Body]] = {
     "AuthorizationNotification": _authorization_notification,
     "BootNotification": _boot_notification,
     "ChargePointChangedNotification": _charge_point_changed_legacy,
@@ -845,10 +895,10 @@ _BUILDERS: dict[str, Callable[[int], Body]] = {
     "LocationChangedNotification": _location_changed,
     "NetworkStatusNotification": _network_status,
     "SecurityEventNotification": _security_event,
-    "SessionMeterValuesNotification": lambda seq: _lifecycle(seq)[2],
+    "SessionMeterValuesNotification": lambda seq, at: _lifecycle(seq, at)[2],
     "SessionStartStopNotification": _legacy_start_stop,
-    "session.start.stop.notification": lambda seq: _lifecycle(seq)[-2],
-    "SessionUpdateNotification": lambda seq: _lifecycle(seq)[-3],
+    "session.start.stop.notification": lambda seq, at: _lifecycle(seq, at)[-2],
+    "SessionUpdateNotification": lambda seq, at: _lifecycle(seq, at)[-3],
     "UserChangedNotification": _user_changed,
     "user.invoiceDetails.changed": _simple("user.invoiceDetails.changed", "userId", 5_321),
     "PartnerChangedNotification": _partner_changed_legacy,
@@ -868,18 +918,19 @@ _BUILDERS: dict[str, Callable[[int], Body]] = {
     "transaction.changed": _transaction,
     "settlementReport.created": _settlement_report,
     "chargePoint.dataTransferReceived": _data_transfer,
-    "cdr.received": lambda seq: _lifecycle(seq)[-1],
+    "cdr.received": lambda seq, at: _lifecycle(seq, at)[-1],
     "chargingProfile.applied": _charging_profile,
     "installerJob.changed": _installer_job,
 }
 
 
-def sample(notification: str, seq: int = 0) -> dict[str, Any]:
-    """A realistic body of type ``notification``; deterministic in ``seq``."""
+def sample(notification: str, seq: int = 0, at: datetime | None = None) -> dict[str, Any]:
+    """A realistic body of type ``notification`` happening at ``at`` (a session's start for
+    the session types; default `FIXTURE_AT`); deterministic in ``seq`` and ``at``."""
     try:
         build = _BUILDERS[notification]
     except KeyError:
         raise KeyError(
             f"unknown AMPECO notification {notification!r}; known: {', '.join(NAMES)}"
         ) from None
-    return build(seq)
+    return build(seq, at or FIXTURE_AT)

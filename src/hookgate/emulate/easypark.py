@@ -20,13 +20,19 @@ _AREAS = [
 ]
 
 
-def transaction(parking_id: int, *, legacy: bool = False, seed: int = 0) -> dict[str, Any]:
-    """A realistic completed paid parking with VAT split (25 %) that adds up."""
+def transaction(
+    parking_id: int, *, end: datetime, legacy: bool = False, seed: int = 0
+) -> dict[str, Any]:
+    """A realistic completed paid parking that ended at ``end``: 15 minutes to 10 hours,
+    a fee that grows with the time parked, a VAT split (25 %) that adds up."""
     rng = random.Random(parking_id + seed)  # noqa: S311
+    end = end.astimezone(UTC)
     area = _AREAS[parking_id % len(_AREAS)]
-    end = datetime(2025, 12, 4, 13, 12, tzinfo=UTC) + timedelta(minutes=parking_id % 10000)
-    start = end - timedelta(minutes=rng.randint(15, 300))
-    price = Decimal(rng.randint(500, 25000)) / 100
+    minutes = rng.randint(15, 600)
+    start = end - timedelta(minutes=minutes, seconds=rng.randint(0, 59))
+    # SEK 12-30 an hour, at least SEK 5.
+    hourly = Decimal(rng.randint(1200, 3000)) / 100
+    price = max((hourly * minutes / 60).quantize(Decimal("0.01")), Decimal("5.00"))
     net = (price / Decimal("1.25")).quantize(Decimal("0.01"))
     fee = Decimal("4.95")
     fee_net = Decimal("3.96")
@@ -94,8 +100,10 @@ async def run(
     retry_interval: float = 3600.0,
     max_attempts: int = 24,
     first_id: int | None = None,
+    at: datetime | None = None,
 ) -> list[Sent]:
-    """`count` transactions; with `duplicate`, each delivered twice (the second gets 409)."""
+    """`count` transactions that ended around `at` (default: now), a few minutes apart;
+    with `duplicate`, each delivered twice (the second gets 409)."""
     url = f"{base_url.rstrip('/')}/hooks/{source}"
     headers = {"Content-Type": "application/json"}
     if auth == "basic":
@@ -106,8 +114,11 @@ async def run(
         headers[api_key_header] = api_key
     base = first_id if first_id is not None else random.randint(10**9, 9 * 10**9)  # noqa: S311
     results = []
+    moment = at or datetime.now(UTC)
     for i in range(count):
-        document = transaction(base + i, legacy=legacy)
+        # EasyPark reports a parking as soon as it is paid: it ended just before.
+        end = moment - timedelta(minutes=1 + i * 3 % (24 * 60))
+        document = transaction(base + i, end=end.replace(microsecond=0), legacy=legacy)
         body = encode(document)
         for _ in range(2 if duplicate else 1):
             results.append(

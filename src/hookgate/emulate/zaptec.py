@@ -19,6 +19,15 @@ def _case(document: dict[str, Any], case: str) -> dict[str, Any]:
     return {key[0].lower() + key[1:]: value for key, value in document.items()}
 
 
+def charge(rng: random.Random) -> tuple[timedelta, float]:
+    """How long a plug-in lasted (20 minutes to 8 hours) and the kWh it charged: a Zaptec
+    charger gives 3.7 to 22 kW, for part of the time plugged in, at most 80 kWh."""
+    plugged = timedelta(minutes=rng.randint(20, 480))
+    power_kw = rng.choice((3.7, 7.4, 11.0, 22.0))
+    charging_hours = plugged.total_seconds() / 3600 * rng.uniform(0.5, 0.95)
+    return plugged, round(min(max(power_kw * charging_hours, 2.0), 80.0), 3)
+
+
 class ZaptecEmulator:
     """Behaves like a Zaptec installation configured for webhook authentication."""
 
@@ -80,6 +89,7 @@ class ZaptecEmulator:
         charger: str | None = None,
         energy_kwh: float | None = None,
         duplicate: bool = False,
+        at: datetime | None = None,
     ) -> list[Sent]:
         """One plug-in: start, and (when approved) the end with the sessionId received."""
         charger_id = charger or str(uuid.uuid4())
@@ -95,8 +105,10 @@ class ZaptecEmulator:
         if start.status != 200 or not isinstance(start.response, dict):
             return results
         session_id = start.response.get("sessionId")
-        started = datetime.now(UTC) - timedelta(hours=2)
-        energy = energy_kwh if energy_kwh is not None else round(random.uniform(3, 45), 3)  # noqa: S311
+        ended = (at or datetime.now(UTC)).replace(microsecond=0)
+        plugged, drawn = charge(random.Random())  # noqa: S311
+        started = ended - plugged
+        energy = energy_kwh if energy_kwh is not None else drawn
         end_doc = {
             "SessionId": session_id,
             "ChargerId": charger_id,
@@ -105,7 +117,7 @@ class ZaptecEmulator:
             "UserId": start_doc["UserId"],
             "TokenId": start_doc["TokenId"],
             "StartDateTime": started.isoformat().replace("+00:00", "Z"),
-            "EndDateTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "EndDateTime": ended.isoformat().replace("+00:00", "Z"),
             "Energy": energy,
             "SignedSession": 'OCMF|{"FV":"1.0","GI":"ZAPTEC GO"}|{"SA":"ECDSA-secp384r1-SHA256"}',
         }
@@ -136,8 +148,9 @@ async def run(
     case: str = "pascal",
     token: str | None = None,
     charger: str | None = None,
+    at: datetime | None = None,
 ) -> list[Sent]:
-    """`count` plug-in cycles, one after another."""
+    """`count` plug-in cycles, one after another, each ending at `at` (default: now)."""
     emulator = ZaptecEmulator(
         client, base_url, source, username=username, password=password, auth=auth, case=case
     )
@@ -145,7 +158,7 @@ async def run(
     for _ in range(count):
         try:
             results.extend(
-                await emulator.session(token=token, charger=charger, duplicate=duplicate)
+                await emulator.session(token=token, charger=charger, duplicate=duplicate, at=at)
             )
         except TokenRefused as exc:
             results.append(observe(Sent("zaptec", "token", exc.status, exc.response)))
