@@ -13,9 +13,10 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import msgspec
 
@@ -44,6 +45,8 @@ class TokenAnswer:
     body: dict[str, object]
     headers: dict[str, str] = field(default_factory=dict)
     failure: str | None = None
+    # Why it failed, for the operator only (the log and the rejection record).
+    note: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -101,7 +104,17 @@ class TokenIssuer:
     def answer(
         self, source: ZaptecSource, content_type: str, body: bytes, auth: str | None
     ) -> TokenAnswer:
-        """Run the token endpoint for one request."""
+        """Run the token endpoint for one request. A source without credentials fails
+        every request as a wrong credential would: the caller is not told that the
+        source is misconfigured, the operator is (`note`)."""
+        result = self._answer(source, content_type, body, auth)
+        if result.failure is not None and not source.credentials():
+            result.note = f"source {source.name!r} has no credentials configured"
+        return result
+
+    def _answer(
+        self, source: ZaptecSource, content_type: str, body: bytes, auth: str | None
+    ) -> TokenAnswer:
         if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
             return _error(
                 400, "invalid_request", "the body must be application/x-www-form-urlencoded"
@@ -127,8 +140,6 @@ class TokenIssuer:
         grant = values.get("grant_type")
         if not grant:
             return _error(400, "invalid_request", "grant_type is required")
-        if not source.credentials():
-            return _error(401, "invalid_client", "the source has no credentials configured")
         if grant == "password":
             username, password = values.get("username"), values.get("password")
             if username is None or password is None:
@@ -157,7 +168,13 @@ class TokenIssuer:
                     {"WWW-Authenticate": 'Basic realm="hookgate"'},
                 )
         else:
-            return _error(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
+            # The value is not echoed: a form with `;` separators puts the rest of the
+            # form, password included, into it.
+            return _error(
+                400,
+                "unsupported_grant_type",
+                "grant_type must be password or client_credentials",
+            )
         token, ttl = self.issue(source)
         return TokenAnswer(
             200,
@@ -177,15 +194,52 @@ def _error(
     )
 
 
-def redact_form(body: bytes) -> bytes:
-    """The form body with password and client_secret values replaced, for the rejection log."""
+# Form keys of RFC 6749 token requests; any other key may be a credential typed in the
+# wrong place and is not kept, not even its name.
+_KNOWN_KEYS = frozenset(
+    {
+        "grant_type",
+        "username",
+        "password",
+        "client_id",
+        "client_secret",
+        "scope",
+        "refresh_token",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "audience",
+        "resource",
+    }
+)
+# Keys whose values are identifiers, shown when they look like one; every other value is
+# replaced.
+_SHOWN_KEYS = frozenset({"grant_type", "username", "client_id", "scope"})
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@+/ -]{0,128}")
+
+
+def redact_form(body: bytes) -> bytes | None:
+    """The token form as the rejection log may keep it: known keys only (any case), and
+    only identifiers' values (grant type, username, client id, scope) when they are plain
+    words; every other value is `***` and every unknown key `(unknown)=***`. None when the
+    body is not a form this can say that of with certainty (not UTF-8, a pair without
+    `=`, too many fields): then nothing of it is kept but its hash and size."""
     try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        return b""
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            max_num_fields=FORM_MAX_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        return None
     parts = []
-    for key, values in form.items():
-        for value in values:
-            shown = "***" if key in {"password", "client_secret"} else value
-            parts.append(f"{key}={shown}")
+    for key, value in pairs:
+        name = key.lower()
+        if name not in _KNOWN_KEYS:
+            parts.append("(unknown)=***")
+        elif name in _SHOWN_KEYS and _PLAIN.fullmatch(value):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}=***")
     return "&".join(parts).encode()

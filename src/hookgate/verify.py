@@ -10,8 +10,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 Algorithm = Literal["sha256", "sha512"]
 _SIZES = {"sha256": 32, "sha512": 64}
@@ -116,3 +119,28 @@ def mask_headers(
         else:
             out[name] = value[:512]
     return out
+
+
+# Keys whose values may be credentials (a password, secret, API key, token, RFID code).
+_CREDENTIAL_KEY = re.compile(r"pass|pwd|secret|token|auth|key|credential|signature", re.I)
+
+
+def redact_json(body: bytes) -> bytes | None:
+    """`body` re-encoded with the value of every credential-like key (at any depth)
+    replaced by "***"; None when it is not JSON (then nothing of it may be kept)."""
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "***" if _CREDENTIAL_KEY.search(k) else walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    try:
+        return msgspec.json.encode(walk(document))
+    except RecursionError:
+        return None

@@ -349,7 +349,7 @@ class Ingress:
             await self._reject(request, source, provider, name, exc, body, declared)
             return (
                 exc.status,
-                problem(exc.status, exc.code, exc.detail, instance=request.path),
+                problem(exc.status, exc.code, exc.public, instance=request.path),
                 _PROBLEM,
                 exc.headers,
             )
@@ -376,6 +376,8 @@ class Ingress:
             f"too many failed credentials from this address for source {source.name!r}; "
             f"{refusal.detail}",
             {"Retry-After": str(retry)},
+            public=f"too many failed credentials from this address for source "
+            f"{source.name!r}; {refusal.public}",
         )
 
     def _count(self, source: SourceConfig | None, outcome: str) -> None:
@@ -390,6 +392,7 @@ class Ingress:
         exc: Reject,
         body: bytes,
         declared: int = 0,
+        stored_body: bytes | None = None,
     ) -> None:
         self._count(source, "rejected")
         await self.pipeline.reject(
@@ -403,6 +406,7 @@ class Ingress:
             remote=request.remote,
             body=body,
             declared=declared,
+            stored_body=stored_body,
         )
 
     # -- Zaptec ------------------------------------------------------------------------
@@ -417,16 +421,35 @@ class Ingress:
             request.headers.get("authorization"),
         )
         if answer.failure is not None:
+            described = str(answer.body["error_description"])
             rejection = Reject(
-                answer.status, f"oauth-{answer.failure}", "", str(answer.body["error_description"])
+                answer.status,
+                f"oauth-{answer.failure}",
+                "",
+                f"{described} ({answer.note})" if answer.note else described,
             )
             if answer.failure in ("invalid_grant", "invalid_client"):
                 rejection = self._throttled(request, source, rejection)
-            await self._reject(request, source, provider, source.name, rejection, redact_form(body))
+            # Only a form parsed and redacted with certainty is kept; of anything else (a
+            # JSON body, a form that does not parse strictly) its hash and size.
+            is_form = (
+                request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                == "application/x-www-form-urlencoded"
+            )
+            redacted = redact_form(body) if is_form else None
+            await self._reject(
+                request,
+                source,
+                provider,
+                source.name,
+                rejection,
+                body,
+                stored_body=b"" if redacted is None else redacted,
+            )
             if rejection.status == 429:
                 return (
                     429,
-                    problem(429, rejection.code, rejection.detail, instance=request.path),
+                    problem(429, rejection.code, rejection.public, instance=request.path),
                     _PROBLEM,
                     {"Cache-Control": "no-store", **rejection.headers},
                 )

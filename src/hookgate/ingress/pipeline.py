@@ -32,7 +32,7 @@ from hookgate.store.base import (
     StoreError,
 )
 from hookgate.timeutil import utcnow
-from hookgate.verify import mask_headers
+from hookgate.verify import mask_headers, redact_json
 
 log = structlog.get_logger("hookgate.ingress")
 
@@ -216,6 +216,10 @@ class Pipeline:
         keep = provider.keep_headers if provider else _DEFAULT_KEEP
         secret = provider.secret_headers(source) if provider and source else frozenset()
         cap = self.config.storage.rejection_body_bytes
+        if stored_body is None and provider is not None and provider.credential_bodies:
+            # A route that takes credentials: keep the body only as parsed and redacted
+            # JSON; of anything else only its hash and size.
+            stored_body = redact_json(body) or b""
         kept = body if stored_body is None else stored_body
         rejection = Rejection(
             id=rejection_id,

@@ -44,11 +44,14 @@ class SignedProvider(Provider[SignedSource]):
     def verify(self, source: SignedSource, call: Call) -> None:
         # The signing secrets only: a Kafka source's SASL password is no signing key.
         secrets = [s for s in source.secrets if s]
-        if not secrets:
-            raise unauthorized(f"source {source.name!r} has no secret configured")
+        # Without secrets every call fails as a wrong signature would: the caller is not
+        # told that the source is misconfigured; the operator is (the note).
+        note = None if secrets else f"source {source.name!r} has no secret configured"
         header = source.signature_header.lower()
         signature = call.headers.get(header)
         if not signature:
-            raise unauthorized(f"the {source.signature_header} header is missing")
-        if not hmac_matches(call.body, signature, secrets, self.algorithm):
-            raise unauthorized(f"the {source.signature_header} signature does not match the body")
+            raise unauthorized(f"the {source.signature_header} header is missing", note=note)
+        if not secrets or not hmac_matches(call.body, signature, secrets, self.algorithm):
+            raise unauthorized(
+                f"the {source.signature_header} signature does not match the body", note=note
+            )

@@ -39,19 +39,27 @@ class Reject(Exception):
         title: str,
         detail: str,
         headers: dict[str, str] | None = None,
+        *,
+        public: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.title = title
+        # `detail` is for the operator (log, rejection record); `public` is what the
+        # caller is told when that must say less.
         self.detail = detail
+        self.public = detail if public is None else public
         self.headers = headers or {}
 
 
-def unauthorized(detail: str, challenge: str | None = None) -> Reject:
-    """401 with a challenge where one applies."""
+def unauthorized(detail: str, challenge: str | None = None, *, note: str | None = None) -> Reject:
+    """401 with a challenge where one applies. `note` is for the operator only (a source
+    without credentials): the caller gets `detail`, as for any wrong credential."""
     headers = {"WWW-Authenticate": challenge} if challenge else {}
-    return Reject(401, "unauthorized", "Unauthorized", detail, headers)
+    if note is None:
+        return Reject(401, "unauthorized", "Unauthorized", detail, headers)
+    return Reject(401, "unauthorized", "Unauthorized", f"{detail} ({note})", headers, public=detail)
 
 
 @dataclass(slots=True)
@@ -217,6 +225,10 @@ class Provider(Generic[S]):
     keep_headers: ClassVar[frozenset[str]] = frozenset(
         {"content-type", "user-agent", "x-forwarded-for", "x-request-id", "authorization"}
     )
+
+    # Its routes may be sent credentials in the body (a token form, or an authentication
+    # payload posted to the wrong URL): a refused body is kept only as redacted JSON.
+    credential_bodies: ClassVar[bool] = False
 
     def secret_headers(self, source: S) -> frozenset[str]:
         """Header names whose whole value is a secret."""

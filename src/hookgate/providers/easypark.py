@@ -99,21 +99,28 @@ class EasyPark(Provider[EasyParkSource]):
         )
 
     def authenticate(self, source: EasyParkSource, call: Call) -> None:
-        if not source.credentials():
-            raise unauthorized(f"source {source.name!r} has no credentials configured")
+        # Without credentials every call fails as a wrong credential would: the caller is
+        # not told that the source is misconfigured; the operator is (the note).
+        note = (
+            None
+            if source.credentials()
+            else f"source {source.name!r} has no credentials configured"
+        )
         if source.auth == "basic":
-            if not basic_matches(
+            if note or not basic_matches(
                 call.headers.get("authorization"), source.username, [source.password]
             ):
                 raise unauthorized(
-                    "HTTP Basic credentials are missing or wrong", 'Basic realm="hookgate"'
+                    "HTTP Basic credentials are missing or wrong",
+                    'Basic realm="hookgate"',
+                    note=note,
                 )
             return
         key = call.headers.get(source.api_key_header.lower())
         if not key:
-            raise unauthorized(f"the {source.api_key_header} header is missing")
-        if not any_equal(key, source.api_keys):
-            raise unauthorized(f"the {source.api_key_header} API key is wrong")
+            raise unauthorized(f"the {source.api_key_header} header is missing", note=note)
+        if note or not any_equal(key, source.api_keys):
+            raise unauthorized(f"the {source.api_key_header} API key is wrong", note=note)
 
     def parse(self, source: EasyParkSource, call: Call) -> Parsed:
         tx = decode(call.body, ParkingTransaction)

@@ -100,29 +100,43 @@ class Zaptec(Provider[ZaptecSource]):
         "oauth/token": "token",
     }
 
+    credential_bodies = True
+
     def __init__(self, issuer: TokenIssuer) -> None:
         self.issuer = issuer
 
     def authenticate(self, source: ZaptecSource, call: Call) -> None:
-        if not source.credentials():
-            raise unauthorized(f"source {source.name!r} has no credentials configured")
+        # Without credentials every call fails as a wrong credential would: the caller is
+        # not told that the source is misconfigured; the operator is (the note).
+        note = (
+            None
+            if source.credentials()
+            else f"source {source.name!r} has no credentials configured"
+        )
         header = call.headers.get("authorization")
         if source.auth == "basic":
-            if not basic_matches(header, source.username, [source.password]):
+            if note or not basic_matches(header, source.username, [source.password]):
                 raise unauthorized(
-                    "HTTP Basic credentials are missing or wrong", 'Basic realm="hookgate"'
+                    "HTTP Basic credentials are missing or wrong",
+                    'Basic realm="hookgate"',
+                    note=note,
                 )
             return
         token = bearer_token(header)
         if token is None:
             raise unauthorized(
-                "a bearer token from the token endpoint is required", 'Bearer realm="hookgate"'
+                "a bearer token from the token endpoint is required",
+                'Bearer realm="hookgate"',
+                note=note,
             )
         problem = self.issuer.check(source, token)
+        if problem is None and note:
+            problem = "the access token was not issued for this source or its credentials changed"
         if problem is not None:
             raise unauthorized(
                 problem,
                 f'Bearer realm="hookgate", error="invalid_token", error_description="{problem}"',
+                note=note,
             )
 
     def parse(self, source: ZaptecSource, call: Call) -> Parsed:
