@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, json_response, problem_response
 from hookgate.admin.rules import RulesApi
+from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import PLACEHOLDER, Config, ZaptecSource
@@ -172,6 +173,7 @@ def create_app(config: Config) -> Any:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
     )
+    relative_slash_redirects(web.router)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         ingress = gateway.ingress

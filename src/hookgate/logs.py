@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 from typing import Any
 
 import structlog
@@ -38,6 +39,49 @@ _SHARED: list[structlog.types.Processor] = [
 ]
 
 
+# C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional
+# overrides: a URL or header carrying them could recolour a terminal, forge log lines or
+# reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with control characters written as `\\xNN` / `\\uNNNN` escapes."""
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
+    return pattern.sub(_escaped, text)
+
+
+def _escape_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {k: _escape_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_value(v) for v in value]
+    return value
+
+
+def _escape_controls(
+    _: Any, __: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Every logged value, hookgate's or a library's, without raw control characters
+    (a traceback keeps its line breaks)."""
+    for key, value in event.items():
+        if key in ("exception", "stack") and isinstance(value, str):
+            event[key] = escape_controls(value, keep_newlines=True)
+        else:
+            event[key] = _escape_value(value)
+    return event
+
+
 def formatter(format: str = "json") -> logging.Formatter:
     """The one formatter of the process (referenced by `dict_config`, also for uvicorn)."""
     renderer: structlog.types.Processor = (
@@ -50,6 +94,7 @@ def formatter(format: str = "json") -> logging.Formatter:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _escape_controls,
             renderer,
         ],
     )

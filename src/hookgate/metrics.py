@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hookgate.ingress.protocol_errors import ProtocolErrors
+
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _ATTEMPT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -67,6 +69,7 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.registry.register(ProtocolErrors())
         self._children: dict[tuple[str, ...], Any] = {}
         self.commit_batch = Histogram(
             "hookgate_commit_batch_size",

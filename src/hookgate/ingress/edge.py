@@ -34,6 +34,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hookgate.config import ServerConfig
+from hookgate.ingress import protocol_errors
 from hookgate.ingress.problems import problem
 
 log = logging.getLogger("hookgate.edge")
@@ -137,6 +138,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._dropped_upgrade = False
         self._replaying = False
         self._closed = False
+        self._parse_error = ""
         idle = _idle_by_server.get(self.server_state)
         if idle is None:
             idle = _idle_by_server[self.server_state] = _Idle()
@@ -259,10 +261,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._began_here = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if self._closed:
                 return
-            log.info("invalid HTTP request received")
+            self._parse_error = str(exc)
             self.send_400_response("Invalid HTTP request received.")
             self._close()
             return
@@ -283,7 +285,20 @@ class EdgeProtocol(HttpToolsProtocol):
             if self._head_seen > self.limits.max_header_bytes:
                 self._refuse_head()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused: counted, logged, and answered as problem+json
+        instead of uvicorn's text/plain (the parser's reason says what to fix)."""
+        reason = self._parse_error or msg
+        protocol_errors.count("bad-request")
+        peer = self.client[0] if self.client else None
+        log.warning("invalid HTTP request refused: %s (client %s)", reason, peer)
+        self.transport.write(
+            _raw_answer(400, "bad-request", f"the request is not valid HTTP/1.1: {reason}")
+        )
+        self.transport.close()
+
     def _refuse_head(self) -> None:
+        protocol_errors.count("header-too-large")
         log.info("request head over %d bytes: refused", self.limits.max_header_bytes)
         self.transport.write(
             _raw_answer(
@@ -381,6 +396,11 @@ class EdgeProtocol(HttpToolsProtocol):
         if refusal is None:
             super().on_headers_complete()
             return
+        protocol_errors.count(
+            "too-many-headers"
+            if self._head_count > self.limits.max_header_count
+            else "header-too-large"
+        )
         app = self.app
         self.app = refusal
         try:
