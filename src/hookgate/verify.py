@@ -130,7 +130,7 @@ def redact_json(body: bytes) -> bytes | None:
     replaced by "***"; None when it is not JSON (then nothing of it may be kept)."""
     try:
         document = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         return None
 
     def walk(value: Any) -> Any:
@@ -142,5 +142,6 @@ def redact_json(body: bytes) -> bytes | None:
 
     try:
         return msgspec.json.encode(walk(document))
-    except RecursionError:
+    except (msgspec.EncodeError, RecursionError, UnicodeError):
+        # A lone surrogate (`"\ud800"`) decodes but cannot be encoded again.
         return None
