@@ -86,7 +86,9 @@ def test_every_line_of_a_json_server_is_json(tmp_path: Path) -> None:
     uvicorn = [line for line in lines if line["logger"].startswith("uvicorn")]
     events = [line["event"] for line in uvicorn]
     assert any("Application startup complete" in e for e in events), events
-    assert any("Uvicorn running on" in e for e in events), events
+    assert any(line["event"] == "listening" for line in lines), "the address served"
+    (listening,) = [line for line in lines if line["event"] == "listening"]
+    assert listening["address"] == f"http://127.0.0.1:{port}"
     assert any("Shutting down" in e or "Finished server process" in e for e in events), events
     assert not [line for line in uvicorn if "color_message" in line]
 

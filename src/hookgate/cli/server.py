@@ -16,6 +16,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 import click
+import structlog
 
 from hookgate.cli.common import (
     _config,
@@ -117,6 +118,10 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     listen_host = host or config.server.host
     listen_port = port if port is not None else config.server.port
     sock = _listen(listen_host, listen_port)
+    # uvicorn names the address only when it binds the socket itself.
+    structlog.get_logger("hookgate").info(
+        "listening", address=f"http://{listen_host}:{sock.getsockname()[1]}"
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config),
