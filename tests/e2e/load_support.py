@@ -10,7 +10,7 @@ import hmac
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -138,13 +138,14 @@ async def raw_sender(
     ids: itertools.count[int],
     load: Load,
     deadline: float,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Like `sender`, on one keep-alive connection written by hand: an httpx client costs
     more CPU per call than the gateway, and on a small machine it would set the pace."""
     loop = asyncio.get_running_loop()
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
-        while loop.time() < deadline:
+        while loop.time() < deadline and not (stop is not None and stop.is_set()):
             call = make(next(ids))
             source, _body, _headers, key = call
             load.inflight += 1
@@ -177,11 +178,18 @@ async def raw_sender(
 
 
 def raw_senders(
-    host: str, port: int, per_provider: int, ids: itertools.count[int], load: Load, deadline: float
+    host: str,
+    port: int,
+    per_provider: int,
+    ids: itertools.count[int],
+    load: Load,
+    deadline: float,
+    stop: asyncio.Event | None = None,
 ) -> list[asyncio.Task[None]]:
-    """`per_provider` EasyPark and as many AMPECO raw senders, started."""
+    """`per_provider` EasyPark and as many AMPECO raw senders, started; they end at the
+    loop time `deadline` or when `stop` is set."""
     return [
-        asyncio.create_task(raw_sender(host, port, make, ids, load, deadline))
+        asyncio.create_task(raw_sender(host, port, make, ids, load, deadline, stop))
         for make in (easypark_call, ampeco_call)
         for _ in range(per_provider)
     ]
@@ -192,3 +200,35 @@ def missing(db: str, acked: set[tuple[str, str]]) -> list[tuple[str, str]]:
     URL), sorted."""
     stored = {(str(s), str(k)) for s, k in query(db, "SELECT source, dedup_key FROM inbox")}
     return sorted(acked - stored)
+
+
+async def load_until(
+    host: str,
+    port: int,
+    ids: itertools.count[int],
+    load: Load,
+    done: Callable[[Load], bool],
+    within: float,
+    *,
+    per_provider: int = 4,
+    tick: Callable[[Load], Awaitable[None]] | None = None,
+) -> bool:
+    """Raw senders until `done(load)` holds (checked every 20 ms, after `tick`) or `within`
+    seconds have passed; whether `done` held. The senders finish their calls in flight."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    tasks = raw_senders(host, port, per_provider, ids, load, deadline + 60, stop)
+    met = False
+    try:
+        while loop.time() < deadline:
+            if tick is not None:
+                await tick(load)
+            if done(load):
+                met = True
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return met
