@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 from e2e_support import query
@@ -40,7 +41,7 @@ class Load:
 
 def easypark_call(seq: int) -> Call:
     parking_id = 4_000_000_000 + seq
-    body = json.dumps(transaction(parking_id)).encode()
+    body = json.dumps(transaction(parking_id, end=datetime.now(UTC))).encode()
     headers = {"Content-Type": "application/json", "Authorization": _BASIC}
     return "easypark", body, headers, f"parking:{parking_id}"
 
