@@ -2,7 +2,8 @@
 unauthenticated clients flood the edge with refused calls; the p99 of the valid posts and
 what the flood made the gateway write (database, server log), side by side in one run.
 
-    .venv/bin/python bench/rejection_flood.py [--seconds 15] [--rate 500]
+    .venv/bin/python bench/rejection_flood.py [--seconds 15] [--rate 500] [--spread]
+        [--flood-rate 0] [--out rejection_flood]
         [--flood-connections 4] [--variant NAME=SRC_DIR ...]
 
 Each variant is a source tree whose `src/` is put first on PYTHONPATH (default: this
@@ -16,7 +17,9 @@ the other, each on a fresh SQLite database (hookgate as shipped, workers in proc
 - `flood`: the same, while `--flood-connections` keep-alive connections post, as fast as
   the server answers, 1,000,000-byte bodies to `/hooks/ampeco` with `X-Signature:
   deadbeef` (no secret can match it) and, every tenth call, a 65,000-byte unknown source
-  name. The flood stops with the valid load (bounded in time).
+  name; `--flood-rate` fixes the calls per second (the same load for every variant), and
+  `--spread` models a flood from many addresses (the per-address throttle of failed
+  credentials turned off). The flood stops with the valid load (bounded in time).
 
 Reported per phase: p50/p99 of the valid posts, how many were acknowledged, flood calls
 answered, growth of the database (+WAL) and of the server log. Writes
@@ -34,17 +37,31 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import ROOT, Hookgate, build, free_port, wait_port
+from ingest import EASYPARK, ROOT, Hookgate, _basic, _raw, free_port, wait_port
 from loadgen import run_open
+
+from hookgate.emulate.base import encode
+from hookgate.emulate.easypark import transaction
 
 RESULTS = ROOT / "bench" / "results"
 MB = 1_000_000
 FLOOD_BODY = b'{"pad":"' + b"x" * (MB - 10) + b'"}'
+
+
+def _valid(port: int, count: int) -> list[bytes]:
+    """Valid EasyPark parking transactions (HTTP Basic), one per parking id."""
+    auth = [("Authorization", _basic(*EASYPARK))]
+    end = datetime.now(UTC)
+    return [
+        _raw(port, "/hooks/easypark", auth, encode(transaction(3_000_000_000 + i, end=end)))
+        for i in range(count)
+    ]
 
 
 def _flood_requests(port: int) -> list[bytes]:
@@ -64,9 +81,9 @@ def _flood_requests(port: int) -> list[bytes]:
 class Flood(threading.Thread):
     """`connections` clients posting refused calls back to back until `stop` is set."""
 
-    def __init__(self, port: int, connections: int) -> None:
+    def __init__(self, port: int, connections: int, rate: float = 0.0) -> None:
         super().__init__(daemon=True)
-        self.port, self.connections = port, connections
+        self.port, self.connections, self.rate = port, connections, rate
         self.stop = threading.Event()
         self.answered: dict[int, int] = {}
         self.failed = 0
@@ -76,6 +93,9 @@ class Flood(threading.Thread):
 
     async def _client(self, requests: list[bytes]) -> None:
         i = 0
+        started = time.monotonic()
+        # With a rate, each client sends its share at fixed times (0: back to back).
+        gap = self.connections / self.rate if self.rate else 0.0
         while not self.stop.is_set():
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -85,6 +105,8 @@ class Flood(threading.Thread):
                 continue
             try:
                 while not self.stop.is_set():
+                    if gap:
+                        await asyncio.sleep(max(0.0, started + i * gap - time.monotonic()))
                     writer.write(requests[i % len(requests)])
                     i += 1
                     await writer.drain()
@@ -113,7 +135,15 @@ def _size(*paths: Path) -> int:
 
 
 def run_phase(
-    name: str, src: Path, phase: str, seconds: float, rate: float, connections: int
+    name: str,
+    src: Path,
+    phase: str,
+    seconds: float,
+    rate: float,
+    connections: int,
+    *,
+    spread: bool,
+    flood_rate: float,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"hookgate-flood-{name}-") as tmp:
         work = Path(tmp)
@@ -121,11 +151,12 @@ def run_phase(
         peer = Hookgate(work, [port])
         peer.prepare("easypark")
         config = peer.config()
-        config.write_text(
-            config.read_text(encoding="utf-8").replace('level = "warning"', 'level = "info"'),
-            encoding="utf-8",
-        )
-        requests = build("easypark", port, 1, int(rate * (seconds + 1)) + 10)
+        text = config.read_text(encoding="utf-8").replace('level = "warning"', 'level = "info"')
+        if spread:
+            # Many addresses: the per-address throttle of failed credentials never trips.
+            text = text.replace("[server]\n", "[server]\nauth_failure_limit = 0\n", 1)
+        config.write_text(text, encoding="utf-8")
+        requests = _valid(port, int(rate * (seconds + 1)) + 10)
         log = work / "serve.stderr"
         db = [work / "hookgate.db", work / "hookgate.db-wal"]
         proc = subprocess.Popen(
@@ -134,14 +165,14 @@ def run_phase(
             stdout=subprocess.DEVNULL,
             stderr=open(log, "wb"),  # noqa: SIM115
         )
-        flood = Flood(port, connections)
+        flood = Flood(port, connections, flood_rate)
         try:
             wait_port(port, proc)
             time.sleep(0.5)
             db_before, log_before = _size(*db), _size(log)
             if phase == "flood":
                 flood.start()
-            result = run_open(port, [r.raw for r in requests.requests], rate, seconds, 1.0)
+            result = run_open(port, requests, rate, seconds, 1.0)
         finally:
             flood.stop.set()
             if flood.is_alive():
@@ -154,6 +185,8 @@ def run_phase(
         return {
             "variant": name,
             "phase": phase,
+            "flood_from": "many addresses" if spread else "one address",
+            "flood_rate": flood_rate or "max",
             "seconds": seconds,
             "offered_rate": rate,
             "valid_acked": acked,
@@ -169,14 +202,17 @@ def run_phase(
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| variant | phase | valid acked | p50 ms | p99 ms | flood calls answered "
-        "| database growth MB | log growth MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | phase | flood from | flood rate/s | valid acked | p50 ms | p99 ms "
+        "| flood calls answered | database growth MB | log growth MB |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         flood = sum(r["flood_answered"].values())
         lines.append(
-            f"| {r['variant']} | {r['phase']} | {r['valid_acked']} | {r['p50_ms']} "
+            f"| {r['variant']} | {r['phase']} | {r['flood_from']} "
+            f"| {r['flood_rate'] if r['phase'] == 'flood' else '-'} "
+            f"| {r['valid_acked']} "
+            f"| {r['p50_ms']} "
             f"| {r['p99_ms']} | {flood} | {r['db_growth_mb']} | {r['log_growth_mb']} |"
         )
     return "\n".join(lines) + "\n"
@@ -187,19 +223,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--flood-connections", type=int, default=4)
+    parser.add_argument(
+        "--flood-rate",
+        type=float,
+        default=0.0,
+        help="flood calls per second (0: as fast as answered)",
+    )
     parser.add_argument("--variant", action="append", default=[], help="NAME=SRC_DIR")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="model a flood from many addresses (the per-address throttle never trips)",
+    )
+    parser.add_argument("--out", default="rejection_flood", help="results file name")
     args = parser.parse_args()
     variants = [v.split("=", 1) for v in args.variant] or [["current", str(ROOT)]]
     rows = []
     for name, src in variants:
         for phase in ("quiet", "flood"):
-            row = run_phase(name, Path(src), phase, args.seconds, args.rate, args.flood_connections)
+            row = run_phase(
+                name,
+                Path(src),
+                phase,
+                args.seconds,
+                args.rate,
+                args.flood_connections,
+                spread=args.spread,
+                flood_rate=args.flood_rate,
+            )
             print(json.dumps(row), flush=True)
             rows.append(row)
     RESULTS.mkdir(exist_ok=True)
     doc = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "runs": rows}
-    (RESULTS / "rejection_flood.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
-    (RESULTS / "rejection_flood.md").write_text(markdown(rows), encoding="utf-8")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    (RESULTS / f"{args.out}.md").write_text(markdown(rows), encoding="utf-8")
     print(markdown(rows))
 
 
