@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from e2e_support import Server, migrate, query, write_config
 
-from conftest import EASYPARK_PASSWORD, EASYPARK_USER, free_port
+from conftest import EASYPARK_PASSWORD, EASYPARK_USER, free_port, hookgate_cmd
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +129,25 @@ def test_the_access_log_is_off_by_default(tmp_path: Path) -> None:
     assert not [line for line in lines if line["event"] == "webhook accepted"]
     # uvicorn's own per-request access line stays off as well.
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+
+
+@pytest.mark.parametrize("format", ["json", "console"])
+def test_a_refused_start_follows_the_log_format(tmp_path: Path, format: str) -> None:
+    config = write_config(tmp_path, logging={"level": "info", "format": format})
+    # No `hookgate migrate`: serve refuses and says what to run.
+    result = subprocess.run(
+        hookgate_cmd("serve", "--config", str(config), "--port", str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    if format == "console":
+        assert result.stderr.startswith("Error: there is no database at"), result.stderr
+        return
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    (refused,) = lines
+    assert refused["event"] == "serve refused" and refused["level"] == "error"
+    assert "hookgate migrate --config" in refused["reason"]

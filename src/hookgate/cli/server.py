@@ -102,22 +102,31 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
 
     config = _config_all(config_path)
     configure(config.logging)
-    store = make_store(config.storage)
-    if not config.storage.auto_migrate:
-        try:
-            pending = asyncio.run(store.pending_migrations())
-        except StoreError as exc:
-            raise click.ClickException(f"storage: {exc}") from None
-        advice = f"run `hookgate migrate{' --config ' + config_path if config_path else ''}` first"
-        database = config.storage.sqlite_file()
-        if database is not None and not os.path.exists(database):
-            raise click.ClickException(f"there is no database at {database}: {advice}")
-        if pending:
-            raise click.ClickException(f"the database lacks migrations {pending}: {advice}")
-    lock = _serving_lock(config)
-    listen_host = host or config.server.host
-    listen_port = port if port is not None else config.server.port
-    sock = _listen(listen_host, listen_port)
+    try:
+        store = make_store(config.storage)
+        if not config.storage.auto_migrate:
+            try:
+                pending = asyncio.run(store.pending_migrations())
+            except StoreError as exc:
+                raise click.ClickException(f"storage: {exc}") from None
+            advice = (
+                f"run `hookgate migrate{' --config ' + config_path if config_path else ''}` first"
+            )
+            database = config.storage.sqlite_file()
+            if database is not None and not os.path.exists(database):
+                raise click.ClickException(f"there is no database at {database}: {advice}")
+            if pending:
+                raise click.ClickException(f"the database lacks migrations {pending}: {advice}")
+        lock = _serving_lock(config)
+        listen_host = host or config.server.host
+        listen_port = port if port is not None else config.server.port
+        sock = _listen(listen_host, listen_port)
+    except click.ClickException as exc:
+        if config.logging.format != "json":
+            raise
+        # Once the file is read, every line follows [logging] format, refusals included.
+        structlog.get_logger("hookgate").error("serve refused", reason=exc.format_message())
+        sys.exit(1)
     # uvicorn names the address only when it binds the socket itself.
     structlog.get_logger("hookgate").info(
         "listening", address=f"http://{listen_host}:{sock.getsockname()[1]}"
