@@ -43,6 +43,7 @@ class Gateway:
         self.config = config
         self.metrics = metrics or Metrics()
         self.store: Store = make_store(config.storage, self.metrics.commit_batch.observe)
+        self.metrics.queued_writes.set_function(self.store.queued_writes)
         self.ingress: Ingress | None = None
         self.authorization: AuthorizationService | None = None
         self.workers: Workers | None = None

@@ -112,6 +112,14 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rejection_log_max_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
     # Seconds a provider is told to wait (Retry-After) when storage is unavailable.
     retry_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
+    # Load shedding: writes queued for the writer (or in a batch not yet committed) beyond
+    # which provider ingest is answered 503 + Retry-After at once; 0 is unbounded (never
+    # shed). The default is about 200 ms of the writer's measured throughput (~5,000
+    # events/s on either backend, docs/benchmarks.md; ADR 0015).
+    queue_max: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1000
+    # Of queue_max, the room only Zaptec session starts and ends may use: charging
+    # authorization keeps being decided and recorded while ingest is refused.
+    queue_reserve: Annotated[int, msgspec.Meta(ge=0)] = 100
 
     def __post_init__(self) -> None:
         if self.url.startswith("postgres://"):  # libpq accepts both spellings
@@ -120,6 +128,11 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(
                 f"url {self.url!r} must start with sqlite:/// (a file) or postgresql:// "
                 "(or postgres://)"
+            )
+        if self.queue_max and self.queue_reserve >= self.queue_max:
+            raise ValueError(
+                f"queue_reserve ({self.queue_reserve}) must be below queue_max "
+                f"({self.queue_max}), or ingest could never be queued"
             )
 
     def sqlite_file(self) -> str | None:

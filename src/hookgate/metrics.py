@@ -43,6 +43,18 @@ class Metrics:
             ["source", "reason"],
             registry=self.registry,
         )
+        self.shed = Counter(
+            "hookgate_shed_total",
+            "Provider calls answered 503 at once because the writer queue had no room for "
+            "them (load shedding), by source.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.queued_writes = Gauge(
+            "hookgate_queued_writes",
+            "Writes queued for the store's writer or in a batch not yet committed.",
+            registry=self.registry,
+        )
         self.ack_seconds = Histogram(
             "hookgate_ack_seconds",
             "Time from request to answer for provider calls.",
@@ -80,7 +92,8 @@ class Metrics:
         self.kafka_messages = Counter(
             "hookgate_kafka_messages_total",
             "Messages read by Kafka sources, by source and outcome "
-            "(accepted, duplicate, rejected, error).",
+            "(accepted, duplicate, rejected, error, deferred: the writer queue was full, "
+            "read again later).",
             ["source", "outcome"],
             registry=self.registry,
         )

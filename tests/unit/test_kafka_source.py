@@ -504,6 +504,37 @@ async def test_storage_failure_commits_nothing_and_loses_nothing(
     assert last is not None and last > 0
 
 
+async def test_a_full_writer_queue_defers_messages_without_committing_them(
+    tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
+) -> None:
+    # Room for two ingest writes (bound 3, one kept for Zaptec decisions); the test holds
+    # the SQLite write lock, so the first two wait in a batch and the rest find no room.
+    db = tmp_path / "hookgate.db"
+    store = SqliteStore(str(db), auto_migrate=True, queue_max=3, queue_reserve=1)
+    rig = await make_rig(store=store)
+    bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(5)]
+    for body in bodies:
+        rig.produce(body, secret=SECRET)
+    lock = sqlite3.connect(str(db), isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        await rig.consumer()
+        await until(lambda: rig.counted("deferred") == 3, "three messages deferred")
+        assert store.queued_writes() == 2
+        assert rig.committed()[0] < 0
+        assert rig.counted("error") == 0
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    # Read again after the Retry-After: every message stored once, then committed.
+    await until(lambda: rig.committed() == [5], "every offset committed")
+    hashes = sorted(e[1] for e in rig.events())
+    assert hashes == sorted(hashlib.sha256(b).hexdigest() for b in bodies)
+    assert rig.rejections() == []
+    assert rig.counted("accepted") == 5
+
+
 async def test_failures_within_a_batch_across_partitions_store_everything_once(
     tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
 ) -> None:

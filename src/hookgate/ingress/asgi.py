@@ -38,7 +38,14 @@ from hookgate.providers.base import (
     SessionAuthority,
     json_answer,
 )
-from hookgate.store.base import Decision, InboundEvent, LimitReached, Store, StoreError
+from hookgate.store.base import (
+    Decision,
+    InboundEvent,
+    LimitReached,
+    Overloaded,
+    Store,
+    StoreError,
+)
 from hookgate.timeutil import utcnow
 
 Scope = MutableMapping[str, Any]
@@ -293,6 +300,9 @@ class Ingress:
                     "the body must be application/json",
                     {"Accept-Post": "application/json"},
                 )
+            if kind == "ingest":
+                # No room to store it: refuse before verifying and parsing it.
+                self.store.check_ingest_room()
             call = Call(route, request.headers, body)
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
@@ -353,6 +363,9 @@ class Ingress:
                 _PROBLEM,
                 exc.headers,
             )
+        except Overloaded as exc:
+            assert source is not None and provider is not None
+            return self._shed_request(request, source, provider, exc, body)
         except StoreError as exc:
             log.error("storage unavailable", source=name, error=str(exc))
             self._count(source, "error")
@@ -378,6 +391,52 @@ class Ingress:
             {"Retry-After": str(retry)},
             public=f"too many failed credentials from this address for source "
             f"{source.name!r}; {refusal.public}",
+        )
+
+    def _shed_request(
+        self,
+        request: _Request,
+        source: SourceConfig,
+        provider: Provider[Any],
+        exc: Overloaded,
+        body: bytes,
+    ) -> tuple[int, bytes, bytes, dict[str, str]]:
+        """Answer 503 at once: the writer queue has no room for this call. Counted every
+        time; recorded like any refusal (the rejection log's per-minute sample, counts for
+        the rest), in the background so that the answer never waits for that write."""
+        self._count(source, "shed")
+        self.metrics.shed.labels(source.name).inc()
+        retry = str(exc.retry_after)
+        detail = f"the gateway is overloaded ({exc}); retry after {retry} s"
+        rejection = Reject(503, "overloaded", "", detail, {"Retry-After": retry})
+        task = asyncio.ensure_future(self._record_shed(request, source, provider, rejection, body))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return (
+            503,
+            problem(503, "overloaded", detail, instance=request.path),
+            _PROBLEM,
+            {"Retry-After": retry},
+        )
+
+    async def _record_shed(
+        self,
+        request: _Request,
+        source: SourceConfig,
+        provider: Provider[Any],
+        rejection: Reject,
+        body: bytes,
+    ) -> None:
+        await self.pipeline.reject(
+            source,
+            provider,
+            source.name,
+            rejection,
+            method=request.method,
+            path=request.path,
+            headers=request.headers,
+            remote=request.remote,
+            body=body,
         )
 
     def _count(self, source: SourceConfig | None, outcome: str) -> None:

@@ -9,7 +9,9 @@ message (bad or missing signature, not JSON, schema violation) is recorded and c
 so that one poison message cannot stall its partition; so is a message whose handling
 failed in any other way before the write, since reading it again would fail again. Only a
 failed write commits nothing: the consumer pauses, backs off and reads the same messages
-again.
+again. A full writer queue (load shedding, ADR 0015) commits nothing either: the consumer
+pauses for the Retry-After the store gives, not the growing back-off, and reads again;
+the topic is the queue, and nothing is refused for good.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from hookgate.config import AmpecoSource, Config
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Call, Provider, Reject
-from hookgate.store.base import Store, StoreError
+from hookgate.store.base import Overloaded, Store, StoreError
 
 log = structlog.get_logger("hookgate.kafka")
 
@@ -135,6 +137,8 @@ class KafkaSource:
         # Offsets (next to read) whose messages are durable but not yet committed.
         self._pending: dict[_Partition, int] = {}
         self._counters: dict[str, Any] = {}
+        # Seconds the store asked to wait (Retry-After) for the last batch; 0: it did not.
+        self._overloaded = 0
 
     # -- lifecycle (event loop) --------------------------------------------------------
 
@@ -221,9 +225,13 @@ class KafkaSource:
                     continue
                 records.append(_record(message))
             if records:
+                self._overloaded = 0
                 retry = self._dispatch(records)
                 self._commit(consumer)
-                if retry:
+                if retry and self._overloaded:
+                    # The gateway is busy, not broken: wait as long as it asks, no longer.
+                    self._back_off(consumer, retry, self._overloaded, overloaded=True)
+                elif retry:
                     self._back_off(consumer, retry, backoff)
                     backoff = min(backoff * 2, self.backoff_max)
                 else:
@@ -259,11 +267,20 @@ class KafkaSource:
                 retry[key] = record.offset
         return retry
 
-    def _back_off(self, consumer: Consumer, retry: dict[_Partition, int], seconds: float) -> None:
-        """Wait out a storage failure with fetching paused, then read again from the first
-        message that was not stored."""
+    def _back_off(
+        self,
+        consumer: Consumer,
+        retry: dict[_Partition, int],
+        seconds: float,
+        *,
+        overloaded: bool = False,
+    ) -> None:
+        """Wait out a storage failure (or a full writer queue) with fetching paused, then
+        read again from the first message that was not stored."""
         log.warning(
-            "storage unavailable; reading again after a pause",
+            "writer queue full; reading again after a pause"
+            if overloaded
+            else "storage unavailable; reading again after a pause",
             source=self.source.name,
             seconds=seconds,
             partitions={f"{t}/{p}": o for (t, p), o in retry.items()},
@@ -380,6 +397,11 @@ class KafkaSource:
         pipeline = self.pipeline
         call = Call("", record.headers, record.body)
         try:
+            # A full writer queue: skip verifying and parsing what cannot be stored now.
+            pipeline.store.check_ingest_room()
+        except Overloaded as exc:
+            return self._defer(exc)
+        try:
             if len(record.body) > self.max_body:
                 raise Reject(
                     413,
@@ -409,6 +431,8 @@ class KafkaSource:
             )
         try:
             result = await pipeline.store.ingest(event, used)
+        except Overloaded as exc:
+            return self._defer(exc)
         except StoreError as exc:
             self._count("error")
             log.error("storage unavailable", source=source.name, at=record.path, error=str(exc))
@@ -422,6 +446,12 @@ class KafkaSource:
         pipeline.stored(used, result)
         self._count("accepted" if result.stored else "duplicate")
         return True
+
+    def _defer(self, exc: Overloaded) -> bool:
+        """Not stored and not committed: read again after the store's Retry-After."""
+        self._count("deferred")
+        self._overloaded = max(self._overloaded, exc.retry_after)
+        return False
 
     async def _refuse(self, record: _Record, exc: Reject) -> bool:
         """Record a refused message; True once recorded (its offset may be committed)."""

@@ -25,6 +25,8 @@ def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = N
             auto_migrate=config.auto_migrate,
             on_batch=on_batch,
             process_budget_ms=PROCESS_BUDGET_MS,
+            queue_max=config.queue_max,
+            queue_reserve=config.queue_reserve,
         )
     if config.url.startswith("postgresql://"):
         from hookgate.store.postgres import PostgresStore
@@ -36,5 +38,7 @@ def make_store(config: StorageConfig, on_batch: Callable[[int], None] | None = N
             on_batch=on_batch,
             pool_size=config.pool_size,
             writers=config.writers,
+            queue_max=config.queue_max,
+            queue_reserve=config.queue_reserve,
         )
     raise StoreError(f"storage.url {config.url.split('://')[0]}:// is not supported")

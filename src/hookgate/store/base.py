@@ -33,6 +33,18 @@ class LimitReached(StoreError):
     caller refreshes its view and decides again."""
 
 
+class Overloaded(StoreError):
+    """The writer queue is full for this kind of write: refused at once, nothing queued.
+    The caller answers 503 with `Retry-After: retry_after` (or, pulling from Kafka, waits
+    that long and reads again)."""
+
+    def __init__(self, depth: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"{depth} writes queued (limit {limit} for this kind of write)")
+        self.depth = depth
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class InboundEvent(msgspec.Struct, kw_only=True):
     """One verified, parsed provider call, as it goes into the inbox."""
 
@@ -336,7 +348,15 @@ class Store(Protocol):
     async def ingest(
         self, event: InboundEvent, consumption: ConsumptionReport | None = None
     ) -> IngestResult:
-        """Insert unless (source, dedup_key) exists; account `consumption` with it."""
+        """Insert unless (source, dedup_key) exists; account `consumption` with it.
+        Raises `Overloaded` at once when the writer queue has no room for ingest."""
+
+    def check_ingest_room(self) -> None:
+        """Raise `Overloaded` if `ingest` would be refused now: lets the caller skip
+        verifying and parsing a body that cannot be stored anyway."""
+
+    def queued_writes(self) -> int:
+        """Writes queued or in a batch not yet committed."""
 
     async def record_rejection(self, rejection: Rejection) -> None:
         """Keep a refused request for inspection."""

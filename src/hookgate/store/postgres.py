@@ -18,6 +18,7 @@ COMMIT has returned. Several instances can share the database:
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from hookgate.ids import floor_id, new_id
+from hookgate.store.admission import Lane, WriteQueue
 from hookgate.store.base import (
     Abandoned,
     AlreadyExists,
@@ -182,6 +184,10 @@ class _Job:
     locks: tuple[int, ...] = field(default_factory=tuple)
 
 
+# Put on the main queue when an urgent job is queued, to wake a writer.
+_URGENT = object()
+
+
 class _Stale(Exception):
     """The connection was found dead at BEGIN: nothing of the batch reached the server."""
 
@@ -202,16 +208,25 @@ class PostgresStore:
         on_batch: Callable[[int], None] | None = None,
         pool_size: int = 10,
         writers: int = 2,
+        queue_max: int = 0,
+        queue_reserve: int = 0,
     ) -> None:
         self.url = url
         self._batch_max = batch_max
+        # Writes queued or in a running batch; ingest is refused beyond the bound
+        # (0: unbounded) less the reserve kept for Zaptec decisions.
+        self.writes = WriteQueue(queue_max, queue_reserve)
         self._auto_migrate = auto_migrate
         self._on_batch = on_batch or (lambda size: None)
-        self._pool_size = max(pool_size, writers + 1)
+        # One more connection for the writer of urgent work (below).
+        self._pool_size = max(pool_size, writers + 2)
         self._writers = writers
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Job | object | None] = asyncio.Queue()
+        self._urgent: collections.deque[_Job] = collections.deque()
+        self._urgent_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._urgent_task: asyncio.Task[None] | None = None
         self._sync: ConnectionPool[Connection[Any]] | None = None
         self._namespace = ""
         self._closed = False
@@ -235,7 +250,7 @@ class PostgresStore:
             raise SchemaOutdated(f"the database lacks migrations {pending}: run `hookgate migrate`")
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             self.url,
-            min_size=min(self._writers + 1, self._pool_size),
+            min_size=min(self._writers + 2, self._pool_size),
             max_size=self._pool_size,
             kwargs={"autocommit": True},
             configure=_configure,
@@ -256,6 +271,7 @@ class PostgresStore:
             asyncio.create_task(self._writer(), name=f"hookgate-pg-writer-{n}")
             for n in range(self._writers)
         ]
+        self._urgent_task = asyncio.create_task(self._urgent_writer(), name="hookgate-pg-urgent")
 
     async def close(self) -> None:
         if self._closed:
@@ -265,6 +281,9 @@ class PostgresStore:
             self._queue.put_nowait(None)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._urgent_task is not None:
+            self._urgent_ready.set()
+            await asyncio.gather(self._urgent_task, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
         if self._sync is not None:
@@ -329,36 +348,81 @@ class PostgresStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: _Job, lane: Lane = Lane.INTERNAL) -> None:
         if self._pool is None or self._closed or not any(not t.done() for t in self._tasks):
             raise StoreError("store is not open")
-        self._queue.put_nowait(job)
+        self.writes.enter(lane)  # raises Overloaded when the lane is full
+        if lane.urgent:
+            self._urgent.append(job)
+            self._urgent_ready.set()
+            self._queue.put_nowait(_URGENT)
+        else:
+            self._queue.put_nowait(job)
 
-    def _write(self, fn: _Fn, locks: Sequence[int] = ()) -> asyncio.Future[Any]:
+    def _write(
+        self, fn: _Fn, locks: Sequence[int] = (), lane: Lane = Lane.INTERNAL
+    ) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._submit(_Job(fut, fn=fn, locks=tuple(locks)))
+        self._submit(_Job(fut, fn=fn, locks=tuple(locks)), lane)
         return fut
 
-    async def _writer(self) -> None:
-        queue = self._queue
+    def check_ingest_room(self) -> None:
+        self.writes.check(Lane.INGEST)
+
+    def queued_writes(self) -> int:
+        return self.writes.depth
+
+    def _take_urgent(self, batch: list[_Job]) -> None:
+        urgent = self._urgent
+        while urgent and len(batch) < self._batch_max:
+            batch.append(urgent.popleft())
+
+    async def _urgent_writer(self) -> None:
+        """Urgent jobs only, on a connection of their own: a Zaptec start never waits for
+        the batches of ingest the other writers are committing (another transaction,
+        other rows). Idle writers take urgent jobs too, first, whichever is free first."""
         while True:
-            first = await queue.get()
-            if first is None:
+            await self._urgent_ready.wait()
+            self._urgent_ready.clear()
+            batch: list[_Job] = []
+            self._take_urgent(batch)
+            if batch:
+                await self._run_batch(batch)
+                if self._urgent:
+                    self._urgent_ready.set()
+            elif self._closed:
                 return
-            batch = [first]
-            stop = False
-            while len(batch) < self._batch_max:
+
+    async def _writer(self) -> None:
+        """Take urgent jobs (Zaptec decisions) first, then whatever else is queued."""
+        queue = self._queue
+        stopping = False
+        while True:
+            if self._urgent:
+                first: _Job | object | None = _URGENT
+            elif stopping:
+                return
+            else:
+                first = await queue.get()
+            if first is None:
+                stopping, first = True, _URGENT
+            batch: list[_Job] = []
+            self._take_urgent(batch)
+            if isinstance(first, _Job):
+                batch.append(first)
+            while not stopping and len(batch) < self._batch_max:
                 try:
                     job = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     break
                 if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            await self._run_batch(batch)
-            if stop:
-                return
+                    stopping = True
+                elif isinstance(job, _Job):
+                    batch.append(job)
+                else:
+                    self._take_urgent(batch)
+            if batch:
+                await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         try:
@@ -368,10 +432,15 @@ class PostgresStore:
             failure = StoreError(f"commit failed: {exc!r}")
             outcomes = [(job, None, failure) for job in batch]
             if not isinstance(exc, Exception):
+                self.writes.leave(len(batch))
                 self._resolve(outcomes)
                 raise
         self._note_outcome(outcomes)
+        self.writes.leave(len(batch))
         self._on_batch(len(batch))
+        # In batch order, urgent jobs first: their callers resume first.
+        place = {id(job): index for index, job in enumerate(batch)}
+        outcomes.sort(key=lambda outcome: place[id(outcome[0])])
         self._resolve(outcomes)
 
     def _note_outcome(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -648,7 +717,7 @@ class PostgresStore:
         self, event: InboundEvent, consumption: ConsumptionReport | None = None
     ) -> IngestResult:
         fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._submit(_Job(fut, event=event, consumption=consumption))
+        self._submit(_Job(fut, event=event, consumption=consumption), Lane.INGEST)
         return await fut
 
     async def record_rejection(self, rejection: Rejection) -> None:
@@ -754,7 +823,7 @@ class PostgresStore:
             await self._insert_start(tx, event, decision)
 
         locks = [self._lock(f"limit:{lim.subject}:{lim.subject_id}") for lim in limits]
-        await self._write(run, locks)
+        await self._write(run, locks, Lane.DECISION)
 
     async def record_fallback(
         self, event: InboundEvent, decision: Decision, void_session: str | None
@@ -769,7 +838,7 @@ class PostgresStore:
                 )
                 tx.changed("session", f"{decision.source}|{void_session}")
 
-        await self._write(run)
+        await self._write(run, lane=Lane.AUDIT)
 
     async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
         async def run(tx: _Tx) -> SessionEndResult:
@@ -827,7 +896,7 @@ class PostgresStore:
                 await _account(tx, event.source, report)
             return SessionEndResult(True, event.id, matched)
 
-        result: SessionEndResult = await self._write(run)
+        result: SessionEndResult = await self._write(run, lane=Lane.DECISION)
         return result
 
     # -- retention ---------------------------------------------------------------------

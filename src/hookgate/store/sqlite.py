@@ -10,6 +10,7 @@ WAL is on stable storage. Reads use per-thread connections and never block the w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import queue
@@ -26,6 +27,7 @@ import msgspec
 import structlog
 
 from hookgate.ids import floor_id, new_id
+from hookgate.store.admission import Lane, WriteQueue
 from hookgate.store.base import (
     Abandoned,
     AlreadyExists,
@@ -76,6 +78,11 @@ from hookgate.timeutil import iso, parse_iso, utcnow
 T = TypeVar("T")
 log = structlog.get_logger("hookgate.store")
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+# Put on the main queue when an urgent job is queued, to wake the writer.
+_URGENT = object()
+# A batch that has run this long commits what it has done as soon as urgent work arrives;
+# the rest goes first into the next batch, behind the urgent work.
+_CUT_AFTER = 0.02
 
 _json = msgspec.json.Encoder()
 _EVENT_COLUMNS = (
@@ -208,13 +215,16 @@ class _Isolate(Exception):
 
 
 class _Writer(threading.Thread):
-    """The only thread that writes; batches queued jobs into one commit."""
+    """The only thread that writes; batches queued jobs into one commit. Urgent jobs
+    (Zaptec decisions) wait in a lane of their own and open the next batch; a long batch
+    is cut short for them (`_CUT_AFTER`)."""
 
     def __init__(
         self,
         path: str,
         batch_max: int,
         on_batch: Callable[[int], None],
+        writes: WriteQueue,
         health: WriteHealth | None = None,
     ) -> None:
         super().__init__(name="hookgate-sqlite-writer", daemon=True)
@@ -222,7 +232,11 @@ class _Writer(threading.Thread):
         self._batch_max = batch_max
         self._on_batch = on_batch
         self.health = health or WriteHealth()
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writes = writes
+        self.jobs: queue.SimpleQueue[_Job | object | None] = queue.SimpleQueue()
+        self.urgent: collections.deque[_Job] = collections.deque()
+        # Jobs of a batch cut short, not yet run: they go before anything newer.
+        self.carry: list[_Job] = []
         self.ready = threading.Event()
         self.failure: BaseException | None = None
         self.checkpoint_due = threading.Event()
@@ -239,24 +253,38 @@ class _Writer(threading.Thread):
             return
         self.ready.set()
         try:
+            stopping = False
             while True:
-                first = self.jobs.get()
-                if first is None:
+                # Urgent work left over from a full batch goes first, without waiting.
+                if self.urgent or self.carry:
+                    first: _Job | object | None = _URGENT
+                elif stopping:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < self._batch_max:
+                else:
+                    first = self.jobs.get()
+                if first is None:
+                    stopping, first = True, _URGENT
+                batch: list[_Job] = []
+                self._take_urgent(batch)
+                if self.carry:
+                    room = self._batch_max - len(batch)
+                    batch.extend(self.carry[:room])
+                    del self.carry[:room]
+                if first is not _URGENT:
+                    batch.append(first)  # type: ignore[arg-type]
+                while not stopping and not self.carry and len(batch) < self._batch_max:
                     try:
                         job = self.jobs.get_nowait()
                     except queue.Empty:
                         break
                     if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._run_batch(conn, batch)
-                if stop:
-                    return
+                        stopping = True
+                    elif job is _URGENT:
+                        self._take_urgent(batch)
+                    else:
+                        batch.append(job)  # type: ignore[arg-type]
+                if batch:
+                    self._run_batch(conn, batch)
                 if self.checkpoint_due.is_set():
                     self.checkpoint(conn)
         finally:
@@ -281,10 +309,18 @@ class _Writer(threading.Thread):
         if busy:
             self._restart_after = time.monotonic() + RESTART_BACKOFF_SECONDS
 
+    def _take_urgent(self, batch: list[_Job]) -> None:
+        urgent = self.urgent
+        while urgent and len(batch) < self._batch_max:
+            batch.append(urgent.popleft())
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
             try:
-                outcomes = self._attempt(conn, batch, isolate=False)
+                outcomes = self._attempt(conn, batch, isolate=False, cut=True)
+                if len(outcomes) < len(batch):
+                    self.carry[:0] = batch[len(outcomes) :]
+                    batch = batch[: len(outcomes)]
             except _Isolate:
                 # One write failed: redo the batch with a savepoint per write, so only
                 # the failing write is lost. Writes are closures over their inputs and
@@ -301,9 +337,17 @@ class _Writer(threading.Thread):
         for outcome in outcomes:
             by_loop.setdefault(outcome[1], []).append(outcome)
         for loop, items in by_loop.items():
-            # A closed loop raises RuntimeError: nobody waits for these any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, items)
+            try:
+                loop.call_soon_threadsafe(self._settle, items)
+            except RuntimeError:
+                # A closed loop: nobody waits for these any more.
+                self._writes.leave(len(items))
+
+    def _settle(self, items: list[Any]) -> None:
+        """On the caller's loop: the writes leave the queue only now, so a loop too busy
+        to resume its callers keeps counting them (and shedding) until it does."""
+        self._writes.leave(len(items))
+        _resolve(items)
 
     def _note_outcome(self, outcomes: list[Any]) -> None:
         """A batch failed as storage (not as one write's own error, such as a constraint)
@@ -320,16 +364,19 @@ class _Writer(threading.Thread):
                 return
         self.health.committed()
 
-    @staticmethod
     def _attempt(
-        conn: sqlite3.Connection, batch: list[_Job], *, isolate: bool
+        self, conn: sqlite3.Connection, batch: list[_Job], *, isolate: bool, cut: bool = False
     ) -> list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]]:
         """Run the batch in one transaction. Without `isolate`, a failure in a batch of
         several rolls back everything and raises _Isolate; with it, each write has its own
-        savepoint."""
+        savepoint. With `cut`, urgent work arriving once the batch has run `_CUT_AFTER`
+        ends it early: fewer outcomes than jobs, the rest not run."""
         outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
+        began = time.perf_counter()
         for fn, fut, loop in batch:
+            if cut and self.urgent and outcomes and time.perf_counter() - began > _CUT_AFTER:
+                break
             if isolate:
                 conn.execute("SAVEPOINT job")
             try:
@@ -372,9 +419,14 @@ class SqliteStore:
         auto_migrate: bool = False,
         on_batch: Callable[[int], None] | None = None,
         process_budget_ms: float | None = None,
+        queue_max: int = 0,
+        queue_reserve: int = 0,
     ) -> None:
         self.path = path
         self._batch_max = batch_max
+        # Writes queued or in the running batch; ingest is refused beyond the bound
+        # (0: unbounded) less the reserve kept for Zaptec decisions.
+        self.writes = WriteQueue(queue_max, queue_reserve)
         # Time one processing job may hold the shared writer before it commits what it has
         # (None: the whole batch). The gateway sets it so ingest commits are not held back.
         self._process_budget = process_budget_ms / 1000 if process_budget_ms else None
@@ -410,7 +462,7 @@ class SqliteStore:
             raise SchemaOutdated(
                 f"database {self.path} lacks migrations {pending}: run `hookgate migrate`"
             )
-        writer = _Writer(self.path, self._batch_max, self._on_batch)
+        writer = _Writer(self.path, self._batch_max, self._on_batch, self.writes)
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.failure is not None:
@@ -510,14 +562,27 @@ class SqliteStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], T], lane: Lane = Lane.INTERNAL
+    ) -> asyncio.Future[T]:
         writer = self._writer
         if writer is None or self._closed or not writer.is_alive():
             raise StoreError("store is not open")
+        self.writes.enter(lane)  # raises Overloaded when the lane is full
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        writer.jobs.put((fn, fut, loop))
+        if lane.urgent:
+            writer.urgent.append((fn, fut, loop))
+            writer.jobs.put(_URGENT)
+        else:
+            writer.jobs.put((fn, fut, loop))
         return fut
+
+    def check_ingest_room(self) -> None:
+        self.writes.check(Lane.INGEST)
+
+    def queued_writes(self) -> int:
+        return self.writes.depth
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -616,7 +681,7 @@ class SqliteStore:
                 return IngestResult(True, event.id)
             return IngestResult(False, self._existing_id(conn, event))
 
-        return await self._write(run)
+        return await self._write(run, Lane.INGEST)
 
     async def record_rejection(self, rejection: Rejection) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -737,7 +802,7 @@ class SqliteStore:
             if decision.session_id is not None:
                 self._insert_session(conn, event, decision)
 
-        await self._write(run)
+        await self._write(run, Lane.DECISION)
 
     async def record_fallback(
         self, event: InboundEvent, decision: Decision, void_session: str | None
@@ -755,7 +820,7 @@ class SqliteStore:
                 )
                 _changed(conn, "session", f"{decision.source}|{void_session}")
 
-        await self._write(run)
+        await self._write(run, Lane.AUDIT)
 
     async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
         def run(conn: sqlite3.Connection) -> SessionEndResult:
@@ -812,7 +877,7 @@ class SqliteStore:
                 _account(conn, event.source, report)
             return SessionEndResult(True, event.id, matched)
 
-        return await self._write(run)
+        return await self._write(run, Lane.DECISION)
 
     # -- retention ---------------------------------------------------------------------
 
