@@ -265,3 +265,31 @@ def test_a_refused_body_is_kept_only_up_to_the_rejection_cap(
     [(body, size)] = rows
     assert size == len(big)
     assert bytes(body) == big[:cap]
+
+
+def test_bearer_tokens_and_signatures_are_never_throttled(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path
+) -> None:
+    """Neither can be guessed, and a stale token's 401 is what makes Zaptec fetch a new
+    one: a 429 instead would leave it without authorization."""
+    gateway = _start(make_gateway, tmp_path, auth_failure_limit=2)
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        bearer = [
+            client.post(
+                "/hooks/zaptec/session-start",
+                json={"ChargerId": "c-1"},
+                headers={"Authorization": "Bearer hg1.stale.token"},
+            )
+            for _ in range(5)
+        ]
+        signed = [
+            client.post(
+                "/hooks/ztlment",
+                json={"id": 1, "type": "PAYMENT_OBJECT", "state": "PROCESSED"},
+                headers={"X-Payload-Signature": "00" * 64},
+            ).status_code
+            for _ in range(5)
+        ]
+    assert [r.status_code for r in bearer] == [401] * 5
+    assert all("invalid_token" in r.headers["www-authenticate"] for r in bearer)
+    assert signed == [401] * 5

@@ -20,7 +20,7 @@ import structlog
 from hookgate.authorization.decider import Claim, Decider, fallback
 from hookgate.authorization.model import normalise_uid
 from hookgate.authorization.outcome import Outcome
-from hookgate.config import AmpecoSource, Config, SourceConfig, ZaptecSource
+from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
 from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
@@ -93,6 +93,15 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def _guessable(source: SourceConfig) -> bool:
+    """Whether the source's credential failures are throttled: a password or an API key can
+    be guessed. A bearer token hookgate signed or an HMAC signature cannot, and the 401 of a
+    stale bearer token is what makes Zaptec fetch a new one, so those always get 401."""
+    if isinstance(source, EasyParkSource):
+        return True
+    return isinstance(source, ZaptecSource) and source.auth == "basic"
 
 
 def _by_kafka(source: SourceConfig) -> bool:
@@ -354,7 +363,7 @@ class Ingress:
             timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
             return answer.status, answer.body, answer.content_type.encode(), timing
         except Reject as exc:
-            if exc.status == 401 and source is not None:
+            if exc.status == 401 and source is not None and _guessable(source):
                 exc = self._throttled(request, source, exc)
             await self._reject(request, source, provider, name, exc, body, declared)
             return (
