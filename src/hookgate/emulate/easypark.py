@@ -21,12 +21,12 @@ _AREAS = [
 
 
 def transaction(
-    parking_id: int, *, end: datetime, legacy: bool = False, seed: int = 0
+    parking_id: int, *, end: datetime | None = None, legacy: bool = False, seed: int = 0
 ) -> dict[str, Any]:
-    """A realistic completed paid parking that ended at ``end``: 15 minutes to 10 hours,
-    a fee that grows with the time parked, a VAT split (25 %) that adds up."""
+    """A realistic completed paid parking that ended at ``end`` (default: now): 15 minutes
+    to 10 hours, a fee that grows with the time parked, a VAT split (25 %) that adds up."""
     rng = random.Random(parking_id + seed)  # noqa: S311
-    end = end.astimezone(UTC)
+    end = (end or datetime.now(UTC)).astimezone(UTC)
     area = _AREAS[parking_id % len(_AREAS)]
     minutes = rng.randint(15, 600)
     start = end - timedelta(minutes=minutes, seconds=rng.randint(0, 59))
