@@ -162,3 +162,20 @@ def test_zaptec_energy_out_of_range_is_a_schema_violation(energy: bytes) -> None
     with pytest.raises(Reject) as refused:
         PROVIDERS["zaptec"].parse(SOURCES["zaptec"], Call("session-end", {}, body))
     assert refused.value.status == 422 and "Energy" in refused.value.detail
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/events?since=9999-12-31T23:59:59-23:59",
+        "/api/v1/charging-sessions?until=0001-01-01T00:00:00%2B23:59",
+        "/api/v1/decisions?since=9999-12-31T23:59:59-23:59",
+    ],
+)
+def test_admin_instants_beyond_utc_are_a_bad_parameter(shared_gateway: Running, query: str) -> None:
+    """OverflowError (a 500) before instants beyond UTC's range became a ValueError."""
+    with shared_gateway.admin() as client:
+        response = client.get(query)
+    assert response.status_code == 400, response.text
+    check_admin_answer(400, response.headers["content-type"], response.content)
