@@ -179,3 +179,23 @@ def test_admin_instants_beyond_utc_are_a_bad_parameter(shared_gateway: Running, 
         response = client.get(query)
     assert response.status_code == 400, response.text
     check_admin_answer(400, response.headers["content-type"], response.content)
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/events?source=a%00b",
+        "/api/v1/parking-transactions?license_number=%00",
+        "/api/v1/tokens?status=x&group_id=%00",
+        "/api/v1/events/%00",
+        "/api/v1/deliveries?destination=%00",
+    ],
+)
+def test_admin_nul_in_a_parameter_is_a_bad_parameter(shared_gateway: Running, query: str) -> None:
+    """PostgreSQL refuses NUL in text: this was a 503 storage-unavailable."""
+    with shared_gateway.admin() as client:
+        response = client.get(query)
+    assert response.status_code == 400, response.text
+    check_admin_answer(400, response.headers["content-type"], response.content)
+    assert "NUL" in response.json()["detail"]
