@@ -19,8 +19,13 @@ def iso(moment: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Read an ISO 8601 instant; a naive value is taken as UTC."""
+    """Read an ISO 8601 instant; a naive value is taken as UTC. ValueError also for an
+    instant that exists only in its own offset (`9999-12-31T23:59:59-23:59` is past the
+    last instant a datetime holds in UTC)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of the range of UTC instants") from None

@@ -66,6 +66,14 @@ def _instant(value: str | None, name: str) -> datetime | None:
         raise ApiError(400, "bad-parameter", f"{name} must be an ISO 8601 date-time") from None
 
 
+def _no_nul(request: Request) -> None:
+    """A NUL in a parameter matches nothing anyone stored, and PostgreSQL refuses it in
+    any text (an error that would read as storage being down): 400 naming it."""
+    for name, value in (*request.query_params.multi_items(), *request.path_params.items()):
+        if "\x00" in name or "\x00" in str(value):
+            raise ApiError(400, "bad-parameter", f"{name!r} must not contain NUL characters")
+
+
 class AdminApi:
     """Handlers bound to one store and one token list."""
 
@@ -91,6 +99,7 @@ class AdminApi:
                     {"WWW-Authenticate": 'Bearer realm="hookgate-admin"'},
                 )
             try:
+                _no_nul(request)
                 return await handler(request)
             except ApiError as exc:
                 return problem_response(exc.status, exc.code, exc.detail)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -43,6 +43,10 @@ def parse_instant(text: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset")
+    try:
+        moment.astimezone(UTC)  # the views store UTC: it must exist there too
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of the range of UTC instants") from None
     return moment
 
 

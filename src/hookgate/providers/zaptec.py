@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from hookgate.config import ZaptecSource
 from hookgate.facts import ChargingSessionFact, Fact
+from hookgate.money import amount_problem
 from hookgate.oauth import TokenIssuer
 from hookgate.providers.base import (
     Answer,
@@ -76,6 +77,9 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
             raise _schema("Energy must be a number of kWh") from None
         if not energy.is_finite() or energy < 0:
             raise _schema("Energy must be a non-negative number of kWh")
+        problem = amount_problem(energy)
+        if problem is not None:
+            raise _schema(f"Energy: {problem}")
         out["energy_kwh"] = str(energy)
     for name in ("started_at", "ended_at"):
         if name in out:
