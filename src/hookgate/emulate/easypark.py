@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -20,33 +20,55 @@ _AREAS = [
 ]
 
 
+def _stamp(moment: datetime, offset_hours: int) -> str:
+    """EasyPark's `yyyy-MM-dd'T'HH:mm:ssX`: `Z`, or the offset in hours (`+01`)."""
+    if not offset_hours:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    local = moment.astimezone(timezone(timedelta(hours=offset_hours)))
+    return local.strftime("%Y-%m-%dT%H:%M:%S") + f"{offset_hours:+03d}"
+
+
 def transaction(
-    parking_id: int, *, end: datetime | None = None, legacy: bool = False, seed: int = 0
+    parking_id: int,
+    *,
+    end: datetime | None = None,
+    legacy: bool = False,
+    seed: int = 0,
+    start: datetime | None = None,
+    price: Decimal | None = None,
+    plate: str | None = None,
+    area: int | None = None,
+    offset_hours: int = 0,
 ) -> dict[str, Any]:
     """A realistic completed paid parking that ended at ``end`` (default: now): 15 minutes
-    to 10 hours, a fee that grows with the time parked, a VAT split (25 %) that adds up."""
+    to 10 hours, a fee that grows with the time parked, a VAT split (25 %) that adds up. The keyword
+    arguments pin what is otherwise drawn from ``parking_id`` (the contract fixtures do);
+    ``legacy`` is the feed without `parkingUserId`, ``offset_hours`` writes local times."""
     rng = random.Random(parking_id + seed)  # noqa: S311
     end = (end or datetime.now(UTC)).astimezone(UTC)
-    area = _AREAS[parking_id % len(_AREAS)]
     minutes = rng.randint(15, 600)
-    start = end - timedelta(minutes=minutes, seconds=rng.randint(0, 59))
+    if start is None:
+        start = end - timedelta(minutes=minutes, seconds=rng.randint(0, 59))
     # SEK 12-30 an hour, at least SEK 5.
     hourly = Decimal(rng.randint(1200, 3000)) / 100
-    price = max((hourly * minutes / 60).quantize(Decimal("0.01")), Decimal("5.00"))
+    if price is None:
+        price = max((hourly * minutes / 60).quantize(Decimal("0.01")), Decimal("5.00"))
+    where = _AREAS[parking_id % len(_AREAS) if area is None else area]
     net = (price / Decimal("1.25")).quantize(Decimal("0.01"))
     fee = Decimal("4.95")
     fee_net = Decimal("3.96")
     document: dict[str, Any] = {
         "parkingId": parking_id,
         "parkingUserId": 8993734,
-        "licenseNumber": f"{'ABCDEFGHJK'[parking_id % 10]}{'LMNOPRSTUW'[parking_id // 10 % 10]}"
+        "licenseNumber": plate
+        or f"{'ABCDEFGHJK'[parking_id % 10]}{'LMNOPRSTUW'[parking_id // 10 % 10]}"
         f"X{parking_id % 1000:03d}",
-        "startDate": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "endDate": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "parkingAreaId": area[0],
-        "parkingAreaName": area[1],
-        "parkingOperatorId": area[2],
-        "parkingOperatorName": area[3],
+        "startDate": _stamp(start, offset_hours),
+        "endDate": _stamp(end, offset_hours),
+        "parkingAreaId": where[0],
+        "parkingAreaName": where[1],
+        "parkingOperatorId": where[2],
+        "parkingOperatorName": where[3],
         "price": float(price),
         "priceVatAmount": float(price - net),
         "priceExclusiveVatAmount": float(net),

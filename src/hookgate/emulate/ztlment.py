@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import httpx
 
@@ -18,6 +19,11 @@ PAYMENT_FLOW = (
     "PROCESSED",
 )
 APPROVAL_FLOW = ("PENDING_COMPLIANCE_CHECKS", "PENDING_APPROVAL", "PROCESSED")
+
+
+def notification(object_id: int, object_type: str, state: str) -> dict[str, Any]:
+    """One ZTLment body: the object and the state it reached (no time of its own)."""
+    return {"id": object_id, "type": object_type, "state": state}
 
 
 def states(event: str | None) -> tuple[str, str, tuple[str, ...]]:
@@ -48,7 +54,7 @@ async def run(
     results = []
     for i in range(count):
         for state in flow:
-            body = encode({"id": base + i, "type": object_type, "state": state})
+            body = encode(notification(base + i, object_type, state))
             headers = {
                 "Content-Type": "application/json",
                 "X-Payload-Signature": sign(body, secret, "sha512", encoding),
