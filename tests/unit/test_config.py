@@ -464,3 +464,24 @@ def test_a_variable_without_braces_is_warned_about(tmp_path: Path) -> None:
     # Braced references, escapes and lowercase text are not warned about.
     file.write_text(ENV_FILE.replace("$HG_T_EASYPARK", "pa$$word$abc${HG_T_ZAPTEC}"))
     assert read_config(file, env={"HG_T_ADMIN": "a", "HG_T_ZAPTEC": "z"}).warnings == []
+
+
+def test_patterns_of_the_rules_are_explained_in_words() -> None:
+    doc = data()
+    doc["authorization"] = {
+        "groups": [{"id": "staff"}],
+        "budgets": [
+            {
+                "id": "b1",
+                "subject": "group",
+                "subject_id": "staff",
+                "metric": "money",
+                "period": "month",
+                "limit": "100",
+                "currency": "sek",
+            }
+        ],
+    }
+    message = error_of(doc)
+    assert message.startswith('authorization.budgets["b1"].currency:')
+    assert "three-letter ISO 4217 currency code" in message and "regex" not in message
