@@ -527,10 +527,15 @@ class _Missing:
 
     def __init__(self) -> None:
         self.paths: dict[str, str] = {}
+        self.parts: dict[str, list[Any]] = {}  # the raw key path, to find the line
 
 
 def _interpolate(
-    value: Any, path: str, env: dict[str, str] | os._Environ[str], missing: _Missing | None
+    value: Any,
+    path: str,
+    env: dict[str, str] | os._Environ[str],
+    missing: _Missing | None,
+    parts: tuple[Any, ...] = (),
 ) -> Any:
     """Expand `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`. A variable that is
     not set is an error, or (with `missing`) becomes "" and is recorded by key path."""
@@ -547,16 +552,19 @@ def _interpolate(
             if missing is None:
                 raise ConfigError(f"{path}: environment variable {name} is not set")
             missing.paths.setdefault(path, name)
+            missing.parts.setdefault(path, list(parts))
             return ""
 
         return _ENV_REF.sub(replace, value)
     if isinstance(value, dict):
         return {
-            k: _interpolate(v, f"{path}.{k}" if path else k, env, missing) for k, v in value.items()
+            k: _interpolate(v, f"{path}.{k}" if path else k, env, missing, (*parts, k))
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _interpolate(v, f"{path}{item_label(v, i)}", env, missing) for i, v in enumerate(value)
+            _interpolate(v, f"{path}{item_label(v, i)}", env, missing, (*parts, i))
+            for i, v in enumerate(value)
         ]
     return value
 
@@ -595,12 +603,18 @@ class ConfigFile:
     path: Path | None = None
     missing: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # of `missing` and `warnings` keys
+
+    def located(self, path: str) -> str:
+        """`file:line` of a key path, as far as it is known."""
+        line = self.lines.get(path)
+        return f"{self.path}:{line}" if line else f"{self.path}"
 
     def require(self, *prefixes: str) -> Config:
         """The configuration, once every variable under `prefixes` (all: none given) is set."""
         for path, name in self.missing.items():
             if not prefixes or any(_covers(prefix, path) for prefix in prefixes):
-                where = f"{self.path}: " if self.path else ""
+                where = f"{self.located(path)}: " if self.path else ""
                 raise ConfigError(f"{where}{path}: environment variable {name} is not set")
         return self.config
 
@@ -682,7 +696,14 @@ def read_config(
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
     _resolve_paths(config, file.absolute().parent)
-    return ConfigFile(config, file, dict(missing.paths), warnings)
+    lines = {path: line_of(text, parts) for path, parts in missing.parts.items()}
+    return ConfigFile(
+        config,
+        file,
+        dict(missing.paths),
+        warnings,
+        {path: line for path, line in lines.items() if line},
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

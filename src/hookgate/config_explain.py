@@ -25,6 +25,9 @@ PATTERN_WORDS = {
     r"^[a-z0-9][a-z0-9_-]{0,62}$": (
         "must be 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
     ),
+    r"^[\x21-\x7e]+$": "must be printable ASCII without spaces",
+    r"^[\x20-\x7e]+$": "must be printable ASCII",
+    r"^[A-Z]{3}$": "must be a three-letter ISO 4217 currency code in capitals, e.g. SEK",
 }
 # The key that names an item of a list of tables, so messages can name it.
 _ITEM_NAMES = ("name", "id", "uid")

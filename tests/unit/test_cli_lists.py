@@ -228,3 +228,10 @@ def test_tokens_list_pages(config: Path) -> None:
     assert everything[-1] == "5 token(s)"
     paged = json.loads(ok(config, "tokens", "list", "--limit", "4", "--json"))
     assert len(paged["items"]) == 4 and paged["next"] == "TAG-3"
+
+
+def test_mistaken_addresses_get_a_message(config: Path) -> None:
+    sent = run(config, "send", "easypark", "--url", "notaurl", "--username", "u", "--password", "p")
+    assert sent.exit_code == 2 and "e.g. http://127.0.0.1:8000" in sent.output
+    served = run(config, "serve", "--port", "99999")
+    assert served.exit_code == 2 and "0<=x<=65535" in served.output

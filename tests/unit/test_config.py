@@ -395,6 +395,14 @@ def test_a_relative_sqlite_path_is_relative_to_the_file(
     assert load_config("../etc/hookgate.toml").storage.url == expected
     file.write_text('[storage]\nurl = "sqlite:////srv/hookgate.db"\n', encoding="utf-8")
     assert load_config(file).storage.url == "sqlite:////srv/hookgate.db"
+    file.write_text(
+        '[[destinations]]\nname = "bus"\nkind = "kafka"\ntopic = "t"\n'
+        'brokers = ["127.0.0.1:9092"]\nsecurity_protocol = "SSL"\n'
+        'ssl_ca_location = "certs/ca.pem"\n',
+        encoding="utf-8",
+    )
+    [bus] = load_config("../etc/hookgate.toml").destinations
+    assert bus.ssl_ca_location == str(tmp_path / "etc" / "certs" / "ca.pem")
 
 
 # --------------------------------------------------------------------------- variables
@@ -434,8 +442,13 @@ def test_unset_variables_are_needed_only_where_used(tmp_path: Path) -> None:
         loaded.require('sources["zaptec"]')
     with pytest.raises(ConfigError, match="HG_T_ADMIN"):
         loaded.require()
-    with pytest.raises(ConfigError, match="HG_T_ADMIN"):
+    with pytest.raises(ConfigError) as info:
         load_config(file)
+    assert str(info.value) == (
+        f"{file}:5: admin.tokens[0]: environment variable HG_T_ADMIN is not set"
+    )
+    with pytest.raises(ConfigError, match=rf'^{file}:10: sources\["zaptec"\].password'):
+        loaded.require('sources["zaptec"]')
 
 
 def test_a_variable_without_braces_is_warned_about(tmp_path: Path) -> None:
@@ -451,3 +464,24 @@ def test_a_variable_without_braces_is_warned_about(tmp_path: Path) -> None:
     # Braced references, escapes and lowercase text are not warned about.
     file.write_text(ENV_FILE.replace("$HG_T_EASYPARK", "pa$$word$abc${HG_T_ZAPTEC}"))
     assert read_config(file, env={"HG_T_ADMIN": "a", "HG_T_ZAPTEC": "z"}).warnings == []
+
+
+def test_patterns_of_the_rules_are_explained_in_words() -> None:
+    doc = data()
+    doc["authorization"] = {
+        "groups": [{"id": "staff"}],
+        "budgets": [
+            {
+                "id": "b1",
+                "subject": "group",
+                "subject_id": "staff",
+                "metric": "money",
+                "period": "month",
+                "limit": "100",
+                "currency": "sek",
+            }
+        ],
+    }
+    message = error_of(doc)
+    assert message.startswith('authorization.budgets["b1"].currency:')
+    assert "three-letter ISO 4217 currency code" in message and "regex" not in message

@@ -251,6 +251,10 @@ def send(
     Each request is printed as it is answered. Exits 0 when every request was accepted
     (2xx, a 409 duplicate, or a Zaptec "not authorized" decision), 1 otherwise.
     """
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{url!r}: give the gateway's base URL, e.g. http://127.0.0.1:8000", param_hint="--url"
+        )
     name = source_name or provider
     configured = _source_for(config_path, name, provider)
     base_url = url or _default_url(config_path)

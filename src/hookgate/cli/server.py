@@ -91,7 +91,12 @@ def _listen(host: str, port: int) -> socket.socket:
 @main.command()
 @config_option
 @click.option("--host", default=None, help="Listen address (default: [server] host).")
-@click.option("--port", type=int, default=None, help="Listen port (default: [server] port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Listen port (default: [server] port).",
+)
 def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     """Run the gateway until SIGINT/SIGTERM; in-flight requests finish and commit."""
     import uvicorn
@@ -181,7 +186,8 @@ def check_config(config_path: str | None) -> None:
     loaded = _config_file(config_path)
     config = loaded.config
     problems = [
-        f"{path}: environment variable {name} is not set" for path, name in loaded.missing.items()
+        f"{loaded.located(path)}: {path}: environment variable {name} is not set"
+        for path, name in loaded.missing.items()
     ]
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
