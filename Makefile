@@ -47,7 +47,7 @@ ampeco-catalog: setup
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock: | $(UV)
-	$(UV) pip compile --quiet pyproject.toml --extra dev --extra bench --generate-hashes --python-version 3.11 -o requirements.lock
+	$(UV) pip compile --quiet pyproject.toml --extra dev --extra bench --extra otlp --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
