@@ -61,7 +61,7 @@ def test_blown_deadline_answers_by_on_error_and_is_audited(
     make_gateway: Any, tmp_path: Path, on_error: str, status: int
 ) -> None:
     running = make_gateway(base_config(tmp_path / "d.db", sources=zaptec_sources(on_error)))
-    running.app.gateway.ingress.decider = SlowDecider()
+    running.app.gateway.ingress.sessions.decider = SlowDecider()
     began = time.monotonic()
     response = start(running)
     elapsed = time.monotonic() - began

@@ -8,20 +8,15 @@ write, the answer. Every refusal is recorded (masked) and never processed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
 
-from hookgate.authorization.decider import Claim, Decider, fallback
-from hookgate.authorization.model import normalise_uid
-from hookgate.authorization.outcome import Outcome
+from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
-from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
 from hookgate.ingress.rejections import clip
@@ -38,15 +33,13 @@ from hookgate.providers.base import (
     SessionAuthority,
     json_answer,
 )
+from hookgate.services.sessions import ChargingSessions
 from hookgate.store.base import (
-    Decision,
     InboundEvent,
-    LimitReached,
     Overloaded,
     Store,
     StoreError,
 )
-from hookgate.timeutil import utcnow
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -120,6 +113,7 @@ class Ingress:
         issuer: TokenIssuer,
         metrics: Metrics,
         on_stored: Callable[[], None] | None = None,
+        sessions: ChargingSessions | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -146,6 +140,7 @@ class Ingress:
             server.auth_failure_table_size,
         )
         self.pipeline = Pipeline(config, store, decider, metrics, on_stored)
+        self.sessions = sessions or ChargingSessions(store, decider, metrics)
 
     # -- ASGI --------------------------------------------------------------------------
 
@@ -320,17 +315,13 @@ class Ingress:
             if kind == "authorize":
                 assert isinstance(source, ZaptecSource)
                 answer = await self._authorize(
-                    source, cast(SessionAuthority, provider), parsed, event
+                    source, cast(SessionAuthority, provider), parsed, event, request.started
                 )
                 pipeline.wake()
             elif kind == "session_end":
                 end = cast(SessionAuthority, provider).session_end(parsed)
-                end.token = normalise_uid(end.token) if end.token else None
-                end.group_id = self.decider.group_of(end.token)
-                result = await self.store.record_session_end(event, end)
+                result = await self.sessions.end(event, end)
                 if result.stored:
-                    # Budgets reflect this end before the next start of the same token.
-                    await self.decider.refresh()
                     pipeline.wake()
                 self._count(source, "accepted" if result.stored else "duplicate")
                 event_id, duplicate = result.event_id, not result.stored
@@ -530,130 +521,20 @@ class Ingress:
         provider: SessionAuthority,
         parsed: Parsed,
         event: InboundEvent,
-    ) -> Answer:
-        """Decide within the source's deadline; past it, or on failure, `on_error` answers."""
-        started = time.perf_counter()
-        start = provider.start_request(parsed)
-        claim = Claim()
-        decided: list[Decision] = []
-
-        async def decide_and_record() -> tuple[Decision, Outcome]:
-            for attempt in range(3):
-                outcome = await self.decider.decide(source, start)
-                decision = self._decision(source, event, start, outcome, started, fallback=False)
-                decided.append(decision)
-                try:
-                    await self.store.record_session_start(
-                        event,
-                        decision,
-                        claim=lambda: claim.take(Claim.WRITER),
-                        limits=outcome.limits,
-                    )
-                except LimitReached as exc:
-                    if attempt == 2:
-                        raise
-                    # Another instance approved against the same budget since this one
-                    # last looked: catch up and decide again (now likely a refusal).
-                    self.decider.release(source.name, outcome)
-                    self.metrics.rechecks.labels(source.name).inc()
-                    log.info("limit re-checked by the store", source=source.name, why=str(exc))
-                    await self.decider.refresh()
-                    continue
-                except BaseException:
-                    self.decider.release(source.name, outcome)
-                    raise
-                return decision, outcome
-            raise AssertionError("unreachable")
-
-        # Four fifths of the deadline for the decision and its audit; should that run out,
-        # the rest goes to recording the fallback answer before it is given.
-        deadline = source.decision_deadline_ms / 1000
-        task = asyncio.ensure_future(decide_and_record())
-        try:
-            decision, outcome = await asyncio.wait_for(asyncio.shield(task), deadline * 0.8)
-        except Exception as exc:
-            why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
-            log.warning("decision fallback", source=source.name, reason=why)
-            known = (
-                self.decider.known_for_offline(start, utcnow())
-                if source.on_error == "allow_known"
-                else None
-            )
-            outcome = fallback(source, why, known)
-            decision = self._decision(source, event, start, outcome, started, fallback=True)
-            won = claim.take(Claim.FALLBACK)
-            record = asyncio.ensure_future(
-                self._record_fallback(None if won else task, event, decision, decided)
-            )
-            self._background.add(record)
-            record.add_done_callback(self._background.discard)
-            with contextlib.suppress(TimeoutError):
-                # Usually storage is fine and only the decision was slow: then the answer
-                # is audited before it goes out. Otherwise it goes out at the deadline and
-                # the audit follows when storage allows.
-                await asyncio.wait_for(asyncio.shield(record), deadline * 0.2)
-        self.metrics.decisions.labels(
-            source.name, decision.result, str(decision.fallback).lower()
-        ).inc()
-        self._count(source, "accepted")
-        if decision.session_id is not None:
-            return provider.approve(decision.session_id)
-        return provider.deny(
-            source, decision.result, outcome.message or "Charging is not authorized."
-        )
-
-    def _decision(
-        self,
-        source: ZaptecSource,
-        event: InboundEvent,
-        start: Any,
-        outcome: Outcome,
         started: float,
-        *,
-        fallback: bool,
-    ) -> Decision:
-        return Decision(
-            id=new_id(),
-            decided_at=utcnow(),
-            source=source.name,
-            event_id=event.id,
-            charger_id=start.charger_id,
-            token=normalise_uid(start.token) if start.token else None,
-            user_id=start.user_id,
-            installation_id=start.installation_id,
-            result=outcome.result,
-            reasons=outcome.reasons,
-            session_id=(outcome.session_id or str(uuid.uuid4())) if outcome.allowed else None,
-            fallback=fallback,
-            latency_us=int((time.perf_counter() - started) * 1e6),
-            group_id=outcome.group_id,
-            reserved_kwh=str(outcome.reserved_kwh),
-        )
-
-    async def _record_fallback(
-        self,
-        primary: asyncio.Future[tuple[Decision, Outcome]] | None,
-        event: InboundEvent,
-        decision: Decision,
-        decided: list[Decision],
-    ) -> None:
-        """Audit the fallback answer. `primary` is the decision path's write when it had
-        already claimed the start: it commits a session Zaptec never hears of, to be voided."""
-        void = None
-        if primary is not None:
-            try:
-                await primary
-                void = decided[-1].session_id if decided else None
-            except Exception:  # noqa: S110 - the primary failure is already logged as the reason
-                pass
-        try:
-            await self.store.record_fallback(event, decision, void)
-        except StoreError as exc:
-            log.error("fallback decision not recorded", source=decision.source, error=str(exc))
+    ) -> Answer:
+        """Decide within the source's deadline (the use case lives in the service layer);
+        answer in the provider's words."""
+        result = await self.sessions.start(source, provider.start_request(parsed), event, started)
+        self._count(source, "accepted")
+        if result.decision.session_id is not None:
+            return provider.approve(result.decision.session_id)
+        return provider.deny(source, result.decision.result, result.message)
 
     async def drain(self) -> None:
         """Wait for background audit writes and store the pending refusal counts (called
         on shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.sessions.drain()
         await self.pipeline.close()
