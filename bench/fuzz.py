@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import fuzz_targets as ft  # noqa: E402 (the shared targets live beside the tests)
+import support.fuzz_targets as ft  # noqa: E402 (the shared targets live beside the tests)
 
 RESULTS = ROOT / "bench" / "results"
 CHUNK = 200  # examples per Hypothesis run; runs repeat until the target's time is up
@@ -79,10 +79,10 @@ def gateway() -> Iterator[str]:
     """A gateway on 127.0.0.1 (fresh SQLite database) for the admin target."""
     import uvicorn
 
-    from conftest import base_config
     from hookgate.app import create_app
     from hookgate.config import parse_config
     from hookgate.store import make_store
+    from support.gateway import base_config
 
     with tempfile.TemporaryDirectory() as tmp:
         config = parse_config(base_config(Path(tmp) / "fuzz.db"), env={})
@@ -113,7 +113,7 @@ def gateway() -> Iterator[str]:
 
 
 def admin_check(url: str) -> Callable[[str], None]:
-    from conftest import ADMIN_TOKEN
+    from support.gateway import ADMIN_TOKEN
 
     client = httpx.Client(
         base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10

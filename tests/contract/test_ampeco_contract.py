@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import (
+
+from support.contract import (
     FIXTURES,
     ampeco_headers,
     compact,
@@ -15,8 +16,7 @@ from _support import (
     fixture_doc,
     inbox,
 )
-
-from conftest import AMPECO_NEW, AMPECO_OLD, Running
+from support.gateway import AMPECO_NEW, AMPECO_OLD, Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

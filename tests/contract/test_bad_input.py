@@ -14,7 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import (
+
+from hookgate.emulate.base import sign
+from hookgate.store import StoreError
+from support.contract import (
     assert_problem,
     basic,
     compact,
@@ -26,8 +29,7 @@ from _support import (
     table_text,
     zaptec_token,
 )
-
-from conftest import (
+from support.gateway import (
     ADMIN_TOKEN,
     AMPECO_NEW,
     AMPECO_OLD,
@@ -39,8 +41,6 @@ from conftest import (
     ZTLMENT_SECRET,
     Running,
 )
-from hookgate.emulate.base import sign
-from hookgate.store import StoreError
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from _support import (
+
+from support.contract import (
     assert_problem,
     basic,
     compact,
@@ -17,8 +18,7 @@ from _support import (
     rejection_ids,
     rejections_since,
 )
-
-from conftest import EASYPARK_KEY, EASYPARK_PASSWORD, EASYPARK_USER, Running
+from support.gateway import EASYPARK_KEY, EASYPARK_PASSWORD, EASYPARK_USER, Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

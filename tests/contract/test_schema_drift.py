@@ -13,17 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import (
+
+from hookgate.config import parse_config
+from hookgate.providers import ampeco_catalog as catalog
+from hookgate.providers.base import violation
+from support.contract import (
     ampeco_headers,
     compact,
     fixture_doc,
     inbox,
     ztlment_headers,
 )
-
-from conftest import AMPECO_NEW, Running, parse_config
-from hookgate.providers import ampeco_catalog as catalog
-from hookgate.providers.base import violation
+from support.gateway import AMPECO_NEW, Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

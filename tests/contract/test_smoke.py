@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import Running
+from support.gateway import Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import (
+
+from hookgate.config import ZaptecSource
+from hookgate.oauth import TokenIssuer
+from support.contract import (
     assert_problem,
     basic,
     compact,
@@ -20,10 +23,7 @@ from _support import (
     rejections_since,
     zaptec_token,
 )
-
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
-from hookgate.config import ZaptecSource
-from hookgate.oauth import TokenIssuer
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -9,7 +9,8 @@ import json
 
 import httpx
 import pytest
-from _support import (
+
+from support.contract import (
     FIXTURES,
     assert_problem,
     compact,
@@ -18,8 +19,7 @@ from _support import (
     inbox,
     ztlment_headers,
 )
-
-from conftest import ZTLMENT_SECRET, Running
+from support.gateway import ZTLMENT_SECRET, Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

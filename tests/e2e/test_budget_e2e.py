@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import migrate, serving, write_config
 
-from conftest import ADMIN_TOKEN, AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER
 from hookgate.emulate.base import Sent
 from hookgate.emulate.zaptec import ZaptecEmulator
+from support.e2e import migrate, serving, write_config
+from support.gateway import ADMIN_TOKEN, AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER
 
 pytestmark = pytest.mark.e2e
 

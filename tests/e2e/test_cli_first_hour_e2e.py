@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import migrate, serving, to_toml, write_config
 
-from conftest import base_config, free_port, hookgate_cmd, run_cli
+from support.e2e import free_port, hookgate_cmd, migrate, run_cli, serving, to_toml, write_config
+from support.gateway import base_config
 
 pytestmark = pytest.mark.e2e
 

@@ -12,17 +12,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, query, serving, write_config
 
-from conftest import (
-    AMPECO_NEW,
-    EASYPARK_PASSWORD,
-    EASYPARK_USER,
-    ZTLMENT_SECRET,
-    fresh_storage,
-)
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.emulate.easypark import transaction
+from support.e2e import Server, migrate, query, serving, write_config
+from support.gateway import AMPECO_NEW, EASYPARK_PASSWORD, EASYPARK_USER, ZTLMENT_SECRET
+from support.storage import fresh_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Server, migrate, query, serving, write_config
-from receiver import receiver
 
-from conftest import hookgate_cmd, run_cli
-from kafka_mock import MockKafka
+from support.e2e import Server, hookgate_cmd, migrate, query, run_cli, serving, write_config
+from support.kafka import MockKafka
+from support.receiver import receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 

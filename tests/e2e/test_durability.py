@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, write_config
-from load_support import Load, easypark_call, senders
-from load_support import missing as _missing_in
+
+from support.e2e import Server, migrate, write_config
+from support.load import Load, easypark_call, senders
+from support.load import missing as _missing_in
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import LOOPBACK, Server, migrate, query, serving, write_config
 
-from conftest import EASYPARK_USER, ZAPTEC_PASSWORD, ZAPTEC_USER, ZTLMENT_SECRET
+from support.e2e import LOOPBACK, Server, migrate, query, serving, write_config
+from support.gateway import EASYPARK_USER, ZAPTEC_PASSWORD, ZAPTEC_USER, ZTLMENT_SECRET
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, write_config
 
-from conftest import free_port
+from support.e2e import Server, free_port, migrate, write_config
 
 pytestmark = pytest.mark.e2e
 

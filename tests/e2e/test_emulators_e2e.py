@@ -12,12 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Server, migrate, query, send_lines, send_summary, serving, write_config
 
-from conftest import free_port, run_cli
 from hookgate.config import load_config
 from hookgate.emulate.ampeco_samples import NAMES
 from hookgate.timeutil import parse_iso
+from support.e2e import (
+    Server,
+    free_port,
+    migrate,
+    query,
+    run_cli,
+    send_lines,
+    send_summary,
+    serving,
+    write_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import LOOPBACK, migrate, serving, write_config
-from load_support import Load, load_until, missing
 
-from conftest import hookgate_cmd
+from support.e2e import LOOPBACK, hookgate_cmd, migrate, serving, write_config
+from support.load import Load, load_until, missing
 
 pytestmark = pytest.mark.e2e
 

@@ -15,23 +15,21 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, write_config
-from receiver import Receiver, receiver
 
-from conftest import (
+from hookgate.emulate import ampeco, easypark
+from hookgate.emulate.base import encode
+from hookgate.emulate.zaptec import ZaptecEmulator
+from support.e2e import Server, migrate, write_config
+from support.gateway import (
     ADMIN_TOKEN,
     AMPECO_NEW,
     EASYPARK_PASSWORD,
     EASYPARK_USER,
     ZAPTEC_PASSWORD,
     ZAPTEC_USER,
-    fresh_storage,
-    pg_available,
-    query_url,
 )
-from hookgate.emulate import ampeco, easypark
-from hookgate.emulate.base import encode
-from hookgate.emulate.zaptec import ZaptecEmulator
+from support.receiver import Receiver, receiver
+from support.storage import fresh_storage, pg_available, query_url
 
 pytestmark = [
     pytest.mark.e2e,

@@ -20,10 +20,10 @@ from pathlib import Path
 import authlib.deprecate  # installs its "always" filter now, before ours below
 import httpx
 import pytest
-from e2e_support import Server, migrate, query, serving, write_config
 
-from conftest import AMPECO_NEW, AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, ZTLMENT_SECRET
 from hookgate.emulate.ampeco_samples import sample
+from support.e2e import Server, migrate, query, serving, write_config
+from support.gateway import AMPECO_NEW, AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, ZTLMENT_SECRET
 
 with warnings.catch_warnings():
     # authlib announces a future move of its httpx integration; irrelevant here.

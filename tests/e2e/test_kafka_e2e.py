@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import migrate, query, serving, write_config
 
-from conftest import base_config
-from kafka_mock import MockCluster, ampeco_body
+from support.e2e import migrate, query, serving, write_config
+from support.gateway import base_config
+from support.kafka import MockCluster, ampeco_body
 
 pytestmark = pytest.mark.e2e
 

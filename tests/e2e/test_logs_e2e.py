@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import Server, migrate, query, write_config
 
-from conftest import EASYPARK_PASSWORD, EASYPARK_USER, free_port, hookgate_cmd
+from support.e2e import Server, free_port, hookgate_cmd, migrate, query, write_config
+from support.gateway import EASYPARK_PASSWORD, EASYPARK_USER
 
 pytestmark = pytest.mark.e2e
 

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from e2e_support import db_path, migrate, write_config
 
-from conftest import run_cli
 from hookgate.store.base import RejectionCount
 from hookgate.store.sqlite import SqliteStore
+from support.e2e import db_path, migrate, run_cli, write_config
 
 pytestmark = pytest.mark.e2e
 

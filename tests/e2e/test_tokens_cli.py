@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import db_path, migrate, query, serving, write_config
 
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, run_cli
+from support.e2e import db_path, migrate, query, run_cli, serving, write_config
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER
 
 pytestmark = pytest.mark.e2e
 

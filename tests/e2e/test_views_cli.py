@@ -18,16 +18,16 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from e2e_support import db_path, migrate, serving, write_config
 
-from conftest import AMPECO_NEW, EASYPARK_USER, run_cli
 from hookgate.config import parse_config
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
 from hookgate.store.base import InboundEvent, Rejection, StoredEvent, ViewTx
 from hookgate.store.sqlite import SqliteStore
-from views_support import T0, seed
+from support.e2e import db_path, migrate, run_cli, serving, write_config
+from support.gateway import AMPECO_NEW, EASYPARK_USER
+from support.views import T0, seed
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

@@ -12,7 +12,10 @@ from typing import Any
 
 import httpx
 
-from conftest import (
+from hookgate.emulate.ampeco_samples import session_sequence
+from hookgate.emulate.base import sign
+from hookgate.store.viewtx import SqlViewTx
+from support.gateway import (
     AMPECO_NEW,
     EASYPARK_PASSWORD,
     EASYPARK_USER,
@@ -21,9 +24,6 @@ from conftest import (
     ZTLMENT_SECRET,
     Running,
 )
-from hookgate.emulate.ampeco_samples import session_sequence
-from hookgate.emulate.base import sign
-from hookgate.store.viewtx import SqlViewTx
 
 FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 

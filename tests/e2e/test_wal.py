@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from e2e_support import LOOPBACK, db_path, migrate, serving, write_config
-from load_support import Load, missing, raw_senders
 
 from hookgate.store.sqlite import WAL_LIMIT_BYTES
+from support.e2e import LOOPBACK, db_path, migrate, serving, write_config
+from support.load import Load, missing, raw_senders
 
 pytestmark = pytest.mark.e2e
 

@@ -15,17 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import (
+from hookgate.config import parse_config
+from support.gateway import (
     ADMIN_TOKEN,
     AMPECO_NEW,
     EASYPARK_PASSWORD,
     EASYPARK_USER,
     ZTLMENT_SECRET,
     Running,
-    _serve,
     base_config,
+    serve,
 )
-from hookgate.config import parse_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -118,7 +118,7 @@ class Populated:
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
     """Read-only tests share one populated gateway (a gateway start costs about 0.2 s)."""
     db = tmp_path_factory.mktemp("admin") / "hookgate.db"
-    for gateway in _serve(parse_config(base_config(db), env={})):
+    for gateway in serve(parse_config(base_config(db), env={})):
         before = datetime.now(UTC) - timedelta(seconds=1)
         assert post_ampeco(gateway, CDR).status_code == 202
         assert post_ampeco(gateway, EVSE).status_code == 202

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.authorization.outcome import Outcome
 from hookgate.store import StoreError
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 BASIC = "Basic " + base64.b64encode(f"{ZAPTEC_USER}:{ZAPTEC_PASSWORD}".encode()).decode()
 

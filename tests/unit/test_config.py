@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from conftest import AMPECO_NEW, base_config
 from hookgate.config import (
     AmpecoSource,
     Config,
@@ -21,6 +20,7 @@ from hookgate.config import (
     parse_config,
     read_config,
 )
+from support.gateway import AMPECO_NEW, base_config
 
 DB = Path("/var/lib/hookgate/hookgate.db")
 

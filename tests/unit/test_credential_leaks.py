@@ -11,9 +11,9 @@ import httpx
 import pytest
 import structlog
 
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.oauth import redact_form
 from hookgate.verify import redact_json
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

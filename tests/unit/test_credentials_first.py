@@ -15,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import (
+from hookgate.config import ConfigError, parse_config
+from hookgate.ingress.throttle import FailureThrottle
+from hookgate.oauth import FORM_MAX_BYTES, FORM_MAX_FIELDS
+from support.gateway import (
     EASYPARK_PASSWORD,
     EASYPARK_USER,
     ZAPTEC_PASSWORD,
@@ -23,9 +26,6 @@ from conftest import (
     Running,
     base_config,
 )
-from hookgate.config import ConfigError, parse_config
-from hookgate.ingress.throttle import FailureThrottle
-from hookgate.oauth import FORM_MAX_BYTES, FORM_MAX_FIELDS
 
 pytestmark = pytest.mark.backends("sqlite")  # nothing here depends on the storage
 

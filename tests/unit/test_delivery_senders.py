@@ -9,13 +9,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from delivery_receiver import HANG, Receiver, closed_port, serve
 
 from hookgate import __version__
 from hookgate.config import DestinationConfig
 from hookgate.delivery.http import HttpSender, classify
 from hookgate.delivery.kafka import KafkaSender, producer_config
-from kafka_mock import MockKafka
+from support.delivery_receiver import HANG, Receiver, closed_port, serve
+from support.kafka import MockKafka
 
 SECRET = "whsec_" + base64.b64encode(b"receiver secret, 32 bytes long!!").decode()
 BODY = b'{"specversion":"1.0","id":"01JF0000000000000000000001","type":"t","data":{"a":1}}'

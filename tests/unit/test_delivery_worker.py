@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from delivery_receiver import HANG, Receiver, closed_port, serve
 from structlog.testing import capture_logs
 
 from hookgate.config import Config, parse_config
@@ -26,7 +25,8 @@ from hookgate.providers.base import Provider
 from hookgate.providers.easypark import EasyPark
 from hookgate.store.base import InboundEvent, StoredEvent, ViewFilter, ViewTx
 from hookgate.store.sqlite import SqliteStore
-from kafka_mock import MockKafka
+from support.delivery_receiver import HANG, Receiver, closed_port, serve
+from support.kafka import MockKafka
 
 SECRET = "whsec_" + base64.b64encode(b"worker test secret of 32 bytes!!").decode()
 PROVIDERS: dict[str, Provider[Any]] = {"easypark": EasyPark()}

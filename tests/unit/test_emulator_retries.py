@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import EASYPARK_PASSWORD, EASYPARK_USER, Running
 from hookgate.emulate import easypark
 from hookgate.store import StoreError
+from support.gateway import EASYPARK_PASSWORD, EASYPARK_USER, Running
 
 
 @pytest.fixture

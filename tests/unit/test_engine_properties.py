@@ -22,7 +22,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, base_config
 from hookgate.authorization.decider import fallback
 from hookgate.authorization.engine import ActiveSession, Consumption, Engine
 from hookgate.authorization.model import (
@@ -38,6 +37,7 @@ from hookgate.authorization.model import (
 from hookgate.authorization.outcome import ALLOWED, BLOCKED, EXPIRED, NO_CREDIT
 from hookgate.config import AuthorizationConfig, ZaptecSource
 from hookgate.providers.base import StartRequest
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, base_config
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ZONES = ["UTC", "Europe/Oslo", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]

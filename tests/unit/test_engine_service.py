@@ -20,7 +20,6 @@ import httpx
 import msgspec
 import pytest
 
-from conftest import AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.authorization.model import Budget, ChargerRule, Group, Token
 from hookgate.authorization.outcome import (
     ALLOWED,
@@ -38,6 +37,7 @@ from hookgate.providers.base import StartRequest
 from hookgate.store import StoreError
 from hookgate.store.base import ConsumptionReport, Decision, InboundEvent, SessionEnd
 from hookgate.store.sqlite import SqliteStore
+from support.gateway import AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 NOW = datetime(2025, 6, 11, 12, 0, tzinfo=UTC)
 SITE = msgspec.convert({"name": "site", "provider": "zaptec"}, ZaptecSource)

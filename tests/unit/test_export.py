@@ -16,7 +16,7 @@ import pytest
 from hookgate.export import build_report, lines_csv, month_bounds, report_json, totals_csv
 from hookgate.store.base import AuthEntity
 from hookgate.store.sqlite import SqliteStore
-from views_support import seed
+from support.views import seed
 
 
 @pytest.fixture

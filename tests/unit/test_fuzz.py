@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ADMIN_TOKEN, Running
-from fuzz_targets import (
+from hookgate.providers.base import Call, Reject
+from support.fuzz_targets import (
     PROVIDERS,
     ROUTES,
     SOURCES,
@@ -38,7 +38,7 @@ from fuzz_targets import (
     form_bodies,
     header_text,
 )
-from hookgate.providers.base import Call, Reject
+from support.gateway import ADMIN_TOKEN, Running
 
 EXAMPLES = int(os.environ.get("HOOKGATE_FUZZ_EXAMPLES", "300"))
 bounded = settings(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import Running
+from support.gateway import Running
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

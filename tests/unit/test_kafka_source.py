@@ -35,7 +35,7 @@ from hookgate.sources.kafka import (
 )
 from hookgate.store.base import ConsumptionReport, InboundEvent, IngestResult, StoreError
 from hookgate.store.sqlite import SqliteStore
-from kafka_mock import (
+from support.kafka import (
     CODECS,
     MockCluster,
     ampeco_body,

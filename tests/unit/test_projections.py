@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from _viewdb import database, sqlite_db, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from hookgate.providers.ztlment import Ztlment
 from hookgate.store.base import StoredEvent
 from hookgate.store.views import VIEWS
 from hookgate.store.viewtx import Dialect, SqlViewTx
+from support.viewdb import database, sqlite_db, transaction
 
 FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 BASE = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)

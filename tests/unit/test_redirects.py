@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import Running
+from support.gateway import Running
 
 
 def test_a_trailing_slash_redirect_is_relative(gateway: Running) -> None:

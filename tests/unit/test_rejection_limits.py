@@ -15,7 +15,6 @@ import httpx
 import pytest
 import structlog
 
-from conftest import AMPECO_NEW, base_config
 from hookgate.config import StorageConfig, parse_config
 from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
@@ -24,6 +23,7 @@ from hookgate.metrics import Metrics
 from hookgate.providers.base import unauthorized
 from hookgate.store import Store, make_store
 from hookgate.store.base import Rejection, RejectionCount
+from support.gateway import AMPECO_NEW, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

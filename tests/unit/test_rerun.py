@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from conftest import AMPECO_NEW, base_config
 from hookgate.config import Config, parse_config
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
@@ -23,6 +22,7 @@ from hookgate.providers import build_providers
 from hookgate.providers.base import Provider, body_hash, read_replay_copy
 from hookgate.store.base import EventFilter, InboundEvent, Rejection
 from hookgate.store.sqlite import SqliteStore
+from support.gateway import AMPECO_NEW, base_config
 
 FIXTURES = Path(__file__).parents[1] / "contract" / "fixtures"
 PARKING = (FIXTURES / "easypark" / "current.json").read_bytes()

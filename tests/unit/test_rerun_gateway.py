@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from conftest import ADMIN_TOKEN, AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER, base_config
+from support.gateway import ADMIN_TOKEN, AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER, base_config
 
 ROTATED = "ampeco-token-after-rotation"
 BODY = b'{"notification":"cdr.received","id":"cdr-4711","createdAt":"2025-12-04T13:12:00Z"}'

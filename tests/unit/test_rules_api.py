@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
+from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -25,13 +25,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import AMPECO_NEW, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 from hookgate.config import ConfigError, StorageConfig, parse_config
 from hookgate.emulate.base import sign
 from hookgate.ids import new_id
 from hookgate.store import Store, make_store
 from hookgate.store.base import Decision, EventFilter, InboundEvent, Overloaded, Rejection
 from hookgate.store.sqlite import SqliteStore
+from support.gateway import AMPECO_NEW, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

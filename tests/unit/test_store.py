@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import query_url
 from hookgate.authorization.decider import Claim
 from hookgate.config import StorageConfig
 from hookgate.ids import floor_id, new_id
@@ -35,6 +34,7 @@ from hookgate.store.base import (
     ViewTx,
 )
 from hookgate.store.migrations import migrations
+from support.storage import query_url
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -520,7 +520,7 @@ async def test_connections_dropped_by_the_server_are_replaced_without_failing_a_
         pytest.skip("no server to drop connections")
     import psycopg
 
-    from conftest import PG_URL
+    from support.storage import PG_URL
 
     name = f"hg-drop-{new_id()[-8:].lower()}"
     store = make_store(

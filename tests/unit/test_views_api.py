@@ -21,7 +21,6 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from conftest import ADMIN_TOKEN, base_config
 from hookgate.admin.api import AdminApi
 from hookgate.admin.views import ViewsApi
 from hookgate.config import Config, StorageConfig, parse_config
@@ -30,7 +29,8 @@ from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
 from hookgate.store import Store, make_store
 from hookgate.store.base import DeliveryOutcome, InboundEvent, Rejection, StoredEvent, ViewTx
-from views_support import T0, seed
+from support.gateway import ADMIN_TOKEN, base_config
+from support.views import T0, seed
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

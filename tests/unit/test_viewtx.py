@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _viewdb import database, transaction
 
 from hookgate.ids import floor_id, new_id
 from hookgate.store.base import ViewFilter
@@ -25,6 +24,7 @@ from hookgate.store.viewtx import (
     list_sql,
     page_cursor,
 )
+from support.viewdb import database, transaction
 
 T0 = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
 

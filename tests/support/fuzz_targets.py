@@ -33,7 +33,7 @@ from hookgate.store.views import VIEWS
 from hookgate.store.viewtx import _order_values, cursor_value
 from hookgate.timeutil import iso
 
-FIXTURES = Path(__file__).resolve().parent / "contract" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 SECRET = "fuzz-secret"
 ISSUER = TokenIssuer(b"f" * 32)
 PROVIDERS = build_providers(ISSUER)

@@ -7,16 +7,62 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import base_config, free_port, hookgate_cmd, query_url, run_cli, wait_healthy
+import httpx
+
+from support.gateway import base_config
+from support.polling import Timeout, until
+from support.storage import query_url
 
 LOOPBACK = "127.0.0.1"
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def hookgate_cmd(*args: str) -> list[str]:
+    """Run the installed CLI through this interpreter."""
+    return [sys.executable, "-m", "hookgate", *args]
+
+
+def wait_healthy(url: str, timeout: float = 15) -> None:
+    """Until `url` answers its health check."""
+    until(
+        lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
+        timeout=timeout,
+        what=f"{url} to become healthy",
+        ignoring=(httpx.HTTPError,),
+    )
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        hookgate_cmd(*args),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"hookgate {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 # -- TOML ---------------------------------------------------------------------------------
@@ -126,22 +172,24 @@ class Server:
                 stderr=err,
                 env={**os.environ},
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
                 raise AssertionError(
-                    f"hookgate serve exited with {self.proc.returncode} before it became "
+                    f"hookgate serve exited with {proc.returncode} before it became "
                     f"healthy:\n{self.stderr()}"
                 )
-            try:
-                wait_healthy(self.url, timeout=0.5)
-                return self
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise AssertionError(
-                        f"hookgate serve not healthy in {timeout}s:\n{self.stderr()}"
-                    ) from None
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+        try:
+            until(healthy, timeout=timeout, what="hookgate serve", ignoring=(httpx.HTTPError,))
+        except Timeout:
+            self.kill()
+            raise AssertionError(
+                f"hookgate serve not healthy in {timeout}s:\n{self.stderr()}"
+            ) from None
+        return self
 
     @property
     def pid(self) -> int:

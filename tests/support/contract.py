@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from conftest import (
+from hookgate.emulate.base import sign
+from support.gateway import (
     AMPECO_NEW,
     EASYPARK_PASSWORD,
     EASYPARK_USER,
@@ -19,9 +20,8 @@ from conftest import (
     ZTLMENT_SECRET,
     Running,
 )
-from hookgate.emulate.base import sign
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_PREFIX = "urn:hookgate:problem:"
 

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 
 from hookgate.emulate.ampeco_samples import sample
 
-FIXTURES = Path(__file__).resolve().parent / "contract" / "fixtures" / "ampeco"
+FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures" / "ampeco"
 CODECS = ("none", "gzip", "snappy", "lz4")
 
 

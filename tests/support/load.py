@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
-from e2e_support import query
 
-from conftest import AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER
 from hookgate.emulate.ampeco_samples import NAMES, sample
 from hookgate.emulate.easypark import transaction
+from support.e2e import query
+from support.gateway import AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER
 
 _BASIC = "Basic " + base64.b64encode(f"{EASYPARK_USER}:{EASYPARK_PASSWORD}".encode()).decode()
 
