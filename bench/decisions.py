@@ -29,8 +29,8 @@ from pathlib import Path
 
 import msgspec
 
-from hookgate.authorization.model import Budget, Token
 from hookgate.authorization.service import to_entity
+from hookgate.domain.rules import Budget, Token
 from hookgate.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]

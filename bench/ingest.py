@@ -413,9 +413,9 @@ class Hookgate(Peer):
             asyncio.run(self._load_tokens())
 
     async def _load_tokens(self) -> None:
-        from hookgate.authorization.model import Token
         from hookgate.authorization.service import to_entity
         from hookgate.config import StorageConfig
+        from hookgate.domain.rules import Token
         from hookgate.store import make_store
 
         store = make_store(StorageConfig(url=self.storage_url()))

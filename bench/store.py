@@ -32,11 +32,11 @@ from typing import Any
 import psycopg
 
 from hookgate.config import StorageConfig
+from hookgate.domain.events import InboundEvent
 from hookgate.emulate.base import encode
 from hookgate.emulate.easypark import transaction
 from hookgate.ids import new_id
 from hookgate.store import Store, make_store
-from hookgate.store.base import InboundEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ async def _measure(url: str, instances: int, concurrency: int, seconds: float) -
 
 
 def _all() -> Any:
-    from hookgate.store.base import EventFilter
+    from hookgate.domain.queries import EventFilter
 
     return EventFilter()
 

@@ -22,6 +22,7 @@ from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import PLACEHOLDER, Config, ZaptecSource
+from hookgate.domain.errors import StoreError
 from hookgate.ingress.asgi import Ingress, Receive, Scope, Send
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
@@ -29,7 +30,7 @@ from hookgate.processing.worker import Workers
 from hookgate.providers import build_providers
 from hookgate.providers.base import Provider
 from hookgate.sources.kafka import KafkaSource, start_kafka_sources, stop_kafka_sources
-from hookgate.store import Store, StoreError, make_store
+from hookgate.store import Store, make_store
 
 log = structlog.get_logger("hookgate")
 

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from hookgate.authorization.model import Budget, ChargerRule, Group, Token, check_zone
 from hookgate.config_explain import explain, item_label, line_of
+from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"

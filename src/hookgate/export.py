@@ -6,7 +6,7 @@ vehicle), driver and cost centre from the token entities, and amounts as decimal
 with two places. An amount the provider did not report stays empty, never 0: a total
 built from guesses would be wrong in the books. Totals are per vehicle and currency.
 
-A stored amount that is no amount (out of `hookgate.money`'s range, not a number; only an
+A stored amount that is no amount (out of `hookgate.domain.money`'s range, not a number; only an
 older version could have stored one) is left empty like an unknown one, and the line's
 `note` says which and why, so one bad row never takes the whole month's report down.
 
@@ -28,9 +28,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from hookgate.authorization.model import normalise_uid
-from hookgate.money import amount_problem
-from hookgate.store.base import Store, ViewFilter
+from hookgate.domain.money import amount_problem
+from hookgate.domain.queries import ViewFilter
+from hookgate.domain.rules import normalise_uid
+from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
 
 LINE_COLUMNS = (

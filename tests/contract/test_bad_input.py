@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hookgate.domain.errors import StoreError
 from hookgate.emulate.base import sign
-from hookgate.store import StoreError
 from support.contract import (
     assert_problem,
     basic,

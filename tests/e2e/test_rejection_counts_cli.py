@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hookgate.store.base import RejectionCount
+from hookgate.domain.events import RejectionCount
 from hookgate.store.sqlite import SqliteStore
 from support.e2e import db_path, migrate, run_cli, write_config
 

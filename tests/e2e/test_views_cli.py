@@ -20,10 +20,11 @@ import httpx
 import pytest
 
 from hookgate.config import parse_config
+from hookgate.domain.events import InboundEvent, Rejection, StoredEvent
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
-from hookgate.store.base import InboundEvent, Rejection, StoredEvent, ViewTx
+from hookgate.store.base import ViewTx
 from hookgate.store.sqlite import SqliteStore
 from support.e2e import db_path, migrate, run_cli, serving, write_config
 from support.gateway import AMPECO_NEW, EASYPARK_USER

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from hookgate.authorization.outcome import Outcome
-from hookgate.store import StoreError
+from hookgate.domain.errors import StoreError
 from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 
 BASIC = "Basic " + base64.b64encode(f"{ZAPTEC_USER}:{ZAPTEC_PASSWORD}".encode()).decode()

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hookgate.cli import main
+from hookgate.domain.events import InboundEvent, Rejection
 from hookgate.ids import new_id
-from hookgate.store.base import InboundEvent, Rejection
 from hookgate.store.sqlite import SqliteStore
 
 CONFIG = """\

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hookgate.authorization.csv_import import RowError, import_tokens, parse_csv, read_csv
-from hookgate.authorization.model import Budget, Group, Scope, Token, budget_id
 from hookgate.authorization.service import from_entity, to_entity
+from hookgate.domain.rules import Budget, Group, Scope, Token, budget_id
 from hookgate.store.sqlite import SqliteStore
 
 EVERY_COLUMN = "\n".join(

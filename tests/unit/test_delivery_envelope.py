@@ -17,11 +17,11 @@ from hookgate.config import DestinationConfig
 from hookgate.delivery.envelope import cloudevent, encode
 from hookgate.delivery.router import Router
 from hookgate.delivery.signing import sign, signature_headers
+from hookgate.domain.events import StoredEvent
 from hookgate.providers.ampeco import Ampeco
 from hookgate.providers.base import Provider
 from hookgate.providers.easypark import EasyPark
 from hookgate.providers.ztlment import Ztlment
-from hookgate.store.base import StoredEvent
 
 SECRET = "whsec_" + base64.b64encode(b"a destination secret of 32 bytes").decode()
 PROVIDERS: dict[str, Provider[Any]] = {

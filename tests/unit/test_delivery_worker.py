@@ -19,11 +19,13 @@ from structlog.testing import capture_logs
 from hookgate.config import Config, parse_config
 from hookgate.delivery.router import Router
 from hookgate.delivery.worker import DeliveryWorker, claim_limit
+from hookgate.domain.events import InboundEvent, StoredEvent
+from hookgate.domain.queries import ViewFilter
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Provider
 from hookgate.providers.easypark import EasyPark
-from hookgate.store.base import InboundEvent, StoredEvent, ViewFilter, ViewTx
+from hookgate.store.base import ViewTx
 from hookgate.store.sqlite import SqliteStore
 from support.delivery_receiver import HANG, Receiver, closed_port, serve
 from support.kafka import MockKafka

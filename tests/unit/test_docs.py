@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from hookgate.authorization import model
 from hookgate.cli import main
 from hookgate.config import Config, LoggingConfig
+from hookgate.domain import rules as model
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hookgate.domain.errors import StoreError
 from hookgate.emulate import easypark
-from hookgate.store import StoreError
 from support.gateway import EASYPARK_PASSWORD, EASYPARK_USER, Running
 
 

@@ -25,15 +25,6 @@ from hookgate.authorization.engine import (
     period_bounds,
     period_key,
 )
-from hookgate.authorization.model import (
-    Budget,
-    ChargerRule,
-    Group,
-    Schedule,
-    Scope,
-    Token,
-    Window,
-)
 from hookgate.authorization.outcome import (
     ALLOWED,
     BLOCKED,
@@ -45,6 +36,7 @@ from hookgate.authorization.outcome import (
     Outcome,
 )
 from hookgate.config import AuthorizationConfig, ZaptecSource
+from hookgate.domain.rules import Budget, ChargerRule, Group, Schedule, Scope, Token, Window
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.providers import ampeco_catalog as catalog
 from hookgate.providers.ampeco import session_consumption

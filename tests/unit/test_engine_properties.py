@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from hookgate.authorization.decider import fallback
 from hookgate.authorization.engine import ActiveSession, Consumption, Engine
-from hookgate.authorization.model import (
+from hookgate.authorization.outcome import ALLOWED, BLOCKED, EXPIRED, NO_CREDIT
+from hookgate.config import AuthorizationConfig, ZaptecSource
+from hookgate.domain.rules import (
     WEEKDAYS,
     Budget,
     ChargerRule,
@@ -34,8 +36,6 @@ from hookgate.authorization.model import (
     Token,
     Window,
 )
-from hookgate.authorization.outcome import ALLOWED, BLOCKED, EXPIRED, NO_CREDIT
-from hookgate.config import AuthorizationConfig, ZaptecSource
 from hookgate.providers.base import StartRequest
 from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, base_config
 

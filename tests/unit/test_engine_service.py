@@ -20,7 +20,6 @@ import httpx
 import msgspec
 import pytest
 
-from hookgate.authorization.model import Budget, ChargerRule, Group, Token
 from hookgate.authorization.outcome import (
     ALLOWED,
     BLOCKED,
@@ -31,11 +30,13 @@ from hookgate.authorization.outcome import (
 )
 from hookgate.authorization.service import AuthorizationService, to_entity
 from hookgate.config import AuthorizationConfig, ZaptecSource
+from hookgate.domain.decisions import ConsumptionReport, Decision, SessionEnd
+from hookgate.domain.errors import StoreError
+from hookgate.domain.events import InboundEvent
+from hookgate.domain.rules import Budget, ChargerRule, Group, Token
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.ids import new_id
 from hookgate.providers.base import StartRequest
-from hookgate.store import StoreError
-from hookgate.store.base import ConsumptionReport, Decision, InboundEvent, SessionEnd
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 

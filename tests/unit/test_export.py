@@ -13,8 +13,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from hookgate.domain.rules import AuthEntity
 from hookgate.export import build_report, lines_csv, month_bounds, report_json, totals_csv
-from hookgate.store.base import AuthEntity
 from hookgate.store.sqlite import SqliteStore
 from support.views import seed
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hookgate.money import amount_problem
+from hookgate.domain.money import amount_problem
 from hookgate.providers.base import MAX_DEPTH, Reject, decode, nesting_depth
 
 

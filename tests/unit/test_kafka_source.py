@@ -20,6 +20,9 @@ import uvicorn
 
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import AmpecoSource, Config, ConfigError, parse_config
+from hookgate.domain.decisions import ConsumptionReport
+from hookgate.domain.errors import StoreError
+from hookgate.domain.events import InboundEvent, IngestResult
 from hookgate.ingress.asgi import Ingress
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.metrics import Metrics
@@ -33,7 +36,6 @@ from hookgate.sources.kafka import (
     start_kafka_sources,
     stop_kafka_sources,
 )
-from hookgate.store.base import ConsumptionReport, InboundEvent, IngestResult, StoreError
 from hookgate.store.sqlite import SqliteStore
 from support.kafka import (
     CODECS,

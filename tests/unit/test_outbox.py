@@ -8,17 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hookgate.config import StorageConfig
+from hookgate.domain.events import InboundEvent, StoredEvent
+from hookgate.domain.outbox import DeliveryOutcome
+from hookgate.domain.queries import EventFilter, ReplayFilter, ViewFilter
 from hookgate.ids import new_id
 from hookgate.store import Store, make_store
-from hookgate.store.base import (
-    DeliveryOutcome,
-    EventFilter,
-    InboundEvent,
-    ReplayFilter,
-    StoredEvent,
-    ViewFilter,
-    ViewTx,
-)
+from hookgate.store.base import ViewTx
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

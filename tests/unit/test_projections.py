@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookgate.config import AmpecoSource, EasyParkSource, ZaptecSource, ZtlmentSource
+from hookgate.domain.events import StoredEvent
 from hookgate.emulate.ampeco_samples import session_sequence
 from hookgate.ids import floor_id
 from hookgate.oauth import TokenIssuer
@@ -30,7 +31,6 @@ from hookgate.providers.base import Call, Provider
 from hookgate.providers.easypark import EasyPark
 from hookgate.providers.zaptec import Zaptec
 from hookgate.providers.ztlment import Ztlment
-from hookgate.store.base import StoredEvent
 from hookgate.store.views import VIEWS
 from hookgate.store.viewtx import Dialect, SqlViewTx
 from support.viewdb import database, sqlite_db, transaction

@@ -16,13 +16,13 @@ import pytest
 import structlog
 
 from hookgate.config import StorageConfig, parse_config
+from hookgate.domain.events import Rejection, RejectionCount
 from hookgate.ids import new_id
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.rejections import RejectionLimiter
 from hookgate.metrics import Metrics
 from hookgate.providers.base import unauthorized
 from hookgate.store import Store, make_store
-from hookgate.store.base import Rejection, RejectionCount
 from support.gateway import AMPECO_NEW, base_config
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")

@@ -15,12 +15,13 @@ import msgspec
 import pytest
 
 from hookgate.config import Config, parse_config
+from hookgate.domain.events import InboundEvent, Rejection
+from hookgate.domain.queries import EventFilter
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
 from hookgate.ops.rerun import RerunError, reprocess_event, rerun_rejection
 from hookgate.providers import build_providers
 from hookgate.providers.base import Provider, body_hash, read_replay_copy
-from hookgate.store.base import EventFilter, InboundEvent, Rejection
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_NEW, base_config
 

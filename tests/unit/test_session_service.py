@@ -16,12 +16,15 @@ import pytest
 from hookgate.authorization.outcome import ALLOWED, NO_CREDIT, NOT_ALLOWED, UNKNOWN, Outcome
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import AuthorizationConfig, StorageConfig, ZaptecSource
+from hookgate.domain.decisions import SessionEnd
+from hookgate.domain.errors import LimitReached, StoreError
+from hookgate.domain.events import InboundEvent
+from hookgate.domain.queries import DecisionFilter
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
 from hookgate.providers.base import StartRequest
 from hookgate.services.sessions import ChargingSessions
-from hookgate.store import Store, StoreError, make_store
-from hookgate.store.base import DecisionFilter, InboundEvent, LimitReached, SessionEnd
+from hookgate.store import Store, make_store
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

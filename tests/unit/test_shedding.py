@@ -26,10 +26,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookgate.config import ConfigError, StorageConfig, parse_config
+from hookgate.domain.decisions import Decision
+from hookgate.domain.errors import Overloaded
+from hookgate.domain.events import InboundEvent, Rejection
+from hookgate.domain.queries import EventFilter
 from hookgate.emulate.base import sign
 from hookgate.ids import new_id
 from hookgate.store import Store, make_store
-from hookgate.store.base import Decision, EventFilter, InboundEvent, Overloaded, Rejection
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_NEW, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
 

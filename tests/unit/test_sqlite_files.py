@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hookgate.store.base import StoreError
+from hookgate.domain.errors import StoreError
 from hookgate.store.sqlite import SqliteStore
 
 

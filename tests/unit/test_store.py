@@ -14,25 +14,14 @@ import pytest
 
 from hookgate.authorization.decider import Claim
 from hookgate.config import StorageConfig
+from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
+from hookgate.domain.errors import Abandoned, LimitReached, SchemaOutdated, StoreError
+from hookgate.domain.events import InboundEvent, Rejection, StoredEvent
+from hookgate.domain.queries import DecisionFilter, EventFilter
+from hookgate.domain.rules import AuthEntity
 from hookgate.ids import floor_id, new_id
 from hookgate.store import Store, make_store
-from hookgate.store.base import (
-    Abandoned,
-    AuthEntity,
-    ConsumptionReport,
-    Decision,
-    DecisionFilter,
-    EventFilter,
-    InboundEvent,
-    Limit,
-    LimitReached,
-    Rejection,
-    SchemaOutdated,
-    SessionEnd,
-    StoredEvent,
-    StoreError,
-    ViewTx,
-)
+from hookgate.store.base import ViewTx
 from hookgate.store.migrations import migrations
 from support.storage import query_url
 

@@ -24,11 +24,13 @@ from starlette.applications import Starlette
 from hookgate.admin.api import AdminApi
 from hookgate.admin.views import ViewsApi
 from hookgate.config import Config, StorageConfig, parse_config
+from hookgate.domain.events import InboundEvent, Rejection, StoredEvent
+from hookgate.domain.outbox import DeliveryOutcome
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
 from hookgate.providers import build_providers
 from hookgate.store import Store, make_store
-from hookgate.store.base import DeliveryOutcome, InboundEvent, Rejection, StoredEvent, ViewTx
+from hookgate.store.base import ViewTx
 from support.gateway import ADMIN_TOKEN, base_config
 from support.views import T0, seed
 

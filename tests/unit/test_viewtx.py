@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from hookgate.domain.queries import ViewFilter
 from hookgate.ids import floor_id, new_id
-from hookgate.store.base import ViewFilter
 from hookgate.store.rows import BadCursor
 from hookgate.store.viewtx import (
     Dialect,

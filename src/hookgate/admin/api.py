@@ -13,8 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hookgate.authorization.outcome import RESULTS
+from hookgate.domain.errors import StoreError
+from hookgate.domain.queries import DecisionFilter, EventFilter, Page
 from hookgate.ingress.problems import problem
-from hookgate.store.base import DecisionFilter, EventFilter, Page, Store, StoreError
+from hookgate.store.base import Store
 from hookgate.store.rows import BadCursor
 from hookgate.timeutil import iso, parse_iso, utcnow
 from hookgate.verify import any_equal, bearer_token

@@ -30,21 +30,16 @@ from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, ApiError, Handler, json_response
 from hookgate.authorization.engine import Engine
-from hookgate.authorization.model import (
-    Budget,
-    ChargerRule,
-    Group,
-    Token,
-    normalise_uid,
-)
 from hookgate.authorization.service import (
     AuthorizationService,
     Entity,
     from_entity,
     to_entity,
 )
+from hookgate.domain.errors import AlreadyExists
+from hookgate.domain.rules import AuthEntity, Budget, ChargerRule, Group, Token, normalise_uid
 from hookgate.ingress.problems import problem
-from hookgate.store.base import AlreadyExists, AuthEntity, Store
+from hookgate.store.base import Store
 from hookgate.store.rows import BadCursor, encode_cursor
 
 MAX_BODY = 256 * 1024

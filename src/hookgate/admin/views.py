@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, ApiError, _instant, json_response
 from hookgate.config import Config
+from hookgate.domain.queries import ReplayFilter, ViewFilter
 from hookgate.export import build_report, lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
     charge_point_detail,
@@ -31,7 +32,7 @@ from hookgate.ops.replay import (
     public_destination,
 )
 from hookgate.ops.rerun import Providers, RerunError, RerunResult, reprocess_event, rerun_rejection
-from hookgate.store.base import ReplayFilter, Store, ViewFilter
+from hookgate.store.base import Store
 
 
 class _ReplayBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -20,15 +20,9 @@ from typing import Any
 
 import msgspec
 
-from hookgate.authorization.model import (
-    Budget,
-    Period,
-    Token,
-    budget_id,
-    normalise_uid,
-)
 from hookgate.authorization.service import from_entity, to_entity
-from hookgate.store.base import AuthEntity, Store
+from hookgate.domain.rules import AuthEntity, Budget, Period, Token, budget_id, normalise_uid
+from hookgate.store.base import Store
 
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
 KWH_COLUMNS = {f"kwh_per_{period}": period for period in PERIODS}

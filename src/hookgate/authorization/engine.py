@@ -17,14 +17,6 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from hookgate.authorization.model import (
-    Budget,
-    ChargerRule,
-    Group,
-    Period,
-    Token,
-    normalise_uid,
-)
 from hookgate.authorization.outcome import (
     ALLOWED,
     BLOCKED,
@@ -35,8 +27,9 @@ from hookgate.authorization.outcome import (
     Outcome,
 )
 from hookgate.config import AuthorizationConfig, ZaptecSource
+from hookgate.domain.decisions import Limit, energy_exhausted, sessions_full
+from hookgate.domain.rules import Budget, ChargerRule, Group, Period, Token, normalise_uid
 from hookgate.providers.base import StartRequest
-from hookgate.store.base import Limit
 
 ZERO = Decimal(0)
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
@@ -331,7 +324,7 @@ class Engine:
         ):
             if limit is not None:
                 count, _ = self.reserved(subject, now)
-                if count >= limit:
+                if sessions_full(count, limit):
                     return Outcome(
                         NOT_ALLOWED,
                         [f"{subject[0]} {subject[1]} has {count} active sessions (limit {limit})"],
@@ -345,7 +338,7 @@ class Engine:
                 used = self.used(subject, budget, now)
                 if budget.metric == "kwh":
                     _, held = self.reserved(subject, now)
-                    if used + held + self.reserve > budget.limit or used + held >= budget.limit:
+                    if energy_exhausted(used, held, self.reserve, budget.limit):
                         return Outcome(
                             NO_CREDIT,
                             [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from hookgate.store.base import Limit
+from hookgate.domain.decisions import Limit
 
 ALLOWED = "ALLOWED"
 BLOCKED = "BLOCKED"

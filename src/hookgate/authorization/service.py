@@ -19,11 +19,12 @@ import msgspec
 import structlog
 
 from hookgate.authorization.engine import ActiveSession, Consumption, Engine, window_start
-from hookgate.authorization.model import Budget, ChargerRule, Group, Token
 from hookgate.authorization.outcome import Outcome
 from hookgate.config import AuthorizationConfig, ZaptecSource
+from hookgate.domain.errors import StoreError
+from hookgate.domain.rules import AuthChange, AuthEntity, Budget, ChargerRule, Group, Token
 from hookgate.providers.base import StartRequest
-from hookgate.store.base import AuthChange, AuthEntity, Store, StoreError
+from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso, utcnow
 
 log = structlog.get_logger("hookgate.authorization")

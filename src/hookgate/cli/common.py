@@ -16,7 +16,8 @@ from hookgate.config import (
     ConfigFile,
     read_config,
 )
-from hookgate.store import SchemaOutdated, Store, StoreError, make_store
+from hookgate.domain.errors import SchemaOutdated, StoreError
+from hookgate.store import Store, make_store
 
 T = TypeVar("T")
 _pretty = msgspec.json.Encoder()

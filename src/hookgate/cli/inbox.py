@@ -15,7 +15,7 @@ from hookgate.cli.common import (
     config_option,
     main,
 )
-from hookgate.store.base import EventFilter
+from hookgate.domain.queries import EventFilter
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 # What an inbox event can be: stored and waiting, done, failed in processing, held back.

@@ -22,10 +22,10 @@ from hookgate.admin.rules import (
     scan,
     validate,
 )
-from hookgate.authorization.model import budget_id, normalise_uid
 from hookgate.authorization.service import Entity, from_entity, to_entity
 from hookgate.cli.common import _config, _print_json, _store_run, _table, config_option, main
 from hookgate.config import Config, ZaptecSource, find_config
+from hookgate.domain.rules import budget_id, normalise_uid
 from hookgate.store import Store
 
 

@@ -31,7 +31,8 @@ from hookgate.config import (
     find_config,
     load_config,
 )
-from hookgate.store import StoreError, make_store
+from hookgate.domain.errors import StoreError
+from hookgate.store import make_store
 
 
 def _serving_lock(config: Config) -> IO[str] | None:

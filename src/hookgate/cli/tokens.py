@@ -26,7 +26,6 @@ from hookgate.authorization.csv_import import (
     parse_kwh,
     read_csv,
 )
-from hookgate.authorization.model import Budget, Token, budget_id, normalise_uid
 from hookgate.authorization.outcome import Outcome
 from hookgate.authorization.service import (
     AuthorizationService,
@@ -48,9 +47,9 @@ from hookgate.config import (
     find_config,
     source_key,
 )
+from hookgate.domain.rules import AuthEntity, Budget, Token, budget_id, normalise_uid
 from hookgate.providers.base import StartRequest
 from hookgate.store import Store
-from hookgate.store.base import AuthEntity
 
 
 def _zaptec_names(config: Config) -> list[str]:

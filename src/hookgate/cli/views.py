@@ -22,6 +22,7 @@ from hookgate.cli.common import (
 )
 from hookgate.cli.inbox import events, rejections
 from hookgate.config import Config
+from hookgate.domain.queries import Page, ReplayFilter, ViewFilter
 from hookgate.export import build_report, lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
     charge_point_detail,
@@ -44,7 +45,7 @@ from hookgate.ops.rerun import (
     reprocess_event,
     rerun_rejection,
 )
-from hookgate.store.base import Page, ReplayFilter, Store, ViewFilter
+from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
 
 Row = dict[str, Any]

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from hookgate.domain.events import StoredEvent
 from hookgate.providers.base import Provider
-from hookgate.store.base import StoredEvent
 from hookgate.timeutil import iso
 
 SPECVERSION = "1.0"

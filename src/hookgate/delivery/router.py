@@ -15,8 +15,8 @@ import msgspec
 
 from hookgate.config import DestinationConfig
 from hookgate.delivery.envelope import cloudevent
+from hookgate.domain.events import StoredEvent
 from hookgate.providers.base import Provider
-from hookgate.store.base import StoredEvent
 
 _MISSING = object()
 

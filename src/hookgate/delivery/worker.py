@@ -23,9 +23,10 @@ from hookgate.delivery.http import HttpSender
 from hookgate.delivery.kafka import KafkaSender
 from hookgate.delivery.policy import after_failure
 from hookgate.delivery.result import SendResult, short
+from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Provider
-from hookgate.store.base import DeliveryJob, DeliveryOutcome, Store
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
 
 log = structlog.get_logger("hookgate.delivery")

@@ -17,6 +17,8 @@ import structlog
 
 from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
+from hookgate.domain.errors import Overloaded, StoreError
+from hookgate.domain.events import InboundEvent
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.ingress.problems import problem
 from hookgate.ingress.rejections import clip
@@ -34,12 +36,7 @@ from hookgate.providers.base import (
     json_answer,
 )
 from hookgate.services.sessions import ChargingSessions
-from hookgate.store.base import (
-    InboundEvent,
-    Overloaded,
-    Store,
-    StoreError,
-)
+from hookgate.store.base import Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

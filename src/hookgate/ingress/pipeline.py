@@ -17,20 +17,16 @@ from typing import Any
 import structlog
 
 from hookgate.authorization.decider import Decider
-from hookgate.authorization.model import normalise_uid
 from hookgate.config import Config, SourceConfig
+from hookgate.domain.decisions import ConsumptionReport
+from hookgate.domain.errors import StoreError
+from hookgate.domain.events import InboundEvent, IngestResult, Rejection
+from hookgate.domain.rules import normalise_uid
 from hookgate.ids import new_id
 from hookgate.ingress.rejections import UNKNOWN_SOURCE, RejectionLimiter, clip
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Call, Parsed, Provider, Reject, RouteKind, body_hash
-from hookgate.store.base import (
-    ConsumptionReport,
-    InboundEvent,
-    IngestResult,
-    Rejection,
-    Store,
-    StoreError,
-)
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
 from hookgate.verify import mask_headers, redact_json
 

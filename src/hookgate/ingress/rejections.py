@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hookgate.store.base import RejectionCount
+from hookgate.domain.events import RejectionCount
 
 Key = tuple[int, str, str]  # (minute since the epoch, source key, reason)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookgate.store.base import Store, ViewFilter
+from hookgate.domain.queries import ViewFilter
+from hookgate.store.base import Store
 
 
 async def view_row(store: Store, table: str, row_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hookgate.config import Config, DestinationConfig
-from hookgate.store.base import ReplayFilter
+from hookgate.domain.queries import ReplayFilter
 
 DELIVERY_STATUSES = ("pending", "failed", "delivered", "dead")
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import msgspec
 
-from hookgate.authorization.model import normalise_uid
 from hookgate.config import Config, SourceConfig
+from hookgate.domain.events import InboundEvent
+from hookgate.domain.rules import normalise_uid
 from hookgate.ids import new_id
 from hookgate.providers.base import Call, Parsed, Provider, Reject, body_hash, read_replay_copy
-from hookgate.store.base import InboundEvent, Store
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
 from hookgate.verify import mask_headers
 

@@ -21,7 +21,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hookgate.facts import (
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import (
     ChargePointFact,
     ChargingSessionFact,
     EvseFact,
@@ -32,7 +33,7 @@ from hookgate.facts import (
     ReferenceFact,
 )
 from hookgate.ids import new_id
-from hookgate.store.base import StoredEvent, ViewTx
+from hookgate.store.base import ViewTx
 from hookgate.store.views import view
 from hookgate.timeutil import iso, utcnow
 

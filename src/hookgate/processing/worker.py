@@ -17,10 +17,13 @@ import structlog
 from hookgate.config import Config
 from hookgate.delivery.router import Router
 from hookgate.delivery.worker import DeliveryWorker
+from hookgate.domain.errors import StoreError
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.outbox import ProcessResult
 from hookgate.metrics import Metrics
 from hookgate.processing.projections import project
 from hookgate.providers.base import Provider
-from hookgate.store.base import ProcessResult, Store, StoredEvent, StoreError, ViewTx
+from hookgate.store.base import Store, ViewTx
 
 log = structlog.get_logger("hookgate.processing")
 

@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from hookgate.facts import (
+from hookgate.domain.decisions import ConsumptionReport
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import (
     ChargePointFact,
     ChargingSessionFact,
     EvseFact,
@@ -20,7 +22,6 @@ from hookgate.facts import (
 from hookgate.providers import ampeco_catalog as catalog
 from hookgate.providers._hmac import SignedProvider
 from hookgate.providers.base import Answer, Call, Parsed, body_hash, decode, json_answer
-from hookgate.store.base import ConsumptionReport, StoredEvent
 from hookgate.timeutil import parse_iso, utcnow
 
 _KWH = Decimal(1000)

@@ -19,8 +19,9 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import msgspec
 
 from hookgate.config import SourceConfig
-from hookgate.facts import Fact
-from hookgate.store.base import ConsumptionReport, SessionEnd, StoredEvent
+from hookgate.domain.decisions import ConsumptionReport, SessionEnd
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import Fact
 
 RouteKind = Literal["ingest", "authorize", "session_end", "token"]
 S = TypeVar("S", bound=SourceConfig)

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import msgspec
 
 from hookgate.config import EasyParkSource
-from hookgate.facts import Fact, ParkingFact
-from hookgate.money import amount_problem
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import Fact, ParkingFact
+from hookgate.domain.money import amount_problem
 from hookgate.providers.base import (
     Answer,
     Call,
@@ -21,7 +22,6 @@ from hookgate.providers.base import (
     problem_answer,
     unauthorized,
 )
-from hookgate.store.base import StoredEvent
 from hookgate.verify import any_equal, basic_matches
 
 _TOLERANCE = Decimal("0.01")

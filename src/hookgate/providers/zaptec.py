@@ -12,8 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from hookgate.config import ZaptecSource
-from hookgate.facts import ChargingSessionFact, Fact
-from hookgate.money import amount_problem
+from hookgate.domain.decisions import SessionEnd
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import ChargingSessionFact, Fact
+from hookgate.domain.money import amount_problem
 from hookgate.oauth import TokenIssuer
 from hookgate.providers.base import (
     Answer,
@@ -27,7 +29,6 @@ from hookgate.providers.base import (
     json_answer,
     unauthorized,
 )
-from hookgate.store.base import SessionEnd, StoredEvent
 from hookgate.timeutil import parse_iso
 from hookgate.verify import basic_matches, bearer_token
 

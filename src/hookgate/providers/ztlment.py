@@ -6,10 +6,10 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from hookgate.facts import Fact, ObjectStateFact
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.facts import Fact, ObjectStateFact
 from hookgate.providers._hmac import SignedProvider
 from hookgate.providers.base import Call, Parsed, decode
-from hookgate.store.base import StoredEvent
 
 STATES = frozenset(
     {

@@ -19,21 +19,16 @@ from datetime import datetime
 import structlog
 
 from hookgate.authorization.decider import Claim, Decider, fallback
-from hookgate.authorization.model import normalise_uid
 from hookgate.authorization.outcome import Outcome
 from hookgate.config import ZaptecSource
+from hookgate.domain.decisions import Decision, SessionEnd
+from hookgate.domain.errors import LimitReached, StoreError
+from hookgate.domain.events import InboundEvent, SessionEndResult
+from hookgate.domain.rules import normalise_uid
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
 from hookgate.providers.base import StartRequest
-from hookgate.store.base import (
-    Decision,
-    InboundEvent,
-    LimitReached,
-    SessionEnd,
-    SessionEndResult,
-    Store,
-    StoreError,
-)
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
 
 log = structlog.get_logger("hookgate.ingress")

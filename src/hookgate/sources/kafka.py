@@ -30,10 +30,11 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config
+from hookgate.domain.errors import Overloaded, StoreError
 from hookgate.ingress.pipeline import Pipeline
 from hookgate.metrics import Metrics
 from hookgate.providers.base import Call, Provider, Reject
-from hookgate.store.base import Overloaded, Store, StoreError
+from hookgate.store.base import Store
 
 log = structlog.get_logger("hookgate.kafka")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hookgate.config import StorageConfig
-from hookgate.store.base import SchemaOutdated, Store, StoreError
+from hookgate.domain.errors import StoreError
+from hookgate.store.base import Store
 
-__all__ = ["SchemaOutdated", "Store", "StoreError", "make_store"]
+__all__ = ["Store", "make_store"]
 
 
 # How long one processing job may hold SQLite's single writer (ingest waits meanwhile).

@@ -18,7 +18,7 @@ import threading
 import time
 from enum import IntEnum
 
-from hookgate.store.base import Overloaded
+from hookgate.domain.errors import Overloaded
 
 # Retry-After is at least 1 s (HTTP's resolution) and at most this many.
 MAX_RETRY_AFTER = 30

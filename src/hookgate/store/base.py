@@ -1,257 +1,27 @@
-"""The storage interface every backend fills in, and the records that cross it.
+"""The storage interface every backend fills in.
 
-Callers (ingress, admin, CLI) see only this module; SQL lives in the backends.
+Callers (ingress, admin, CLI, workers) see only this module; SQL lives in the backends.
+The records that cross it are domain records (hookgate.domain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
-
-import msgspec
-
-
-class StoreError(Exception):
-    """Storage could not do the work; the request must be answered 503, never 2xx."""
-
-
-class Abandoned(StoreError):
-    """A claimed write was given up because another path answered first."""
-
-
-class AlreadyExists(StoreError):
-    """A create found the key taken (the unique key decided, not a prior read)."""
-
-
-class SchemaOutdated(StoreError):
-    """The database lacks migrations this version needs."""
-
-
-class LimitReached(StoreError):
-    """An approval would break a limit once every instance's sessions are counted: the
-    caller refreshes its view and decides again."""
-
-
-class Overloaded(StoreError):
-    """The writer queue is full for this kind of write: refused at once, nothing queued.
-    The caller answers 503 with `Retry-After: retry_after` (or, pulling from Kafka, waits
-    that long and reads again)."""
-
-    def __init__(self, depth: int, limit: int, retry_after: int) -> None:
-        super().__init__(f"{depth} writes queued (limit {limit} for this kind of write)")
-        self.depth = depth
-        self.limit = limit
-        self.retry_after = retry_after
-
-
-class InboundEvent(msgspec.Struct, kw_only=True):
-    """One verified, parsed provider call, as it goes into the inbox."""
-
-    id: str
-    source: str
-    provider: str
-    event_type: str
-    received_at: datetime
-    dedup_key: str
-    raw_body: bytes
-    body_sha256: str
-    headers: dict[str, str]
-    document: Any
-    subject: str | None = None
-    status: str = "received"
-    flags: list[str] = []
-
-
-class Rejection(msgspec.Struct, kw_only=True):
-    """A request that was refused, kept for inspection and never processed."""
-
-    id: str
-    received_at: datetime
-    source: str
-    provider: str | None
-    method: str
-    path: str
-    status: int
-    reason: str
-    detail: str
-    headers: dict[str, str]
-    remote: str | None
-    body_sha256: str
-    body_size: int
-    body: bytes
-    # msgspec JSON {"headers": {...}, "body": <base64>} for a re-run after a configuration
-    # fix (Provider.replay_copy); None when the request cannot be verified again.
-    replay: bytes | None = None
-
-
-class RejectionCount(msgspec.Struct, kw_only=True):
-    """Refusals of one source and reason in one minute, added to what is stored: `total`
-    of them, `recorded` in full, `body_bytes` their bodies' declared or read sizes."""
-
-    minute: datetime
-    source: str
-    reason: str
-    total: int
-    recorded: int
-    body_bytes: int
-
-
-class Decision(msgspec.Struct, kw_only=True):
-    """The answer to a Zaptec session start, with what led to it."""
-
-    id: str
-    decided_at: datetime
-    source: str
-    event_id: str | None
-    charger_id: str | None
-    token: str | None
-    user_id: str | None
-    installation_id: str | None
-    result: str
-    reasons: list[str]
-    session_id: str | None
-    fallback: bool = False
-    latency_us: int = 0
-    group_id: str | None = None
-    reserved_kwh: str = "0"
-
-
-class SessionEnd(msgspec.Struct, kw_only=True):
-    """A Zaptec session end, matched against the sessions hookgate approved."""
-
-    # Ids in the end call that may be the sessionId hookgate issued, most likely first.
-    session_ids: list[str]
-    ended_at: datetime | None
-    energy_kwh: str | None
-    # The charge token in the end call and its group: accounted when no start matches.
-    token: str | None = None
-    group_id: str | None = None
-
-
-class ConsumptionReport(msgspec.Struct, kw_only=True):
-    """Energy (and money) a provider reports for one session; a later, larger report of
-    the same session replaces an earlier one."""
-
-    session_key: str
-    origin: str
-    token: str | None
-    group_id: str | None = None
-    kwh: str
-    money: str | None = None
-    currency: str | None = None
-    occurred_at: datetime
-
-
-class Limit(msgspec.Struct, frozen=True, kw_only=True):
-    """A limit an approval must respect, re-checked by the store inside the transaction
-    that records the session (other instances may have approved against it meanwhile).
-
-    Energy: consumption in [since, until) plus the reservations of active sessions plus
-    `reserve_kwh` must stay within `max_kwh` (and usage alone below it). Sessions: fewer
-    than `max_sessions` active. Active sessions started before `active_since` are stale
-    and not counted.
-    """
-
-    subject: Literal["token", "group"]
-    subject_id: str
-    active_since: datetime
-    max_kwh: str | None = None
-    reserve_kwh: str = "0"
-    since: datetime | None = None
-    until: datetime | None = None
-    max_sessions: int | None = None
-
-
-class AuthEntity(msgspec.Struct, kw_only=True):
-    """A rule entity (token, group, charger rule, budget) as stored: a JSON document."""
-
-    kind: str
-    key: str
-    doc: bytes
-    managed_by: str = "api"
-
-
-class AuthChange(msgspec.Struct, kw_only=True):
-    """One entry of the change log with the changed row as it is now (None: deleted/gone).
-
-    For `token`/`group`/`charger`/`budget` the row is {"doc": bytes}; for `session` an
-    authorized_sessions row; for `consumption` a consumption row.
-    """
-
-    seq: int
-    kind: str
-    key: str
-    row: dict[str, Any] | None
-
-
-class AuthSnapshot(msgspec.Struct, kw_only=True):
-    """Everything the decision engine loads at start, and the change-log position."""
-
-    seq: int
-    entities: list[AuthEntity]
-    sessions: list[dict[str, Any]]
-    consumption: list[dict[str, Any]]
-
-
-class DecisionFilter(msgspec.Struct, kw_only=True):
-    """Filters of the decision audit; None means any."""
-
-    source: str | None = None
-    token: str | None = None
-    result: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class IngestResult(msgspec.Struct, frozen=True):
-    """`stored` is False when the dedup key was already in the inbox."""
-
-    stored: bool
-    event_id: str
-
-
-class SessionEndResult(msgspec.Struct, frozen=True):
-    """Outcome of a session end: duplicate (already seen) and matched (start known)."""
-
-    stored: bool
-    event_id: str
-    matched: bool
-
-
-class EventFilter(msgspec.Struct, kw_only=True):
-    """Filters of the inbox listing; None means any."""
-
-    source: str | None = None
-    provider: str | None = None
-    event_type: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-
-
-class Page(msgspec.Struct):
-    """A page of rows, newest first, and the cursor of the next page if any."""
-
-    items: list[dict[str, Any]]
-    next: str | None
-
-
-class StoredEvent(msgspec.Struct, kw_only=True):
-    """An inbox row as the processing step sees it (no raw body).
-
-    `decision` is the authorization decision recorded for the event, if any (Zaptec starts).
-    """
-
-    id: str
-    source: str
-    provider: str
-    event_type: str
-    received_at: datetime
-    subject: str | None
-    status: str
-    flags: list[str]
-    document: Any
-    decision: dict[str, Any] | None = None
+from typing import Any, Protocol
+
+from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
+from hookgate.domain.events import (
+    InboundEvent,
+    IngestResult,
+    Rejection,
+    RejectionCount,
+    SessionEndResult,
+    StoredEvent,
+)
+from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
+from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
+from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
 
 
 class ViewTx(Protocol):
@@ -277,54 +47,6 @@ class ViewTx(Protocol):
 
 # The processing step for one event: project it and return the destinations to deliver it to.
 Handler = Callable[[ViewTx, StoredEvent], list[str]]
-
-
-class ProcessResult(msgspec.Struct, frozen=True):
-    """What one processing batch did."""
-
-    processed: int
-    failed: int
-    deliveries: int
-
-
-class DeliveryJob(msgspec.Struct, kw_only=True):
-    """A claimed delivery: the destination, the attempt about to be made, the event."""
-
-    id: str
-    destination: str
-    attempt: int  # 1 for the first attempt
-    created_at: datetime
-    event: StoredEvent
-
-
-class DeliveryOutcome(msgspec.Struct, kw_only=True):
-    """The result of one attempt. `state`: delivered | failed (retry at `retry_at`) | dead."""
-
-    state: str
-    started_at: datetime
-    duration_ms: int
-    status_code: int | None = None
-    error: str | None = None
-    retry_at: datetime | None = None
-
-
-class ReplayFilter(msgspec.Struct, kw_only=True):
-    """What to deliver again: explicit events, or a source/time/status selection."""
-
-    event_ids: list[str] = []
-    source: str | None = None
-    since: datetime | None = None
-    status: str | None = None  # delivery status: failed | dead | delivered | pending
-    destination: str | None = None
-
-
-class ViewFilter(msgspec.Struct, kw_only=True):
-    """A listing of a view: equality filters on columns, a time range on `time_column`."""
-
-    equal: dict[str, Any] = {}
-    time_column: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 class Store(Protocol):

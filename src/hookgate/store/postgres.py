@@ -33,38 +33,34 @@ from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from hookgate.ids import floor_id, new_id
-from hookgate.store.admission import Lane, WriteQueue
-from hookgate.store.base import (
-    Abandoned,
-    AlreadyExists,
-    AuthChange,
-    AuthEntity,
-    AuthSnapshot,
+from hookgate.domain.decisions import (
     ConsumptionReport,
     Decision,
-    DecisionFilter,
-    DeliveryJob,
-    DeliveryOutcome,
-    EventFilter,
-    Handler,
+    Limit,
+    SessionEnd,
+    check_energy,
+    check_sessions,
+)
+from hookgate.domain.errors import (
+    Abandoned,
+    AlreadyExists,
+    SchemaOutdated,
+    StoreError,
+)
+from hookgate.domain.events import (
     InboundEvent,
     IngestResult,
-    Limit,
-    LimitReached,
-    Page,
-    ProcessResult,
     Rejection,
     RejectionCount,
-    ReplayFilter,
-    SchemaOutdated,
-    SessionEnd,
     SessionEndResult,
     StoredEvent,
-    StoreError,
-    ViewFilter,
-    ViewTx,
 )
+from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
+from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
+from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
+from hookgate.ids import floor_id, new_id
+from hookgate.store.admission import Lane, WriteQueue
+from hookgate.store.base import Handler, ViewTx
 from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
@@ -72,7 +68,6 @@ from hookgate.store.rows import (
     REJECTION_COUNTS,
     SESSION_UPSERT,
     TRIM_REJECTIONS,
-    check_energy,
     decision_row,
     decode_cursor,
     encode_cursor,
@@ -1805,11 +1800,7 @@ async def _check_limit(tx: _Tx, limit: Limit, session_id: str | None) -> None:
         (limit.subject_id, limit.active_since, session_id),
     )
     assert active is not None
-    if limit.max_sessions is not None and active["n"] >= limit.max_sessions:
-        raise LimitReached(
-            f"{limit.subject} {limit.subject_id} has {active['n']} active sessions "
-            f"(limit {limit.max_sessions})"
-        )
+    check_sessions(limit, active["n"])
     if limit.max_kwh is not None and limit.since is not None and limit.until is not None:
         used = await tx.one(
             sql.SQL(

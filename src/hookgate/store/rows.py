@@ -7,12 +7,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from hookgate.store.base import Limit, LimitReached, Rejection
+from hookgate.domain.events import Rejection
 
 DECISION_INSERT = (
     "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
@@ -134,15 +133,3 @@ def decision_row(row: Mapping[str, Any]) -> dict[str, Any]:
     item["reasons"] = msgspec.json.decode(row["reasons"])
     item["fallback"] = bool(row["fallback"])
     return item
-
-
-def check_energy(limit: Limit, used: Decimal, held: Decimal) -> None:
-    """The engine's energy rule applied to what the database holds: raise LimitReached
-    when the reserve no longer fits (or usage alone has reached the cap)."""
-    assert limit.max_kwh is not None
-    cap = Decimal(limit.max_kwh)
-    if used + held + Decimal(limit.reserve_kwh) > cap or used + held >= cap:
-        raise LimitReached(
-            f"{limit.subject} {limit.subject_id} energy budget: {used} kWh used + "
-            f"{held} kWh reserved of {cap} kWh"
-        )

@@ -26,37 +26,34 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
-from hookgate.ids import floor_id, new_id
-from hookgate.store.admission import Lane, WriteQueue
-from hookgate.store.base import (
-    Abandoned,
-    AlreadyExists,
-    AuthChange,
-    AuthEntity,
-    AuthSnapshot,
+from hookgate.domain.decisions import (
     ConsumptionReport,
     Decision,
-    DecisionFilter,
-    DeliveryJob,
-    DeliveryOutcome,
-    EventFilter,
-    Handler,
+    Limit,
+    SessionEnd,
+    check_energy,
+    check_sessions,
+)
+from hookgate.domain.errors import (
+    Abandoned,
+    AlreadyExists,
+    SchemaOutdated,
+    StoreError,
+)
+from hookgate.domain.events import (
     InboundEvent,
     IngestResult,
-    Limit,
-    LimitReached,
-    Page,
-    ProcessResult,
     Rejection,
     RejectionCount,
-    ReplayFilter,
-    SchemaOutdated,
-    SessionEnd,
     SessionEndResult,
     StoredEvent,
-    StoreError,
-    ViewFilter,
 )
+from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
+from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
+from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
+from hookgate.ids import floor_id, new_id
+from hookgate.store.admission import Lane, WriteQueue
+from hookgate.store.base import Handler
 from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
 from hookgate.store.rows import (
@@ -64,7 +61,6 @@ from hookgate.store.rows import (
     REJECTION_COUNTS,
     SESSION_UPSERT,
     TRIM_REJECTIONS,
-    check_energy,
     decision_row,
     decode_cursor,
     encode_cursor,
@@ -1633,11 +1629,7 @@ def _check_limit(conn: sqlite3.Connection, limit: Limit, session_id: str | None)
         (limit.subject_id, iso(limit.active_since), session_id),
     ).fetchall()
     held = sum((Decimal(r[0] or 0) for r in active), Decimal(0))
-    if limit.max_sessions is not None and len(active) >= limit.max_sessions:
-        raise LimitReached(
-            f"{limit.subject} {limit.subject_id} has {len(active)} active sessions "
-            f"(limit {limit.max_sessions})"
-        )
+    check_sessions(limit, len(active))
     if limit.max_kwh is not None and limit.since is not None and limit.until is not None:
         used = sum(
             (

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from hookgate.store.base import Page, ViewFilter
+from hookgate.domain.queries import Page, ViewFilter
 from hookgate.store.rows import BadCursor
 from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso

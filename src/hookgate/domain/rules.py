@@ -1,14 +1,15 @@
 """What an operator can express: tokens, groups, charger rules, budgets, schedules.
 
 The vocabulary is OCPI 2.2.1's (AllowedType, WhitelistType, group tokens), so the same
-engine can later answer OCPI or OCPP peers.
+engine can later answer OCPI or OCPP peers. `AuthEntity` and friends are the stored form
+of these rules and of the change log decision engines follow.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, time
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -183,3 +184,34 @@ def budget_id(subject: str, subject_id: str, metric: str, period: str) -> str:
     """The id of the one budget a subject has per metric and period (used by CSV import)."""
     owner = normalise_uid(subject_id) if subject == "token" else subject_id
     return f"{subject}-{owner}-{metric}-{period}"[:64]
+
+
+class AuthEntity(msgspec.Struct, kw_only=True):
+    """A rule entity (token, group, charger rule, budget) as stored: a JSON document."""
+
+    kind: str
+    key: str
+    doc: bytes
+    managed_by: str = "api"
+
+
+class AuthChange(msgspec.Struct, kw_only=True):
+    """One entry of the change log with the changed row as it is now (None: deleted/gone).
+
+    For `token`/`group`/`charger`/`budget` the row is {"doc": bytes}; for `session` an
+    authorized_sessions row; for `consumption` a consumption row.
+    """
+
+    seq: int
+    kind: str
+    key: str
+    row: dict[str, Any] | None
+
+
+class AuthSnapshot(msgspec.Struct, kw_only=True):
+    """Everything the decision engine loads at start, and the change-log position."""
+
+    seq: int
+    entities: list[AuthEntity]
+    sessions: list[dict[str, Any]]
+    consumption: list[dict[str, Any]]

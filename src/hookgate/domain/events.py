@@ -1,0 +1,94 @@
+"""Provider calls as hookgate keeps them: the inbox record, the refused request, and
+what an ingest reports back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class InboundEvent(msgspec.Struct, kw_only=True):
+    """One verified, parsed provider call, as it goes into the inbox."""
+
+    id: str
+    source: str
+    provider: str
+    event_type: str
+    received_at: datetime
+    dedup_key: str
+    raw_body: bytes
+    body_sha256: str
+    headers: dict[str, str]
+    document: Any
+    subject: str | None = None
+    status: str = "received"
+    flags: list[str] = []
+
+
+class StoredEvent(msgspec.Struct, kw_only=True):
+    """An inbox row as the processing step sees it (no raw body).
+
+    `decision` is the authorization decision recorded for the event, if any (Zaptec starts).
+    """
+
+    id: str
+    source: str
+    provider: str
+    event_type: str
+    received_at: datetime
+    subject: str | None
+    status: str
+    flags: list[str]
+    document: Any
+    decision: dict[str, Any] | None = None
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    """`stored` is False when the dedup key was already in the inbox."""
+
+    stored: bool
+    event_id: str
+
+
+class SessionEndResult(msgspec.Struct, frozen=True):
+    """Outcome of a session end: duplicate (already seen) and matched (start known)."""
+
+    stored: bool
+    event_id: str
+    matched: bool
+
+
+class Rejection(msgspec.Struct, kw_only=True):
+    """A request that was refused, kept for inspection and never processed."""
+
+    id: str
+    received_at: datetime
+    source: str
+    provider: str | None
+    method: str
+    path: str
+    status: int
+    reason: str
+    detail: str
+    headers: dict[str, str]
+    remote: str | None
+    body_sha256: str
+    body_size: int
+    body: bytes
+    # msgspec JSON {"headers": {...}, "body": <base64>} for a re-run after a configuration
+    # fix (Provider.replay_copy); None when the request cannot be verified again.
+    replay: bytes | None = None
+
+
+class RejectionCount(msgspec.Struct, kw_only=True):
+    """Refusals of one source and reason in one minute, added to what is stored: `total`
+    of them, `recorded` in full, `body_bytes` their bodies' declared or read sizes."""
+
+    minute: datetime
+    source: str
+    reason: str
+    total: int
+    recorded: int
+    body_bytes: int
