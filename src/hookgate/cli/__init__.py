@@ -1,9 +1,20 @@
 """Command line: serve, init, migrate, events, rejections, send (provider emulators),
 tokens, groups, chargers and budgets (charging rules), decide (a dry-run charging decision), worker
 (processing and delivery without the HTTP server), the views, deliveries, destinations,
-replay and export (views), and prune (retention)."""
+replay and export (views), prune (retention), events search and stats (search and
+aggregates)."""
 
-from hookgate.cli import inbox, maintenance, rules, send, server, tokens, views, worker
+from hookgate.cli import (
+    inbox,
+    maintenance,
+    rules,
+    send,
+    server,
+    stats,
+    tokens,
+    views,
+    worker,
+)
 from hookgate.cli.common import main
 
 __all__ = [
@@ -13,6 +24,7 @@ __all__ = [
     "rules",
     "send",
     "server",
+    "stats",
     "tokens",
     "views",
     "worker",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
 from hookgate.domain.events import (
@@ -22,6 +22,24 @@ from hookgate.domain.events import (
 from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
+
+if TYPE_CHECKING:
+    from hookgate.store.aggregates import (
+        Backlog,
+        CostQuery,
+        DecisionQuery,
+        DecisionStat,
+        DeliveryQuery,
+        DeliveryStat,
+        EnergyDay,
+        EnergyQuery,
+        EventCount,
+        EventCountQuery,
+        RejectionQuery,
+        RejectionStat,
+        VehicleCost,
+    )
+    from hookgate.store.search import EventPage, EventSearch
 
 
 class ViewTx(Protocol):
@@ -245,3 +263,31 @@ class Store(Protocol):
 
     async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
         """Every matching row of a view, oldest first (for exports)."""
+
+    # -- search and aggregates (store/search.py, store/aggregates.py, docs/adr/0020) ------
+    # Invalid filters raise search.InvalidQuery (a ValueError), a foreign cursor BadCursor.
+
+    async def search_events(self, where: EventSearch, cursor: str | None, limit: int) -> EventPage:
+        """Events matching every word of the text, every payload field match and the inbox
+        filters, newest first. Text and fields find events once processing took them."""
+
+    async def event_counts(self, query: EventCountQuery) -> list[EventCount]:
+        """Events received per minute, hour or day, by source, type and status."""
+
+    async def rejection_stats(self, query: RejectionQuery) -> list[RejectionStat]:
+        """Refusals per source and reason, optionally per bucket."""
+
+    async def delivery_stats(self, query: DeliveryQuery) -> list[DeliveryStat]:
+        """Deliveries per destination and status, optionally per bucket."""
+
+    async def backlog(self, now: datetime) -> Backlog:
+        """Events and deliveries waiting, with the oldest one's age as of `now`."""
+
+    async def decision_stats(self, query: DecisionQuery) -> list[DecisionStat]:
+        """Authorization decisions per source and result, optionally per bucket."""
+
+    async def energy_per_day(self, query: EnergyQuery) -> list[EnergyDay]:
+        """Consumed kWh per UTC day, token and group."""
+
+    async def vehicle_costs(self, query: CostQuery) -> list[VehicleCost]:
+        """Parking costs per UTC month and vehicle, costliest first."""

@@ -63,6 +63,7 @@ from hookgate.store.admission import Lane, WriteQueue
 from hookgate.store.base import Handler, ViewTx
 from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
+from hookgate.store.queries import QueryMethods
 from hookgate.store.rows import (
     DECISION_INSERT,
     REJECTION_COUNTS,
@@ -191,7 +192,7 @@ class _Isolate(Exception):
     """A batch must be redone with one savepoint per write."""
 
 
-class PostgresStore:
+class PostgresStore(QueryMethods):
     """The store for several instances: one PostgreSQL database shared by all."""
 
     def __init__(
@@ -1277,6 +1278,12 @@ class PostgresStore:
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise StoreError(str(exc)) from exc
 
+    dialect = "postgresql"
+
+    async def _query(self, fn: Callable[[Connection[Any]], T]) -> T:
+        """A search or aggregate (store/queries.py) on a synchronous connection."""
+        return await self._in_thread(fn)
+
     async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
         def run(conn: Connection[Any]) -> ProcessResult:
             try:
@@ -1608,9 +1615,11 @@ def _process_batch(
     a failing event is marked failed, and a lock conflict with another instance leaves
     the event (and the rest of the batch) received for the next batch.
     """
+    from hookgate.store.search import SearchIndex
     from hookgate.store.viewtx import SqlViewTx
 
     with conn.transaction():
+        index = SearchIndex(conn, "postgresql")
         cur = conn.cursor(row_factory=dict_row)
         cur.execute(
             f"SELECT {_STORED_COLUMNS} FROM inbox WHERE status = 'received' "
@@ -1636,11 +1645,13 @@ def _process_batch(
                 except Exception as exc:
                     raise _Isolate from exc  # leaving the block rolls everything back
                 done.append(event.id)
+                index.add(event, "processed")
                 continue
             try:
                 with conn.transaction():
                     deliveries += _apply(conn, tx, handler, event, now)
                 done.append(event.id)
+                index.add(event, "processed")
             except _RETRY:
                 # A lock conflict with another instance is not the event's fault: it
                 # stays received; commit what is done and let the next batch take it.
@@ -1651,7 +1662,9 @@ def _process_batch(
                     "WHERE id = %s",
                     (now, _text(f"{type(exc).__name__}: {exc}"[:2000]), event.id),
                 )
+                index.add(event, "failed")
                 failed += 1
+        index.flush()
         if done:
             conn.execute(
                 "UPDATE inbox SET status = 'processed', processed_at = %s, error = NULL "

@@ -56,6 +56,7 @@ from hookgate.store.admission import Lane, WriteQueue
 from hookgate.store.base import Handler
 from hookgate.store.health import PROBE_KEY, PROBE_TIMEOUT_SECONDS, WriteHealth
 from hookgate.store.migrations import migrations
+from hookgate.store.queries import QueryMethods
 from hookgate.store.rows import (
     DECISION_INSERT,
     REJECTION_COUNTS,
@@ -404,7 +405,7 @@ def _resolve(items: list[Any]) -> None:
             fut.set_result(result)
 
 
-class SqliteStore:
+class SqliteStore(QueryMethods):
     """The default store: a single SQLite file next to the gateway."""
 
     def __init__(
@@ -598,6 +599,12 @@ class SqliteStore:
                 raise StoreError(str(exc)) from exc
 
         return await asyncio.to_thread(run)
+
+    dialect = "sqlite"
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A search or aggregate (store/queries.py) on a reader connection."""
+        return await self._read(fn)
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -1204,10 +1211,12 @@ class SqliteStore:
     # -- processing and delivery (docs/adr/0006) -----------------------------------------
 
     async def process_pending(self, handler: Handler, limit: int) -> ProcessResult:
+        from hookgate.store.search import SearchIndex
         from hookgate.store.viewtx import SqlViewTx
 
         def run(conn: sqlite3.Connection) -> ProcessResult:
             tx = SqlViewTx(conn, "sqlite")
+            index = SearchIndex(conn, "sqlite")
             now = iso(utcnow())
             processed = failed = deliveries = 0
             # The writer is shared with ingest: stop early rather than hold commits back.
@@ -1229,6 +1238,7 @@ class SqliteStore:
                         (now, event.id),
                     )
                     conn.execute("RELEASE process_event")
+                    index.add(event, "processed")
                     processed += 1
                 except Exception as exc:
                     conn.execute("ROLLBACK TO process_event")
@@ -1238,9 +1248,11 @@ class SqliteStore:
                         "WHERE id = ?",
                         (now, f"{type(exc).__name__}: {exc}"[:2000], event.id),
                     )
+                    index.add(event, "failed")
                     failed += 1
                 if budget is not None and time.perf_counter() > budget:
                     break
+            index.flush()
             return ProcessResult(processed, failed, deliveries)
 
         return await self._write(run)

@@ -1,7 +1,10 @@
 """One migration history for every backend.
 
 Each `NNNN_name.sql` file is applied once, in order, inside a transaction. Column types
-that differ between backends are written as placeholders and filled per dialect.
+that differ between backends are written as placeholders and filled per dialect. What has
+no common form (SQLite's FTS5 tables, PostgreSQL's tsvector and GIN indexes) goes into
+`NNNN_name.<dialect>.sql` beside it: its statements follow the common ones of the same
+version, and a version may have a dialect file only.
 """
 
 from __future__ import annotations
@@ -33,13 +36,24 @@ _TYPES: dict[Dialect, dict[str, str]] = {
 
 def migrations(dialect: Dialect) -> list[tuple[int, str, list[str]]]:
     """(version, name, statements) for every migration, oldest first."""
-    found = []
+    names: dict[int, str] = {}
+    found: dict[int, list[tuple[bool, list[str]]]] = {}
     for entry in resources.files(__name__).iterdir():
         if not entry.name.endswith(".sql"):
             continue
-        version = int(entry.name.split("_", 1)[0])
+        stem = entry.name[:-4]
+        base, _, only = stem.partition(".")
+        if only and only not in _TYPES:
+            raise ValueError(f"migration {entry.name}: unknown dialect {only!r}")
+        if only and only != dialect:
+            continue
+        version = int(base.split("_", 1)[0])
         sql = entry.read_text(encoding="utf-8").format(**_TYPES[dialect])
         lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
         statements = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-        found.append((version, entry.name[:-4], statements))
-    return sorted(found)
+        names[version] = base
+        found.setdefault(version, []).append((bool(only), statements))
+    return [
+        (version, names[version], [s for _, part in sorted(found[version]) for s in part])
+        for version in sorted(found)
+    ]

@@ -1,0 +1,504 @@
+"""The aggregates the console charts, written once for both backends over a DB-API
+connection: events per source, type and status per minute, hour or day; refusals per
+source and reason; deliveries per destination and outcome; the processing backlog;
+decisions per result; energy per day per token and group; parking costs per vehicle per
+month.
+
+Every query is bounded by a time range, and time-bucketed ones by MAX_BUCKETS buckets, so
+each reads an index range, never the whole history (docs/benchmarks.md, 1M events).
+Event counts come from `event_counts`, kept by processing (store/search.py), plus the
+received and quarantined events read live; sums of decimal text (kWh, money) are rounded
+to 0.001 kWh and to the cent so both backends answer the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from hookgate.ids import floor_id
+from hookgate.store.search import Dialect, InvalidQuery, truncate
+from hookgate.timeutil import iso, parse_iso
+
+__all__ = [
+    "MAX_BUCKETS",
+    "Backlog",
+    "CostQuery",
+    "DecisionQuery",
+    "DecisionStat",
+    "DeliveryQuery",
+    "DeliveryStat",
+    "Dimension",
+    "EnergyDay",
+    "EnergyQuery",
+    "EventCount",
+    "EventCountQuery",
+    "Grain",
+    "RejectionQuery",
+    "RejectionStat",
+    "VehicleCost",
+    "backlog",
+    "decision_stats",
+    "delivery_stats",
+    "energy_per_day",
+    "event_counts",
+    "rejection_stats",
+    "vehicle_costs",
+]
+
+Grain = Literal["minute", "hour", "day", "month"]
+Dimension = Literal["source", "event_type", "status"]
+MAX_BUCKETS = 2000
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "month": 31 * 86400}
+_KWH = Decimal("0.001")
+_CENT = Decimal("0.01")
+
+
+class EventCountQuery(msgspec.Struct, kw_only=True):
+    """Events received in [since, until) per `grain` bucket (minute, hour or day), split
+    by the dimensions in `by` (the others are summed over)."""
+
+    since: datetime
+    until: datetime
+    grain: Grain = "hour"
+    by: list[Dimension] = msgspec.field(default_factory=lambda: ["source", "event_type", "status"])
+    source: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+
+
+class EventCount(msgspec.Struct, kw_only=True):
+    """Events of one bucket; a dimension not asked for is None."""
+
+    bucket: datetime
+    source: str | None
+    event_type: str | None
+    status: str | None
+    count: int
+
+
+class RejectionQuery(msgspec.Struct, kw_only=True):
+    """Refusals in [since, until) per source and reason; per bucket with a `grain`."""
+
+    since: datetime
+    until: datetime
+    grain: Grain | None = None
+    source: str | None = None
+
+
+class RejectionStat(msgspec.Struct, kw_only=True):
+    """`total` refusals, `recorded` of them kept in full (the rest only counted)."""
+
+    bucket: datetime | None
+    source: str
+    reason: str
+    total: int
+    recorded: int
+
+
+class DeliveryQuery(msgspec.Struct, kw_only=True):
+    """Deliveries created in [since, until) per destination and status (pending, failed,
+    delivered, dead); per bucket with a `grain`."""
+
+    since: datetime
+    until: datetime
+    grain: Grain | None = None
+    destination: str | None = None
+
+
+class DeliveryStat(msgspec.Struct, kw_only=True):
+    bucket: datetime | None
+    destination: str
+    status: str
+    count: int
+
+
+class Backlog(msgspec.Struct, kw_only=True):
+    """What waits: events not yet processed (and the oldest one's age), failed and
+    quarantined events, deliveries waiting for an attempt (pending or failed) and the
+    longest overdue one, dead deliveries."""
+
+    received: int
+    oldest_received_at: datetime | None
+    oldest_received_age_seconds: float | None
+    failed: int
+    quarantined: int
+    deliveries_waiting: int
+    oldest_due_at: datetime | None
+    oldest_due_age_seconds: float | None
+    deliveries_dead: int
+
+
+class DecisionQuery(msgspec.Struct, kw_only=True):
+    """Authorization decisions in [since, until) per source and result; per bucket with a
+    `grain`."""
+
+    since: datetime
+    until: datetime
+    grain: Grain | None = None
+    source: str | None = None
+
+
+class DecisionStat(msgspec.Struct, kw_only=True):
+    """`count` decisions with this result, `fallback` of them the deadline fallback's."""
+
+    bucket: datetime | None
+    source: str
+    result: str
+    count: int
+    fallback: int
+
+
+class EnergyQuery(msgspec.Struct, kw_only=True):
+    """Energy of sessions that occurred in [since, until), per UTC day, token and group."""
+
+    since: datetime
+    until: datetime
+    token: str | None = None
+    group_id: str | None = None
+
+
+class EnergyDay(msgspec.Struct, kw_only=True):
+    day: datetime
+    token: str | None
+    group_id: str | None
+    kwh: str
+    sessions: int
+
+
+class CostQuery(msgspec.Struct, kw_only=True):
+    """Parking costs of transactions that ended in [since, until), per UTC month and
+    vehicle (licence plate) and currency; the `limit` costliest per month first."""
+
+    since: datetime
+    until: datetime
+    license_number: str | None = None
+    limit: int = 1000
+
+
+class VehicleCost(msgspec.Struct, kw_only=True):
+    month: datetime
+    license_number: str
+    currency: str
+    total: str
+    parkings: int
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _sql(dialect: Dialect, sql: str) -> str:
+    return sql if dialect == "sqlite" else sql.replace("?", "%s")
+
+
+def _instant(dialect: Dialect, moment: datetime) -> Any:
+    return iso(moment) if dialect == "sqlite" else moment.astimezone(UTC)
+
+
+def _moment(value: Any) -> datetime:
+    return parse_iso(value) if isinstance(value, str) else value.astimezone(UTC)
+
+
+def _range(since: datetime, until: datetime, grain: str | None) -> None:
+    for name, moment in (("since", since), ("until", until)):
+        if moment.tzinfo is None:
+            raise InvalidQuery(f"{name} needs a time zone")
+    if since >= until:
+        raise InvalidQuery("since must be before until")
+    if grain is not None:
+        if grain not in _SECONDS:
+            raise InvalidQuery(f"grain must be minute, hour, day or month, not {grain!r}")
+        buckets = (until - since).total_seconds() / _SECONDS[grain]
+        if buckets > MAX_BUCKETS:
+            raise InvalidQuery(
+                f"{int(buckets)} {grain}s is more than {MAX_BUCKETS} buckets: "
+                "shorten the range or choose a coarser grain"
+            )
+
+
+def _bucket(dialect: Dialect, grain: str, column: str) -> str:
+    """SQL for the start of the UTC `grain` holding instant `column` (its text in SQLite,
+    where instants are fixed-width ISO text)."""
+    if dialect == "postgresql":
+        return f"date_trunc('{grain}', {column}, 'UTC')"
+    return {
+        "minute": f"substr({column}, 1, 16) || ':00.000000Z'",
+        "hour": f"substr({column}, 1, 13) || ':00:00.000000Z'",
+        "day": f"substr({column}, 1, 10) || 'T00:00:00.000000Z'",
+        "month": f"substr({column}, 1, 7) || '-01T00:00:00.000000Z'",
+    }[grain]
+
+
+def _rows(conn: Any, dialect: Dialect, sql: str, params: Sequence[Any]) -> list[Any]:
+    return list(conn.execute(_sql(dialect, sql), list(params)).fetchall())
+
+
+def _decimal(value: Any, step: Decimal) -> str:
+    # SQLite sums decimal text as REAL; its error is far below the step rounded to.
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value or 0)
+    return str(number.quantize(step))
+
+
+# -- aggregates --------------------------------------------------------------------------
+
+
+def event_counts(conn: Any, dialect: Dialect, q: EventCountQuery) -> list[EventCount]:
+    """Buckets oldest first, then by the dimensions; buckets without events are left out."""
+    if q.grain == "month":
+        raise InvalidQuery("events are counted per minute, hour or day")
+    _range(q.since, q.until, q.grain)
+    by = list(dict.fromkeys(q.by))
+    for name in by:
+        if name not in ("source", "event_type", "status"):
+            raise InvalidQuery(f"events are split by source, event_type or status, not {name}")
+    start = truncate(q.since, q.grain)
+    totals: dict[tuple[Any, ...], int] = {}
+
+    def add(bucket: datetime, source: str, event_type: str, status: str, n: int) -> None:
+        values = {"source": source, "event_type": event_type, "status": status}
+        key = (bucket, *(values[name] if name in by else None for name in _DIMS))
+        totals[key] = totals.get(key, 0) + n
+
+    filters, params = [], []
+    for column, value in (
+        ("source", q.source),
+        ("event_type", q.event_type),
+        ("status", q.status),
+    ):
+        if value is not None:
+            filters.append(f" AND {column} = ?")
+            params.append(value)
+    group = ", ".join(["bucket", *by])
+    select = ", ".join(["bucket", *(name if name in by else "''" for name in _DIMS)])
+    # Processed and failed events: the rollup processing keeps.
+    for row in _rows(
+        conn,
+        dialect,
+        f"SELECT {select}, sum(total) FROM event_counts WHERE grain = ? AND bucket >= ? "
+        f"AND bucket < ?{''.join(filters)} GROUP BY {group}",
+        [q.grain, _instant(dialect, start), _instant(dialect, q.until), *params],
+    ):
+        if int(row[4]):
+            add(_moment(row[0]), row[1], row[2], row[3], int(row[4]))
+    # Received and quarantined events have not been through processing: read them live
+    # (the status index holds them; there are few unless processing is stopped).
+    live = [s for s in ("received", "quarantined") if q.status in (None, s)]
+    if live:
+        marks = ", ".join("?" * len(live))
+        for row in _rows(
+            conn,
+            dialect,
+            f"SELECT received_at, source, event_type, status FROM inbox WHERE status IN "
+            f"({marks}) AND id >= ? AND id < ? AND received_at >= ? AND received_at < ?"
+            f"{''.join(filters)}",
+            [
+                *live,
+                floor_id(start),
+                floor_id(q.until),
+                _instant(dialect, start),
+                _instant(dialect, q.until),
+                *params,
+            ],
+        ):
+            add(truncate(_moment(row[0]), q.grain), row[1], row[2], row[3], 1)
+    return [
+        EventCount(bucket=key[0], source=key[1], event_type=key[2], status=key[3], count=n)
+        for key, n in sorted(totals.items(), key=lambda item: tuple(str(v) for v in item[0]))
+        if n
+    ]
+
+
+_DIMS = ("source", "event_type", "status")
+
+
+def rejection_stats(conn: Any, dialect: Dialect, q: RejectionQuery) -> list[RejectionStat]:
+    """Per (bucket,) source and reason, oldest bucket first, most refusals first."""
+    _range(q.since, q.until, q.grain)
+    start = truncate(q.since, "minute")
+    bucket = _bucket(dialect, q.grain, "minute") if q.grain else "NULL"
+    sql = (
+        f"SELECT {bucket} AS b, source, reason, sum(total), sum(recorded) FROM rejection_counts "
+        "WHERE minute >= ? AND minute < ?"
+    )
+    params: list[Any] = [_instant(dialect, start), _instant(dialect, q.until)]
+    if q.source is not None:
+        sql += " AND source = ?"
+        params.append(q.source)
+    sql += " GROUP BY b, source, reason ORDER BY b, sum(total) DESC, source, reason"
+    return [
+        RejectionStat(
+            bucket=_moment(row[0]) if row[0] is not None else None,
+            source=row[1],
+            reason=row[2],
+            total=int(row[3]),
+            recorded=int(row[4]),
+        )
+        for row in _rows(conn, dialect, sql, params)
+    ]
+
+
+def delivery_stats(conn: Any, dialect: Dialect, q: DeliveryQuery) -> list[DeliveryStat]:
+    """Per (bucket,) destination and status, oldest bucket first."""
+    _range(q.since, q.until, q.grain)
+    bucket = _bucket(dialect, q.grain, "created_at") if q.grain else "NULL"
+    # Delivery ids are made when processing creates them: the time range is an id range.
+    sql = (
+        f"SELECT {bucket} AS b, destination, status, count(*) FROM deliveries "
+        "WHERE id >= ? AND id < ? AND created_at >= ? AND created_at < ?"
+    )
+    params: list[Any] = [
+        floor_id(q.since),
+        floor_id(q.until),
+        _instant(dialect, q.since),
+        _instant(dialect, q.until),
+    ]
+    if q.destination is not None:
+        sql += " AND destination = ?"
+        params.append(q.destination)
+    sql += " GROUP BY b, destination, status ORDER BY b, destination, status"
+    return [
+        DeliveryStat(
+            bucket=_moment(row[0]) if row[0] is not None else None,
+            destination=row[1],
+            status=row[2],
+            count=int(row[3]),
+        )
+        for row in _rows(conn, dialect, sql, params)
+    ]
+
+
+def backlog(conn: Any, dialect: Dialect, now: datetime) -> Backlog:
+    """The backlog as of `now` (ages are measured from it)."""
+    counts = dict(
+        _rows(
+            conn,
+            dialect,
+            "SELECT status, count(*) FROM inbox WHERE status IN "
+            "('received', 'failed', 'quarantined') GROUP BY status",
+            [],
+        )
+    )
+    oldest = _rows(
+        conn,
+        dialect,
+        "SELECT received_at FROM inbox WHERE status = 'received' ORDER BY id LIMIT 1",
+        [],
+    )
+    waiting = _rows(
+        conn,
+        dialect,
+        "SELECT count(*), min(next_attempt_at) FROM deliveries "
+        "WHERE status IN ('pending', 'failed')",
+        [],
+    )[0]
+    dead = _rows(conn, dialect, "SELECT count(*) FROM deliveries WHERE status = 'dead'", [])
+    oldest_at = _moment(oldest[0][0]) if oldest else None
+    due_at = _moment(waiting[1]) if waiting[1] is not None else None
+    return Backlog(
+        received=int(counts.get("received", 0)),
+        oldest_received_at=oldest_at,
+        oldest_received_age_seconds=(
+            max(0.0, (now - oldest_at).total_seconds()) if oldest_at else None
+        ),
+        failed=int(counts.get("failed", 0)),
+        quarantined=int(counts.get("quarantined", 0)),
+        deliveries_waiting=int(waiting[0]),
+        oldest_due_at=due_at,
+        oldest_due_age_seconds=max(0.0, (now - due_at).total_seconds()) if due_at else None,
+        deliveries_dead=int(dead[0][0]),
+    )
+
+
+def decision_stats(conn: Any, dialect: Dialect, q: DecisionQuery) -> list[DecisionStat]:
+    """Per (bucket,) source and result, oldest bucket first."""
+    _range(q.since, q.until, q.grain)
+    bucket = _bucket(dialect, q.grain, "decided_at") if q.grain else "NULL"
+    true = "1" if dialect == "sqlite" else "TRUE"
+    sql = (
+        f"SELECT {bucket} AS b, source, result, count(*), "
+        f"sum(CASE WHEN fallback = {true} THEN 1 ELSE 0 END) FROM decisions "
+        "WHERE id >= ? AND id < ? AND decided_at >= ? AND decided_at < ?"
+    )
+    params: list[Any] = [
+        floor_id(q.since),
+        floor_id(q.until),
+        _instant(dialect, q.since),
+        _instant(dialect, q.until),
+    ]
+    if q.source is not None:
+        sql += " AND source = ?"
+        params.append(q.source)
+    sql += " GROUP BY b, source, result ORDER BY b, source, result"
+    return [
+        DecisionStat(
+            bucket=_moment(row[0]) if row[0] is not None else None,
+            source=row[1],
+            result=row[2],
+            count=int(row[3]),
+            fallback=int(row[4] or 0),
+        )
+        for row in _rows(conn, dialect, sql, params)
+    ]
+
+
+def energy_per_day(conn: Any, dialect: Dialect, q: EnergyQuery) -> list[EnergyDay]:
+    """Per UTC day, token and group: kWh (to the Wh) and sessions, oldest day first."""
+    _range(q.since, q.until, "day")
+    day = _bucket(dialect, "day", "occurred_at")
+    kwh = "CAST(kwh AS REAL)" if dialect == "sqlite" else "kwh::numeric"
+    sql = (
+        f"SELECT {day} AS d, token, group_id, sum({kwh}), count(*) FROM consumption "
+        "WHERE occurred_at >= ? AND occurred_at < ?"
+    )
+    params: list[Any] = [_instant(dialect, q.since), _instant(dialect, q.until)]
+    for column, value in (("token", q.token), ("group_id", q.group_id)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    sql += " GROUP BY d, token, group_id"
+    found = [
+        EnergyDay(
+            day=_moment(row[0]),
+            token=row[1],
+            group_id=row[2],
+            kwh=_decimal(row[3], _KWH),
+            sessions=int(row[4]),
+        )
+        for row in _rows(conn, dialect, sql, params)
+    ]
+    found.sort(key=lambda e: (e.day, e.token or "", e.group_id or ""))
+    return found
+
+
+def vehicle_costs(conn: Any, dialect: Dialect, q: CostQuery) -> list[VehicleCost]:
+    """Per UTC month, vehicle and currency: the parkings' price (VAT included) to the
+    cent, oldest month first, costliest vehicle first; at most `limit` rows."""
+    _range(q.since, q.until, "month")
+    if not 1 <= q.limit <= 100_000:
+        raise InvalidQuery("limit must be between 1 and 100000")
+    month = _bucket(dialect, "month", "ended_at")
+    price = "CAST(price AS REAL)" if dialect == "sqlite" else "price::numeric"
+    sql = (
+        f"SELECT {month} AS m, license_number, currency, sum({price}) AS total, count(*) "
+        "FROM parking_transactions WHERE ended_at >= ? AND ended_at < ?"
+    )
+    params: list[Any] = [_instant(dialect, q.since), _instant(dialect, q.until)]
+    if q.license_number is not None:
+        sql += " AND license_number = ?"
+        params.append(q.license_number)
+    sql += " GROUP BY m, license_number, currency ORDER BY m, total DESC, license_number LIMIT ?"
+    params.append(q.limit)
+    return [
+        VehicleCost(
+            month=_moment(row[0]),
+            license_number=row[1],
+            currency=row[2],
+            total=_decimal(row[3], _CENT),
+            parkings=int(row[4]),
+        )
+        for row in _rows(conn, dialect, sql, params)
+    ]

@@ -1,0 +1,441 @@
+"""Search over stored events: full text (raw body and parsed document) and payload fields,
+combined with the inbox filters and cursor paging; written once for both backends.
+
+Both backends index the same terms, made here: lower-cased runs of letters and digits of
+the raw body and of the document, and one hashed term per payload field and value
+(`licenseNumber = ABC123` is the term of ("licensenumber", "abc123"), under the field's
+own name and its dotted path). SQLite keeps them in a contentless FTS5 table whose
+`ascii` tokenizer only splits on the spaces between them; PostgreSQL in a tsvector made
+with `array_to_tsvector` (no parser, no dictionary) under a GIN index. So a query finds
+the same events on both.
+
+Processing indexes the events it takes (`SearchIndex`), after they were acknowledged: the
+ingest path pays nothing. Received (not yet processed) and quarantined events are found by
+the inbox filters but not by text or fields until processing has taken them. See
+docs/adr/0020-search-and-aggregates.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from hookgate.ids import floor_id
+from hookgate.store.base import StoredEvent
+from hookgate.store.rows import BadCursor, decode_cursor, encode_cursor
+from hookgate.timeutil import iso, parse_iso
+
+Dialect = Literal["sqlite", "postgresql"]
+
+__all__ = [
+    "EventHit",
+    "EventPage",
+    "EventSearch",
+    "FieldMatch",
+    "InvalidQuery",
+    "SearchIndex",
+    "event_terms",
+    "search_events",
+    "seq_of",
+]
+
+# Longer runs are hashes, base64 or noise nobody searches for; capping them (and the terms
+# per event) bounds what one event costs the index.
+MAX_WORD = 64
+MAX_TERMS = 4000
+MAX_VALUE = 256
+_WORD = re.compile(r"[^\W_]+")
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # ids.py's alphabet (Crockford base32)
+_VALUE_OF = {c: i for i, c in enumerate(_DIGITS)}
+_EVENT_STATUSES = ("received", "processed", "failed", "quarantined")
+
+
+class InvalidQuery(ValueError):
+    """A search or aggregate the caller must correct (a 400, or a CLI message)."""
+
+
+class FieldMatch(msgspec.Struct, frozen=True):
+    """`name = value` on the parsed document: `name` is a field's own name at any depth
+    (`licenseNumber`) or its dotted path (`session.chargePointId`); names and values
+    compare without regard to case, a number equals its decimal text (`17`, `"17"`)."""
+
+    name: str
+    value: str
+
+
+class EventSearch(msgspec.Struct, kw_only=True):
+    """What to find: every word of `text` (a trailing `*` makes a word a prefix) and
+    every field match, within the inbox filters; None and empty mean any."""
+
+    text: str | None = None
+    fields: list[FieldMatch] = []
+    source: str | None = None
+    provider: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class EventHit(msgspec.Struct, kw_only=True):
+    """An event found, without its raw body (`body_size` says how large it is)."""
+
+    id: str
+    source: str
+    provider: str
+    event_type: str
+    received_at: datetime
+    dedup_key: str
+    subject: str | None
+    status: str
+    flags: list[str]
+    document: Any
+    body_size: int
+
+
+class EventPage(msgspec.Struct):
+    """Events newest first, and the cursor of the next page if there is one."""
+
+    items: list[EventHit]
+    next: str | None
+
+
+# -- terms -------------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """The searchable words of `text`, lower-cased, in order (repeats kept)."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) <= MAX_WORD]
+
+
+def canonical(value: Any) -> str | None:
+    """A scalar as a field match compares it (None for objects, arrays, null)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    return text.lower() if len(text) <= MAX_VALUE else None
+
+
+def field_term(name: str, value: str) -> str:
+    """The index term of `name = value` (`value` as `canonical` makes it)."""
+    key = f"{name.strip().lower()}\x00{value}".encode()
+    return "f" + hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _leaves(item, path)
+    elif path:
+        yield path, node
+
+
+def event_terms(raw_body: bytes, document: Any) -> list[str]:
+    """Every term of one event: its field terms first, then the words of the document
+    and the raw body; at most MAX_TERMS."""
+    terms: dict[str, None] = {}
+    for path, value in _leaves(document):
+        text = canonical(value)
+        if text is None:
+            continue
+        terms[field_term(path[-1], text)] = None
+        if len(path) > 1:
+            terms[field_term(".".join(path), text)] = None
+    if document is not None:
+        terms.update(dict.fromkeys(words(msgspec.json.encode(document).decode())))
+    terms.update(dict.fromkeys(words(raw_body.decode("utf-8", "replace"))))
+    return list(terms)[:MAX_TERMS]
+
+
+def seq_of(event_id: str) -> int:
+    """The search document number of an event: its id's millisecond and the next 15 bits
+    (the first 13 base32 digits), so it sorts like the id to the millisecond."""
+    value = 0
+    try:
+        for digit in event_id[:13]:
+            value = value * 32 + _VALUE_OF[digit]
+    except KeyError:
+        raise BadCursor("not an event id") from None
+    return value
+
+
+def _seq_floor(moment: datetime) -> int:
+    return seq_of(floor_id(moment))
+
+
+def query_terms(where: EventSearch) -> list[tuple[str, bool]]:
+    """(term, is_prefix) of every condition the index answers; InvalidQuery when a text
+    or a field match has nothing to search for."""
+    found: list[tuple[str, bool]] = []
+    if where.text is not None:
+        for chunk in where.text.split():
+            found_words = words(chunk)
+            for n, word in enumerate(found_words):
+                prefix = chunk.endswith("*") and n == len(found_words) - 1
+                if prefix and len(word) < 2:
+                    raise InvalidQuery(f"a prefix needs two characters or more: {chunk!r}")
+                found.append((word, prefix))
+        if not found:
+            raise InvalidQuery("text has no letters or digits to search for")
+    for match in where.fields:
+        if not match.name.strip():
+            raise InvalidQuery("a field filter needs a field name: NAME=VALUE")
+        value = canonical(match.value)
+        if value is None:
+            raise InvalidQuery(f"the value of {match.name} is longer than {MAX_VALUE} characters")
+        found.append((field_term(match.name, value), False))
+    return list(dict.fromkeys(found))
+
+
+# -- indexing ----------------------------------------------------------------------------
+
+
+def _sql(dialect: Dialect, sql: str) -> str:
+    return sql if dialect == "sqlite" else sql.replace("?", "%s")
+
+
+def _instant(dialect: Dialect, moment: datetime) -> Any:
+    return iso(moment) if dialect == "sqlite" else moment.astimezone(UTC)
+
+
+GRAINS = ("minute", "hour", "day")
+
+
+def truncate(moment: datetime, grain: str) -> datetime:
+    """The start of the minute, hour, day or month (UTC) holding `moment`."""
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if grain == "minute":
+        return moment
+    moment = moment.replace(minute=0)
+    if grain == "hour":
+        return moment
+    moment = moment.replace(hour=0)
+    if grain == "day":
+        return moment
+    if grain == "month":
+        return moment.replace(day=1)
+    raise InvalidQuery(f"grain must be minute, hour, day or month, not {grain!r}")
+
+
+class SearchIndex:
+    """Indexes the events of one processing batch on its connection, inside its
+    transaction. Call `add` once an event's outcome is settled (outside a savepoint that
+    may still roll back) and `flush` before the commit; discard the object when the
+    transaction rolls back."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.counts: dict[tuple[str, datetime, str, str, str], int] = {}
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(_sql(self.dialect, sql), list(params)).fetchone()
+
+    def add(self, event: StoredEvent, status: str) -> None:
+        """Index `event` (once: its document does not change after processing took it)
+        and count it under `status` (moving it from the status it was counted under, when
+        a replay processed it again)."""
+        row = self._one("SELECT counted FROM event_docs WHERE event_id = ?", [event.id])
+        if row is not None:
+            if row[0] == status:
+                return
+            self.conn.execute(
+                _sql(self.dialect, "UPDATE event_docs SET counted = ? WHERE event_id = ?"),
+                [status, event.id],
+            )
+            self._count(event, row[0], -1)
+        else:
+            raw = self._one("SELECT raw_body FROM inbox WHERE id = ?", [event.id])
+            body = bytes(raw[0]) if raw else b""
+            self._insert(event.id, status, event_terms(body, event.document))
+        self._count(event, status, 1)
+
+    def _insert(self, event_id: str, status: str, terms: list[str]) -> None:
+        seq = seq_of(event_id)
+        if self.dialect == "sqlite":
+            insert = (
+                "INSERT INTO event_docs (seq, event_id, counted) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING"
+            )
+            params: list[Any] = [event_id, status]
+        else:
+            insert = (
+                "INSERT INTO event_docs (seq, event_id, counted, terms) "
+                "VALUES (%s, %s, %s, array_to_tsvector(%s::text[])) ON CONFLICT DO NOTHING"
+            )
+            params = [event_id, status, terms]
+        # Two events of one millisecond share their 15 bits once in 32768 pairs: the
+        # later one takes the next free number.
+        while self.conn.execute(_sql(self.dialect, insert), [seq, *params]).rowcount != 1:
+            seq += 1
+        if self.dialect == "sqlite":
+            self.conn.execute(
+                "INSERT INTO event_terms (rowid, terms) VALUES (?, ?)", [seq, " ".join(terms)]
+            )
+
+    def _count(self, event: StoredEvent, status: str, delta: int) -> None:
+        for grain in GRAINS:
+            bucket = truncate(event.received_at, grain)
+            key = (grain, bucket, event.source, event.event_type, status)
+            self.counts[key] = self.counts.get(key, 0) + delta
+
+    def flush(self) -> None:
+        """Add the batch's counts; in key order, so instances never wait in a circle."""
+        upsert = _sql(
+            self.dialect,
+            "INSERT INTO event_counts (grain, bucket, source, event_type, status, total) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (grain, bucket, source, event_type, status) "
+            "DO UPDATE SET total = event_counts.total + excluded.total",
+        )
+        for key in sorted(self.counts):
+            delta = self.counts[key]
+            if delta:
+                grain, bucket, source, event_type, status = key
+                self.conn.execute(
+                    upsert,
+                    [grain, _instant(self.dialect, bucket), source, event_type, status, delta],
+                )
+        self.counts.clear()
+
+
+# -- searching ---------------------------------------------------------------------------
+
+_HIT_COLUMNS = (
+    "i.id, i.source, i.provider, i.event_type, i.received_at, i.dedup_key, i.subject, "
+    "i.status, i.flags, i.document, {length}(i.raw_body)"
+)
+
+
+def _json(value: Any) -> Any:
+    # SQLite gives JSON as text; PostgreSQL's synchronous connections decode it.
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+def _hit(row: Sequence[Any]) -> EventHit:
+    received = row[4]
+    return EventHit(
+        id=row[0],
+        source=row[1],
+        provider=row[2],
+        event_type=row[3],
+        received_at=parse_iso(received) if isinstance(received, str) else received.astimezone(UTC),
+        dedup_key=row[5],
+        subject=row[6],
+        status=row[7],
+        flags=_json(row[8]),
+        document=_json(row[9]) if row[9] is not None else None,
+        body_size=int(row[10] or 0),
+    )
+
+
+def _match(dialect: Dialect, terms: list[tuple[str, bool]]) -> str:
+    # Terms are letters and digits only (or a hex digest): nothing in them needs escaping.
+    if dialect == "sqlite":
+        return " ".join(f'"{term}"' + ("*" if prefix else "") for term, prefix in terms)
+    return " & ".join(f"'{term}'" + (":*" if prefix else "") for term, prefix in terms)
+
+
+def check_search(where: EventSearch) -> None:
+    """Refuse what no backend could answer (InvalidQuery)."""
+    if where.status is not None and where.status not in _EVENT_STATUSES:
+        raise InvalidQuery(f"status must be one of {', '.join(_EVENT_STATUSES)}")
+    for name, moment in (("since", where.since), ("until", where.until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidQuery(f"{name} needs a time zone")
+    if where.since and where.until and where.since >= where.until:
+        raise InvalidQuery("since must be before until")
+
+
+def search_events(
+    conn: Any, dialect: Dialect, where: EventSearch, cursor: str | None, limit: int
+) -> EventPage:
+    """One page of events matching `where`, newest first. With text or field matches the
+    index drives (in `seq` order, which is id order to the millisecond); without, the
+    inbox (in id order). `cursor` is the `next` of the previous page."""
+    check_search(where)
+    terms = query_terms(where)
+    after = decode_cursor(cursor) if cursor else None
+    length = "length" if dialect == "sqlite" else "octet_length"
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("source", where.source),
+        ("provider", where.provider),
+        ("event_type", where.event_type),
+        ("status", where.status),
+    ):
+        if value is not None:
+            clauses.append(f"i.{column} = ?")
+            params.append(value)
+    if where.since is not None:
+        clauses.append("i.received_at >= ?")
+        params.append(_instant(dialect, where.since))
+    if where.until is not None:
+        clauses.append("i.received_at < ?")
+        params.append(_instant(dialect, where.until))
+    columns = _HIT_COLUMNS.format(length=length)
+    if not terms:
+        if where.since is not None:
+            clauses.append("i.id >= ?")
+            params.append(floor_id(where.since))
+        if where.until is not None:
+            clauses.append("i.id < ?")
+            params.append(floor_id(where.until))
+        if after is not None:
+            clauses.append("i.id < ?")
+            params.append(after)
+        sql = f"SELECT {columns} FROM inbox i"
+        order = "i.id"
+    else:
+        if dialect == "sqlite":
+            sql = (
+                f"SELECT {columns}, event_terms.rowid FROM event_terms "
+                "JOIN event_docs d ON d.seq = event_terms.rowid JOIN inbox i ON i.id = d.event_id"
+            )
+            order = "event_terms.rowid"
+            clauses.insert(0, "event_terms MATCH ?")
+        else:
+            sql = f"SELECT {columns}, d.seq FROM event_docs d JOIN inbox i ON i.id = d.event_id"
+            order = "d.seq"
+            clauses.insert(0, "d.terms @@ ?::tsquery")
+        params.insert(0, _match(dialect, terms))
+        if where.since is not None:
+            clauses.append(f"{order} >= ?")
+            params.append(_seq_floor(where.since))
+        if where.until is not None:
+            clauses.append(f"{order} < ?")
+            params.append(_seq_floor(where.until))
+        if after is not None:
+            row = conn.execute(
+                _sql(dialect, "SELECT seq FROM event_docs WHERE event_id = ?"), [after]
+            ).fetchone()
+            if row is None:
+                raise BadCursor("cursor is not valid")
+            clauses.append(f"{order} < ?")
+            params.append(int(row[0]))
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY {order} DESC LIMIT ?"
+    params.append(int(limit) + 1)
+    rows = conn.execute(_sql(dialect, sql), params).fetchall()
+    items = [_hit(row) for row in rows[:limit]]
+    more = len(rows) > limit and bool(items)
+    return EventPage(items, encode_cursor(items[-1].id) if more else None)
