@@ -17,7 +17,6 @@ import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import fresh_storage, pg_available
 from hookgate.cli import main
 from hookgate.config import StorageConfig
 from hookgate.emulate.ampeco_samples import sample
@@ -45,6 +44,7 @@ from hookgate.store.base import (
 from hookgate.store.rows import BadCursor
 from hookgate.store.search import EventSearch, FieldMatch, InvalidQuery
 from hookgate.timeutil import iso
+from support.storage import fresh_storage, pg_available
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
 from hookgate.domain.events import (
@@ -22,24 +22,22 @@ from hookgate.domain.events import (
 from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
-
-if TYPE_CHECKING:
-    from hookgate.store.aggregates import (
-        Backlog,
-        CostQuery,
-        DecisionQuery,
-        DecisionStat,
-        DeliveryQuery,
-        DeliveryStat,
-        EnergyDay,
-        EnergyQuery,
-        EventCount,
-        EventCountQuery,
-        RejectionQuery,
-        RejectionStat,
-        VehicleCost,
-    )
-    from hookgate.store.search import EventPage, EventSearch
+from hookgate.domain.search import EventPage, EventSearch
+from hookgate.domain.stats import (
+    Backlog,
+    CostQuery,
+    DecisionQuery,
+    DecisionStat,
+    DeliveryQuery,
+    DeliveryStat,
+    EnergyDay,
+    EnergyQuery,
+    EventCount,
+    EventCountQuery,
+    RejectionQuery,
+    RejectionStat,
+    VehicleCost,
+)
 
 
 class ViewTx(Protocol):

@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from hookgate.domain.events import StoredEvent
+from hookgate.domain.search import EventHit, EventPage, EventSearch, FieldMatch, InvalidQuery
 from hookgate.ids import floor_id
-from hookgate.store.base import StoredEvent
 from hookgate.store.rows import BadCursor, decode_cursor, encode_cursor
 from hookgate.timeutil import iso, parse_iso
 
@@ -54,56 +55,6 @@ _WORD = re.compile(r"[^\W_]+")
 _DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # ids.py's alphabet (Crockford base32)
 _VALUE_OF = {c: i for i, c in enumerate(_DIGITS)}
 _EVENT_STATUSES = ("received", "processed", "failed", "quarantined")
-
-
-class InvalidQuery(ValueError):
-    """A search or aggregate the caller must correct (a 400, or a CLI message)."""
-
-
-class FieldMatch(msgspec.Struct, frozen=True):
-    """`name = value` on the parsed document: `name` is a field's own name at any depth
-    (`licenseNumber`) or its dotted path (`session.chargePointId`); names and values
-    compare without regard to case, a number equals its decimal text (`17`, `"17"`)."""
-
-    name: str
-    value: str
-
-
-class EventSearch(msgspec.Struct, kw_only=True):
-    """What to find: every word of `text` (a trailing `*` makes a word a prefix) and
-    every field match, within the inbox filters; None and empty mean any."""
-
-    text: str | None = None
-    fields: list[FieldMatch] = []
-    source: str | None = None
-    provider: str | None = None
-    event_type: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class EventHit(msgspec.Struct, kw_only=True):
-    """An event found, without its raw body (`body_size` says how large it is)."""
-
-    id: str
-    source: str
-    provider: str
-    event_type: str
-    received_at: datetime
-    dedup_key: str
-    subject: str | None
-    status: str
-    flags: list[str]
-    document: Any
-    body_size: int
-
-
-class EventPage(msgspec.Struct):
-    """Events newest first, and the cursor of the next page if there is one."""
-
-    items: list[EventHit]
-    next: str | None
 
 
 # -- terms -------------------------------------------------------------------------------
