@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hookgate.config_explain import explain, item_label, line_of
+from hookgate.domain.errors import Invalid
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
@@ -40,7 +41,7 @@ OnError = Literal["allow", "deny", "allow_known"]
 OnInvalid = Literal["reject", "quarantine"]
 
 
-class ConfigError(Exception):
+class ConfigError(Invalid):
     """The configuration cannot be used; the message says which key and why."""
 
 

@@ -24,11 +24,12 @@ from hypothesis import strategies as st
 from hookgate.admin.rules import _decode_cursor as decode_rules_cursor
 from hookgate.authorization.csv_import import read_csv
 from hookgate.config import ConfigError, SourceConfig, ZaptecSource, parse_config
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.events import StoredEvent
 from hookgate.oauth import TokenIssuer, redact_form
 from hookgate.providers import build_providers
 from hookgate.providers.base import Call, Parsed, Reject, SessionAuthority, nesting_depth
-from hookgate.store.rows import BadCursor, decode_cursor
+from hookgate.store.rows import decode_cursor
 from hookgate.store.views import VIEWS
 from hookgate.store.viewtx import _order_values, cursor_value
 from hookgate.timeutil import iso

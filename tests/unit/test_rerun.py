@@ -15,11 +15,12 @@ import msgspec
 import pytest
 
 from hookgate.config import Config, parse_config
+from hookgate.domain.errors import Conflict, NotFound, Unprocessable
 from hookgate.domain.events import InboundEvent, Rejection
 from hookgate.domain.queries import EventFilter
 from hookgate.ids import new_id
 from hookgate.oauth import TokenIssuer
-from hookgate.ops.rerun import RerunError, reprocess_event, rerun_rejection
+from hookgate.ops.rerun import reprocess_event, rerun_rejection
 from hookgate.providers import build_providers
 from hookgate.providers.base import Provider, body_hash, read_replay_copy
 from hookgate.store.sqlite import SqliteStore
@@ -89,12 +90,12 @@ async def test_a_quarantined_event_valid_now_is_queued_for_processing(
     assert stored["subject"] == "parking/2791368361"
     assert stored["document"]["licenseNumber"] == "ABC123"
 
-    with pytest.raises(RerunError) as again:
+    with pytest.raises(Conflict) as again:
         await reprocess_event(store, config, providers, event.id)
-    assert (again.value.status, again.value.code) == (409, "not-quarantined")
-    with pytest.raises(RerunError) as missing:
+    assert again.value.code == "not-quarantined"
+    with pytest.raises(NotFound) as missing:
         await reprocess_event(store, config, providers, "nope")
-    assert missing.value.status == 404
+    assert missing.value.detail == "no event with id nope"
 
 
 async def test_a_quarantined_duplicate_names_the_event_it_duplicates(
@@ -119,9 +120,9 @@ async def test_a_still_invalid_event_answers_422_with_the_parser_message(
     config = config_of(tmp_path, [AMPECO_NEW])
     event = quarantined(b'{"parkingId": "not a number"}')
     await store.ingest(event)
-    with pytest.raises(RerunError) as err:
+    with pytest.raises(Unprocessable) as err:
         await reprocess_event(store, config, providers, event.id)
-    assert (err.value.status, err.value.code) == (422, "still-invalid")
+    assert err.value.code == "still-invalid"
     assert "parkingId" in err.value.detail or "Expected" in err.value.detail
 
 
@@ -192,9 +193,9 @@ async def test_a_rejected_call_passes_after_the_secret_is_configured(
     rejection_id = await reject(
         store, before, providers, "ampeco", signed_headers(SESSION_STOP, NEW_SECRET), SESSION_STOP
     )
-    with pytest.raises(RerunError) as still:
+    with pytest.raises(Unprocessable) as still:
         await rerun_rejection(store, before, providers, rejection_id)
-    assert (still.value.status, still.value.code) == (422, "still-invalid")
+    assert still.value.code == "still-invalid"
     assert "signature does not match" in still.value.detail
 
     after = config_of(tmp_path, [AMPECO_NEW, NEW_SECRET])
@@ -208,9 +209,9 @@ async def test_a_rejected_call_passes_after_the_secret_is_configured(
     rejection = await store.get_rejection(rejection_id)
     assert rejection is not None and rejection["rerun_event_id"] == result.event_id
 
-    with pytest.raises(RerunError) as twice:
+    with pytest.raises(Conflict) as twice:
         await rerun_rejection(store, after, providers, rejection_id)
-    assert (twice.value.status, twice.value.code) == (409, "already-rerun")
+    assert twice.value.code == "already-rerun"
 
     # The same call refused again and re-run: the inbox already holds it.
     again = await reject(
@@ -228,13 +229,13 @@ async def test_a_rejection_without_a_replay_copy_says_why(
     config = config_of(tmp_path, [AMPECO_NEW])
     headers = {"authorization": "Basic eDp5", "content-type": "application/json"}
     rejection_id = await reject(store, config, providers, "easypark", headers, PARKING)
-    with pytest.raises(RerunError) as err:
+    with pytest.raises(Conflict) as err:
         await rerun_rejection(store, config, providers, rejection_id)
-    assert (err.value.status, err.value.code) == (409, "no-replay-copy")
+    assert err.value.code == "no-replay-copy"
     assert "never stored" in err.value.detail and "EasyPark" in err.value.detail
-    with pytest.raises(RerunError) as missing:
+    with pytest.raises(NotFound) as missing:
         await rerun_rejection(store, config, providers, "nope")
-    assert missing.value.status == 404
+    assert missing.value.detail == "no rejection with id nope"
 
 
 async def test_rejection_listing_shows_the_rerun_but_not_the_copy(
@@ -259,7 +260,7 @@ async def test_a_zaptec_rejection_without_a_copy_speaks_of_zaptec(
     headers = {"authorization": "Bearer nope", "content-type": "application/json"}
     body = b'{"ChargerId": "c1", "TokenId": "t1"}'
     rejection_id = await reject(store, config, providers, "zaptec", headers, body)
-    with pytest.raises(RerunError) as err:
+    with pytest.raises(Conflict) as err:
         await rerun_rejection(store, config, providers, rejection_id)
     assert "Zaptec does not send a session start or end again" in err.value.detail
     assert "EasyPark" not in err.value.detail

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import ViewFilter
 from hookgate.ids import floor_id, new_id
-from hookgate.store.rows import BadCursor
 from hookgate.store.viewtx import (
     Dialect,
     SqlViewTx,

@@ -13,24 +13,26 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hookgate.authorization.outcome import RESULTS
-from hookgate.domain.errors import StoreError
+from hookgate.domain.errors import HookgateError
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page
-from hookgate.ingress.problems import problem
+from hookgate.ingress.problems import error_answer, problem
 from hookgate.store.base import Store
-from hookgate.store.rows import BadCursor
 from hookgate.timeutil import iso, parse_iso, utcnow
 from hookgate.verify import any_equal, bearer_token
 
 _encoder = msgspec.json.Encoder()
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER = 5  # seconds an operator's client waits before asking storage again
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class ApiError(Exception):
-    """An admin request that gets a problem answer."""
+class ApiError(HookgateError):
+    """An admin request that gets a problem answer with a status of its own (a parameter
+    the HTTP layer checks); errors from below are answered by `error_answer`."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        super().__init__(detail, code=code)
+        self.status = status
 
 
 def json_response(document: Any, status: int = 200) -> Response:
@@ -46,7 +48,7 @@ def problem_response(
         problem(status, code, detail),
         status,
         headers=headers,
-        media_type="application/problem+json",
+        media_type=PROBLEM_JSON,
     )
 
 
@@ -105,10 +107,9 @@ class AdminApi:
                 return await handler(request)
             except ApiError as exc:
                 return problem_response(exc.status, exc.code, exc.detail)
-            except BadCursor as exc:
-                return problem_response(400, "bad-cursor", str(exc))
-            except StoreError as exc:
-                return problem_response(503, "storage-unavailable", str(exc), {"Retry-After": "5"})
+            except HookgateError as exc:
+                status, body, headers = error_answer(exc, retry_after=RETRY_AFTER)
+                return Response(body, status, headers=headers, media_type=PROBLEM_JSON)
 
         return run
 

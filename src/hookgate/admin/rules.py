@@ -36,11 +36,11 @@ from hookgate.authorization.service import (
     from_entity,
     to_entity,
 )
-from hookgate.domain.errors import AlreadyExists
+from hookgate.domain.errors import AlreadyExists, BadCursor
 from hookgate.domain.rules import AuthEntity, Budget, ChargerRule, Group, Token, normalise_uid
 from hookgate.ingress.problems import problem
 from hookgate.store.base import Store
-from hookgate.store.rows import BadCursor, encode_cursor
+from hookgate.store.rows import encode_cursor
 
 MAX_BODY = 256 * 1024
 _SCAN = 500

@@ -31,7 +31,7 @@ from hookgate.ops.replay import (
     destination_names,
     public_destination,
 )
-from hookgate.ops.rerun import Providers, RerunError, RerunResult, reprocess_event, rerun_rejection
+from hookgate.ops.rerun import Providers, RerunResult, reprocess_event, rerun_rejection
 from hookgate.store.base import Store
 
 
@@ -225,22 +225,16 @@ class ViewsApi:
 
     async def reprocess(self, request: Request) -> Response:
         providers = self._providers_now()
-        try:
-            result = await reprocess_event(
-                self._store(), self._config, providers, request.path_params["event_id"]
-            )
-        except RerunError as exc:
-            raise ApiError(exc.status, exc.code, exc.detail) from None
+        result = await reprocess_event(
+            self._store(), self._config, providers, request.path_params["event_id"]
+        )
         return self._rerun_answer(result)
 
     async def rerun(self, request: Request) -> Response:
         providers = self._providers_now()
-        try:
-            result = await rerun_rejection(
-                self._store(), self._config, providers, request.path_params["rejection_id"]
-            )
-        except RerunError as exc:
-            raise ApiError(exc.status, exc.code, exc.detail) from None
+        result = await rerun_rejection(
+            self._store(), self._config, providers, request.path_params["rejection_id"]
+        )
         return self._rerun_answer(result)
 
     async def export(self, request: Request) -> Response:

@@ -16,7 +16,7 @@ from hookgate.config import (
     ConfigFile,
     read_config,
 )
-from hookgate.domain.errors import SchemaOutdated, StoreError
+from hookgate.domain.errors import HookgateError, SchemaOutdated, StoreError
 from hookgate.store import Store, make_store
 
 T = TypeVar("T")
@@ -28,19 +28,30 @@ _pretty = msgspec.json.Encoder()
 READS = ("storage", "authorization")
 
 
+# What the operator reads for each kind of error, the first class that matches deciding:
+# configuration and schema messages already say what to fix, storage ones say where the
+# trouble is, and the rest name their case (`not-quarantined: event ... is processed`).
+MESSAGES: tuple[tuple[type[HookgateError], str], ...] = (
+    (ConfigError, "{detail}"),
+    (SchemaOutdated, "{detail}"),
+    (StoreError, "storage: {detail}"),
+    (HookgateError, "{code}: {detail}"),
+)
+
+
+def error_message(exc: HookgateError) -> str:
+    """The command line's one sentence for `exc` (see MESSAGES)."""
+    template = next(text for kind, text in MESSAGES if isinstance(exc, kind))
+    return template.format(code=exc.code, detail=exc.detail)
+
+
 def _config_file(path: str | None) -> ConfigFile:
-    try:
-        return read_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return read_config(path)
 
 
 def _config(path: str | None, *needs: str) -> Config:
     """The configuration, requiring set variables only under `needs` (default: READS)."""
-    try:
-        return _config_file(path).require(*(needs or READS))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return _config_file(path).require(*(needs or READS))
 
 
 def _config_all(path: str | None) -> Config:
@@ -49,10 +60,7 @@ def _config_all(path: str | None) -> Config:
     loaded = _config_file(path)
     for warning in loaded.warnings:
         click.echo(f"warning: {loaded.path}: {warning}", err=True)
-    try:
-        return loaded.require()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return loaded.require()
 
 
 def _table(
@@ -83,12 +91,7 @@ def _print_json(document: Any) -> None:
 
 async def _with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
     store = make_store(config.storage)
-    try:
-        await store.open()
-    except SchemaOutdated as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
-        raise click.ClickException(f"storage: {exc}") from None
+    await store.open()
     try:
         return await work(store)
     finally:
@@ -105,18 +108,14 @@ config_option = click.option(
 
 
 class _Group(click.Group):
-    """Configuration and storage problems are the operator's to fix: a message, never a
-    traceback, whichever command meets them."""
+    """Configuration, storage and input problems are the operator's to fix: a message,
+    never a traceback, whichever command meets them."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        except SchemaOutdated as exc:
-            raise click.ClickException(str(exc)) from None
-        except StoreError as exc:
-            raise click.ClickException(f"storage: {exc}") from None
+        except HookgateError as exc:
+            raise click.ClickException(error_message(exc)) from None
 
 
 @click.group(cls=_Group)

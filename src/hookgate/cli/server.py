@@ -23,6 +23,7 @@ from hookgate.cli.common import (
     _config_all,
     _config_file,
     config_option,
+    error_message,
     main,
 )
 from hookgate.config import (
@@ -114,7 +115,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             try:
                 pending = asyncio.run(store.pending_migrations())
             except StoreError as exc:
-                raise click.ClickException(f"storage: {exc}") from None
+                raise click.ClickException(error_message(exc)) from None
             advice = (
                 f"run `hookgate migrate{' --config ' + config_path if config_path else ''}` first"
             )
@@ -172,10 +173,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
 def migrate(config_path: str | None) -> None:
     """Apply pending schema migrations (creating the SQLite file when there is none)."""
     config = _config(config_path, "storage")
-    try:
-        applied = asyncio.run(make_store(config.storage).migrate())
-    except StoreError as exc:
-        raise click.ClickException(f"storage: {exc}") from None
+    applied = asyncio.run(make_store(config.storage).migrate())
     click.echo(f"applied migrations {applied}" if applied else "schema is up to date")
 
 

@@ -40,7 +40,6 @@ from hookgate.ops.replay import (
 )
 from hookgate.ops.rerun import (
     Providers,
-    RerunError,
     RerunResult,
     reprocess_event,
     rerun_rejection,
@@ -601,10 +600,7 @@ def _rerun(
     async def work(store: Store) -> RerunResult:
         return await run(store, config, await _providers(store))
 
-    try:
-        result = _store_run(config, work)
-    except RerunError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    result = _store_run(config, work)
     if as_json:
         _print_json(result)
     else:

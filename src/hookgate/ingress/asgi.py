@@ -17,10 +17,10 @@ import structlog
 
 from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
-from hookgate.domain.errors import Overloaded, StoreError
+from hookgate.domain.errors import HookgateError, Overloaded, StoreError
 from hookgate.domain.events import InboundEvent
 from hookgate.ingress.pipeline import Pipeline
-from hookgate.ingress.problems import problem
+from hookgate.ingress.problems import error_answer, problem
 from hookgate.ingress.rejections import clip
 from hookgate.ingress.throttle import FailureThrottle
 from hookgate.metrics import Metrics
@@ -363,16 +363,19 @@ class Ingress:
         except Overloaded as exc:
             assert source is not None and provider is not None
             return self._shed_request(request, source, provider, exc, body)
-        except StoreError as exc:
-            log.error("storage unavailable", source=name, error=str(exc))
-            self._count(source, "error")
-            retry = str(self.config.storage.retry_after_seconds)
-            return (
-                503,
-                problem(503, "storage-unavailable", "the event could not be stored; retry later"),
-                _PROBLEM,
-                {"Retry-After": retry},
+        except HookgateError as exc:
+            storage = isinstance(exc, StoreError)
+            log.error(
+                "storage unavailable" if storage else "request failed", source=name, error=str(exc)
             )
+            self._count(source, "error")
+            # A provider is told what to do, not how storage failed.
+            status, document, headers = error_answer(
+                exc,
+                retry_after=self.config.storage.retry_after_seconds,
+                detail="the event could not be stored; retry later" if storage else None,
+            )
+            return status, document, _PROBLEM, headers
 
     def _throttled(self, request: _Request, source: SourceConfig, refusal: Reject) -> Reject:
         """`refusal` of a failed credential, or 429 once this address has failed too often."""

@@ -6,6 +6,15 @@ from typing import Any
 
 import msgspec
 
+from hookgate.domain.errors import (
+    Conflict,
+    HookgateError,
+    Invalid,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+)
+
 PROBLEM_TYPE = "urn:hookgate:problem:"
 _encoder = msgspec.json.Encoder()
 
@@ -21,6 +30,7 @@ TITLES = {
     422: "Unprocessable Content",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -35,3 +45,29 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> bytes:
     }
     body.update(extra)
     return _encoder.encode(body)
+
+
+# The HTTP status of each kind of error, for the provider edge and the admin API alike;
+# the most specific class listed in an error's MRO decides.
+STATUS_OF: dict[type[HookgateError], int] = {
+    Unavailable: 503,
+    NotFound: 404,
+    Conflict: 409,
+    Unprocessable: 422,
+    Invalid: 400,
+}
+
+
+def error_answer(
+    exc: HookgateError, *, retry_after: int, detail: str | None = None, **extra: Any
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, problem body and headers for `exc`: the problem type is its `code`, the
+    detail its own unless the edge says less (`detail`), and a 503 says when to retry
+    (the error's own `retry_after`, else the edge's)."""
+    status = next((STATUS_OF[k] for k in type(exc).__mro__ if k in STATUS_OF), 500)
+    headers: dict[str, str] = {}
+    if status == 503:
+        wait = exc.retry_after if isinstance(exc, Unavailable) else None
+        headers["Retry-After"] = str(retry_after if wait is None else wait)
+    body = problem(status, exc.code, exc.detail if detail is None else detail, **extra)
+    return status, body, headers

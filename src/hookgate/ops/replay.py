@@ -7,17 +7,20 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hookgate.config import Config, DestinationConfig
+from hookgate.domain.errors import Invalid
 from hookgate.domain.queries import ReplayFilter
 
 DELIVERY_STATUSES = ("pending", "failed", "delivered", "dead")
 
 
-class BadReplay(ValueError):
+class BadReplay(Invalid):
     """A replay parameter is wrong; `param` names it."""
+
+    code = "bad-parameter"
 
     def __init__(self, param: str, detail: str) -> None:
         super().__init__(detail)
-        self.param, self.detail = param, detail
+        self.param = param
 
 
 def destination_names(config: Config) -> list[str]:

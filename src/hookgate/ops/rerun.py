@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from hookgate.config import Config, SourceConfig
+from hookgate.domain.errors import Conflict, NotFound, Unprocessable
 from hookgate.domain.events import InboundEvent
 from hookgate.domain.rules import normalise_uid
 from hookgate.ids import new_id
@@ -24,14 +25,6 @@ from hookgate.timeutil import utcnow
 from hookgate.verify import mask_headers
 
 Providers = Mapping[str, Provider[Any]]
-
-
-class RerunError(Exception):
-    """Why a re-run cannot be done, as an HTTP status and problem type."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
 
 
 class RerunResult(msgspec.Struct, kw_only=True):
@@ -48,7 +41,7 @@ class RerunResult(msgspec.Struct, kw_only=True):
 def _source(config: Config, providers: Providers, name: str) -> tuple[SourceConfig, Provider[Any]]:
     source = config.source(name)
     if source is None:
-        raise RerunError(409, "unknown-source", f"source {name!r} is not configured (any more)")
+        raise Conflict(f"source {name!r} is not configured (any more)", code="unknown-source")
     return source, providers[source.provider]
 
 
@@ -56,13 +49,13 @@ def _ingest_route(provider: Provider[Any]) -> str:
     for route, kind in provider.routes.items():
         if kind == "ingest":
             return route
-    raise RerunError(
-        409, "not-rerunnable", f"{provider.name} calls are answered live and cannot be re-run"
+    raise Conflict(
+        f"{provider.name} calls are answered live and cannot be re-run", code="not-rerunnable"
     )
 
 
-def _still_invalid(exc: Reject) -> RerunError:
-    return RerunError(422, "still-invalid", exc.detail)
+def _still_invalid(exc: Reject) -> Unprocessable:
+    return Unprocessable(exc.detail)
 
 
 async def reprocess_event(
@@ -71,10 +64,10 @@ async def reprocess_event(
     """Parse a quarantined event again; queue it for processing when it is valid now."""
     event = await store.get_event(event_id)
     if event is None:
-        raise RerunError(404, "not-found", f"no event with id {event_id}")
+        raise NotFound(f"no event with id {event_id}")
     if event["status"] != "quarantined":
-        raise RerunError(
-            409, "not-quarantined", f"event {event_id} is {event['status']}, not quarantined"
+        raise Conflict(
+            f"event {event_id} is {event['status']}, not quarantined", code="not-quarantined"
         )
     source, provider = _source(config, providers, event["source"])
     call = Call(_ingest_route(provider), dict(event["headers"]), event["raw_body"])
@@ -160,7 +153,7 @@ def _verify_and_parse(source: SourceConfig, provider: Provider[Any], call: Call)
     try:
         provider.authenticate(source, call)
         if not _is_json(call.headers.get("content-type")):
-            raise RerunError(422, "still-invalid", "the body must be application/json")
+            raise Unprocessable("the body must be application/json")
         provider.verify(source, call)
         try:
             return provider.parse(source, call)
@@ -178,26 +171,24 @@ async def rerun_rejection(
     """Verify a rejected call again from its replay copy and store it when it passes."""
     rejection = await store.get_rejection(rejection_id)
     if rejection is None:
-        raise RerunError(404, "not-found", f"no rejection with id {rejection_id}")
+        raise NotFound(f"no rejection with id {rejection_id}")
     if rejection.get("rerun_event_id"):
-        raise RerunError(
-            409,
-            "already-rerun",
+        raise Conflict(
             f"rejection {rejection_id} was already re-run as event {rejection['rerun_event_id']}",
+            code="already-rerun",
         )
     if rejection.get("replay") is None:
-        raise RerunError(409, "no-replay-copy", _no_copy_reason(rejection, config, providers))
+        raise Conflict(_no_copy_reason(rejection, config, providers), code="no-replay-copy")
     source, provider = _source(config, providers, rejection["source"])
     if source.provider != rejection["provider"]:
-        raise RerunError(
-            409,
-            "provider-changed",
+        raise Conflict(
             f"source {source.name!r} is now {source.provider}, not {rejection['provider']}",
+            code="provider-changed",
         )
     route = rejection["path"].removeprefix("/hooks/").strip("/").partition("/")[2]
     if provider.routes.get(route) != "ingest":
-        raise RerunError(
-            409, "not-rerunnable", f"calls to /{route} are answered live and cannot be re-run"
+        raise Conflict(
+            f"calls to /{route} are answered live and cannot be re-run", code="not-rerunnable"
         )
     copy = read_replay_copy(rejection["replay"])
     call = Call(route, dict(copy.headers), copy.body)

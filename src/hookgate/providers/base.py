@@ -20,6 +20,7 @@ import msgspec
 
 from hookgate.config import SourceConfig
 from hookgate.domain.decisions import ConsumptionReport, SessionEnd
+from hookgate.domain.errors import HookgateError
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.facts import Fact
 
@@ -30,8 +31,9 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
-class Reject(Exception):
-    """Refuse the call with an HTTP status and a problem type; nothing is stored but the log."""
+class Reject(HookgateError):
+    """Refuse the call with an HTTP status and a problem type; nothing is stored but the log.
+    (A provider's answers are HTTP by nature, so a refusal names its status itself.)"""
 
     def __init__(
         self,
@@ -43,13 +45,11 @@ class Reject(Exception):
         *,
         public: str | None = None,
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail, code=code)
         self.status = status
-        self.code = code
         self.title = title
         # `detail` is for the operator (log, rejection record); `public` is what the
         # caller is told when that must say less.
-        self.detail = detail
         self.public = detail if public is None else public
         self.headers = headers or {}
 

@@ -44,6 +44,7 @@ from hookgate.domain.decisions import (
 from hookgate.domain.errors import (
     Abandoned,
     AlreadyExists,
+    HookgateError,
     SchemaOutdated,
     StoreError,
 )
@@ -457,7 +458,7 @@ class PostgresStore(QueryMethods):
                 continue
             if error is not None:
                 job.fut.set_exception(
-                    error if isinstance(error, StoreError) else StoreError(repr(error))
+                    error if isinstance(error, HookgateError) else StoreError(repr(error))
                 )
             else:
                 job.fut.set_result(result)

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.events import Rejection
 
 DECISION_INSERT = (
@@ -38,10 +39,6 @@ SESSION_UPSERT = (
 def for_postgres(sql: str) -> str:
     """A shared statement with psycopg's `%s` placeholders (the texts hold no other `?`)."""
     return sql.replace("?", "%s")
-
-
-class BadCursor(ValueError):
-    """The cursor was not issued by this API."""
 
 
 def encode_cursor(last_id: str) -> str:

@@ -37,6 +37,7 @@ from hookgate.domain.decisions import (
 from hookgate.domain.errors import (
     Abandoned,
     AlreadyExists,
+    HookgateError,
     SchemaOutdated,
     StoreError,
 )
@@ -400,7 +401,9 @@ def _resolve(items: list[Any]) -> None:
         if fut.done():
             continue
         if exc is not None:
-            fut.set_exception(exc if isinstance(exc, StoreError) else StoreError(repr(exc)))
+            # A write's own answer (a clash, a limit) goes back as it is; anything else is
+            # storage failing.
+            fut.set_exception(exc if isinstance(exc, HookgateError) else StoreError(repr(exc)))
         else:
             fut.set_result(result)
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import Page, ViewFilter
-from hookgate.store.rows import BadCursor
 from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso
 
