@@ -19,6 +19,10 @@ from click.testing import CliRunner, Result
 
 from hookgate.cli import main
 from hookgate.config import StorageConfig
+from hookgate.domain.decisions import ConsumptionReport
+from hookgate.domain.errors import BadCursor
+from hookgate.domain.events import InboundEvent, RejectionCount, StoredEvent
+from hookgate.domain.queries import ReplayFilter
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.emulate.base import encode
 from hookgate.emulate.easypark import transaction
@@ -33,15 +37,7 @@ from hookgate.store.aggregates import (
     EventCountQuery,
     RejectionQuery,
 )
-from hookgate.store.base import (
-    ConsumptionReport,
-    InboundEvent,
-    RejectionCount,
-    ReplayFilter,
-    StoredEvent,
-    ViewTx,
-)
-from hookgate.store.rows import BadCursor
+from hookgate.store.base import ViewTx
 from hookgate.store.search import EventSearch, FieldMatch, InvalidQuery
 from hookgate.timeutil import iso
 from support.storage import fresh_storage, pg_available

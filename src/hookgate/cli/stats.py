@@ -13,8 +13,8 @@ import msgspec
 from hookgate import queries
 from hookgate.cli.common import _config, _print_json, _table, _with_store, config_option, main
 from hookgate.cli.inbox import EVENT_STATUSES, events
+from hookgate.domain.errors import BadCursor
 from hookgate.store import Store
-from hookgate.store.rows import BadCursor
 from hookgate.timeutil import iso
 
 T = TypeVar("T")

@@ -7,11 +7,15 @@ from typing import Any
 
 import msgspec
 
+from hookgate.domain.errors import Invalid
+
 __all__ = ["EventHit", "EventPage", "EventSearch", "FieldMatch", "InvalidQuery"]
 
 
-class InvalidQuery(ValueError):
+class InvalidQuery(Invalid):
     """A search or aggregate the caller must correct (a 400, or a CLI message)."""
+
+    code = "bad-query"
 
 
 class FieldMatch(msgspec.Struct, frozen=True):

@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.search import EventHit, EventPage, EventSearch, FieldMatch, InvalidQuery
 from hookgate.ids import floor_id
-from hookgate.store.rows import BadCursor, decode_cursor, encode_cursor
+from hookgate.store.rows import decode_cursor, encode_cursor
 from hookgate.timeutil import iso, parse_iso
 
 Dialect = Literal["sqlite", "postgresql"]
