@@ -16,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hookgate.admin.alerts import AlertsApi
 from hookgate.admin.api import AdminApi, json_response, problem_response
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
+from hookgate.alerts.evaluator import AlertLoop, start_alerts
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import PLACEHOLDER, Config, ZaptecSource
 from hookgate.domain.errors import StoreError
@@ -50,6 +52,7 @@ class Gateway:
         self.workers: Workers | None = None
         self.providers: dict[str, Provider[Any]] | None = None
         self.kafka_sources: list[KafkaSource] = []
+        self.alerts: AlertLoop | None = None
 
     async def start(self) -> None:
         """Open storage and wire the receivers; announce unusable sources."""
@@ -91,6 +94,7 @@ class Gateway:
             self.authorization,
             self.workers.wake if self.workers is not None else None,
         )
+        self.alerts = start_alerts(self.config, self.store, self.metrics)
         # What start-up loaded (rules, tokens, code) lives as long as the process: keep it
         # out of the collector's way, and collect young objects less eagerly, so that a
         # full collection does not stall requests every fraction of a second under load.
@@ -107,6 +111,8 @@ class Gateway:
         """Stop consuming, finish background audit writes and the workers' batches, flush
         queued writes, close storage."""
         await stop_kafka_sources(self.kafka_sources)
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self.ingress is not None:
             await self.ingress.drain()
         if self.workers is not None:
@@ -171,6 +177,7 @@ def create_app(config: Config) -> Any:
             *admin.routes(),
             *rules.routes(),
             *views.routes(),
+            *AlertsApi(admin, lambda: gateway.store).routes(),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hookgate.alerts.settings import AlertsConfig
 from hookgate.config_explain import explain, item_label, line_of
 from hookgate.domain.errors import Invalid
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
@@ -486,8 +487,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sources: list[SourceConfig] = []
     processing: ProcessingConfig = msgspec.field(default_factory=ProcessingConfig)
     destinations: list[DestinationConfig] = []
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
     def __post_init__(self) -> None:
+        self._check_alert_rules()
         named: dict[str, int] = {}
         for index, destination in enumerate(self.destinations):
             if destination.name in named:
@@ -504,6 +507,24 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     f"sources[{seen[source.name]}]"
                 )
             seen[source.name] = index
+
+    def _check_alert_rules(self) -> None:
+        """A rule naming a source or destination that does not exist would never fire."""
+        sources = {s.name for s in self.sources}
+        destinations = {d.name for d in self.destinations}
+        for index, rule in enumerate(self.alerts.rules):
+            source = getattr(rule, "source", None)
+            if source is not None and source not in sources:
+                raise ValueError(
+                    f"alerts.rules[{index}].source: no source named {source!r} "
+                    f"(configured: {', '.join(sorted(sources)) or 'none'})"
+                )
+            destination = getattr(rule, "destination", None)
+            if destination is not None and destination not in destinations:
+                raise ValueError(
+                    f"alerts.rules[{index}].destination: no destination named "
+                    f"{destination!r} (configured: {', '.join(sorted(destinations)) or 'none'})"
+                )
 
     def source(self, name: str) -> SourceConfig | None:
         """The source called `name`, if configured."""

@@ -136,6 +136,63 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.commit_seconds = Histogram(
+            "hookgate_commit_seconds",
+            "Time from handing a provider call's write to the store until its commit "
+            "returned (writer queue wait included), by kind (ingest, session_start, "
+            "session_end).",
+            ["kind"],
+            buckets=_LATENCY,
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "hookgate_decision_fallbacks_total",
+            "Zaptec starts answered by the source's on_error fallback, by source and cause "
+            "(deadline: no decision in time; error: deciding or storage failed).",
+            ["source", "cause"],
+            registry=self.registry,
+        )
+        self.storage_errors = Counter(
+            "hookgate_storage_errors_total",
+            "Storage failures by where they met the gateway (ingest: answered 503; "
+            "processing, delivery, rejections, alerts).",
+            ["where"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "hookgate_processing_backlog",
+            "Received events not yet processed (counted up to 100,000), as of the last "
+            "alert evaluation.",
+            registry=self.registry,
+        )
+        self.oldest_pending = Gauge(
+            "hookgate_processing_oldest_pending_seconds",
+            "Age of the oldest event waiting for processing (0: none waiting), as of the "
+            "last alert evaluation.",
+            registry=self.registry,
+        )
+        self.alerts_firing = Gauge(
+            "hookgate_alerts_firing",
+            "Alerts firing now by rule and severity (set by the instance that evaluates).",
+            ["rule", "severity"],
+            registry=self.registry,
+        )
+        self.alert_notifications = Counter(
+            "hookgate_alert_notifications_total",
+            "Alert notifications by notifier and outcome (sent, retried, failed: gave up).",
+            ["notifier", "outcome"],
+            registry=self.registry,
+        )
+
+    def storage_error_total(self) -> float:
+        """Every storage failure this process counted so far (for the alert rule)."""
+        total = 0.0
+        for metric in self.storage_errors.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    total += sample.value
+        return total
+
     def request(self, source: str, outcome: str) -> None:
         """Count one provider call (label children cached: this runs on every request)."""
         child = self._children.get(("r", source, outcome))

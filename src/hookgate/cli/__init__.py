@@ -2,9 +2,10 @@
 tokens, groups, chargers and budgets (charging rules), decide (a dry-run charging decision), worker
 (processing and delivery without the HTTP server), the views, deliveries, destinations,
 replay and export (views), prune (retention), events search and stats (search and
-aggregates)."""
+aggregates), and alerts (history and rules)."""
 
 from hookgate.cli import (
+    alerts,
     inbox,
     maintenance,
     rules,
@@ -18,6 +19,7 @@ from hookgate.cli import (
 from hookgate.cli.common import main
 
 __all__ = [
+    "alerts",
     "inbox",
     "main",
     "maintenance",

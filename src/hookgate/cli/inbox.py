@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
+from typing import Any
 
 import click
 
@@ -16,6 +18,7 @@ from hookgate.cli.common import (
     main,
 )
 from hookgate.domain.queries import EventFilter
+from hookgate.store import Store, alerting
 from hookgate.timeutil import iso, parse_iso, utcnow
 
 # What an inbox event can be: stored and waiting, done, failed in processing, held back.
@@ -109,6 +112,17 @@ def events_show(config_path: str | None, event_id: str) -> None:
     _print_json(item)
 
 
+async def _find_rejection(store: Store, key: str) -> dict[str, Any] | None:
+    item = await store.get_rejection(key)
+    if item is not None:
+        return item
+    found = await store.sql_read(functools.partial(alerting.rejections_by_request, request_id=key))
+    if not found:
+        return None
+    # A proxy's request id may repeat across retries: the newest refusal is shown.
+    return await store.get_rejection(found[0]["id"])
+
+
 @main.group()
 def rejections() -> None:
     """Inspect refused requests."""
@@ -154,12 +168,16 @@ def rejections_list(
 @config_option
 @click.argument("rejection_id")
 def rejections_show(config_path: str | None, rejection_id: str) -> None:
-    """One refused request: why, its masked headers, the body kept, and whether a copy to
-    verify again (`hookgate rejections rerun`) was kept."""
-    item = asyncio.run(_with_store(_config(config_path), lambda s: s.get_rejection(rejection_id)))
+    """One refused request, by its rejection id or by the request id its problem answer
+    showed (`request_id`, also the `X-Request-Id` header): why, its masked headers, the
+    body kept, and whether a copy to verify again (`hookgate rejections rerun`) was kept."""
+    item = asyncio.run(
+        _with_store(_config(config_path), lambda s: _find_rejection(s, rejection_id))
+    )
     if item is None:
         raise click.ClickException(
-            f"no rejection with id {rejection_id}: `hookgate rejections list` shows them"
+            f"no rejection with id or request id {rejection_id}: `hookgate rejections list` "
+            "shows them (only the per-minute sample of refusals is recorded in full)"
         )
     item.update(_body_text(item.pop("body"), "body"))
     replay = item.pop("replay", None)

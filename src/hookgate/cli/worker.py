@@ -23,18 +23,24 @@ async def _run_workers(config: Config, store: Store) -> None:
     from hookgate.providers import build_providers
 
     providers = build_providers(TokenIssuer(await store.secret(OAUTH_KEY, os.urandom(32))))
-    workers = Workers(store, config, providers, Metrics())
+    from hookgate.alerts.evaluator import start_alerts
+
+    metrics = Metrics()
+    workers = Workers(store, config, providers, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await workers.start()
+    alerts = start_alerts(config, store, metrics)
     log.info(
         "hookgate worker started",
         destinations=[d.name for d in config.destinations],
         storage=config.storage.url.split("://")[0],
     )
     await stop.wait()
+    if alerts is not None:
+        await alerts.stop()
     await workers.stop()
     log.info("hookgate worker stopped")
 

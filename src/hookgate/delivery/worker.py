@@ -129,6 +129,8 @@ class DeliveryWorker:
                     except Exception:
                         # A store error: the lease lapses and the delivery is sent again.
                         log.exception("delivery_not_recorded", destination=name, delivery=job.id)
+                        if self._metrics is not None:
+                            self._metrics.storage_errors.labels("delivery").inc()
 
         async with asyncio.TaskGroup() as group:
             for (name, _subject), chain in chains.items():

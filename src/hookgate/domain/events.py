@@ -25,6 +25,10 @@ class InboundEvent(msgspec.Struct, kw_only=True):
     subject: str | None = None
     status: str = "received"
     flags: list[str] = []
+    # The id of the request that brought it (logs, problem answers) and, with tracing on,
+    # the W3C traceparent its processing and deliveries continue.
+    request_id: str | None = None
+    trace_context: str | None = None
 
 
 class StoredEvent(msgspec.Struct, kw_only=True):
@@ -43,6 +47,8 @@ class StoredEvent(msgspec.Struct, kw_only=True):
     flags: list[str]
     document: Any
     decision: dict[str, Any] | None = None
+    # W3C traceparent of the request that brought the event (tracing on), else None.
+    trace_context: str | None = None
 
 
 class IngestResult(msgspec.Struct, frozen=True):
@@ -80,6 +86,8 @@ class Rejection(msgspec.Struct, kw_only=True):
     # msgspec JSON {"headers": {...}, "body": <base64>} for a re-run after a configuration
     # fix (Provider.replay_copy); None when the request cannot be verified again.
     replay: bytes | None = None
+    # The id every log line of the request carried and its problem answer showed.
+    request_id: str | None = None
 
 
 class RejectionCount(msgspec.Struct, kw_only=True):

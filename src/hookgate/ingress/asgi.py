@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
 from hookgate.domain.errors import HookgateError, Overloaded, StoreError
 from hookgate.domain.events import InboundEvent
 from hookgate.ingress.pipeline import Pipeline
-from hookgate.ingress.problems import error_answer, problem
+from hookgate.ingress.problems import error_answer, problem, request_id_of
 from hookgate.ingress.rejections import clip
 from hookgate.ingress.throttle import FailureThrottle
 from hookgate.metrics import Metrics
@@ -74,6 +75,7 @@ class _Request:
     headers: dict[str, str]
     remote: str | None
     started: float
+    id: str
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -149,14 +151,27 @@ class Ingress:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
+        request_id = request_id_of(headers)
         request = _Request(
-            scope["method"], scope["path"], headers, client[0] if client else None, started
+            scope["method"],
+            scope["path"],
+            headers,
+            client[0] if client else None,
+            started,
+            request_id,
         )
+        # Every log line of this request carries its id (the request runs in its own task:
+        # the binding ends with it).
+        bind_contextvars(request_id=request_id)
         try:
             status, body, content_type, extra = await self._handle(request, receive)
         except _Disconnected:
             return
-        out = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        out = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
         out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
@@ -307,7 +322,9 @@ class Ingress:
             call = Call(route, request.headers, body)
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
-            event = pipeline.event(source, provider, request.headers, parsed, body)
+            event = pipeline.event(
+                source, provider, request.headers, parsed, body, request_id=request.id
+            )
             event_id, duplicate = event.id, False
             if kind == "authorize":
                 assert isinstance(source, ZaptecSource)
@@ -317,7 +334,11 @@ class Ingress:
                 pipeline.wake()
             elif kind == "session_end":
                 end = cast(SessionAuthority, provider).session_end(parsed)
+                began = time.perf_counter()
                 result = await self.sessions.end(event, end)
+                self.metrics.commit_seconds.labels("session_end").observe(
+                    time.perf_counter() - began
+                )
                 if result.stored:
                     pipeline.wake()
                 self._count(source, "accepted" if result.stored else "duplicate")
@@ -325,7 +346,9 @@ class Ingress:
                 answer = provider.accepted(result.event_id)
             else:
                 used = pipeline.consumption(parsed)
+                began = time.perf_counter()
                 ingested = await self.store.ingest(event, used)
+                self.metrics.commit_seconds.labels("ingest").observe(time.perf_counter() - began)
                 pipeline.stored(used, ingested)
                 self._count(source, "accepted" if ingested.stored else "duplicate")
                 event_id, duplicate = ingested.event_id, not ingested.stored
@@ -356,7 +379,9 @@ class Ingress:
             await self._reject(request, source, provider, name, exc, body, declared)
             return (
                 exc.status,
-                problem(exc.status, exc.code, exc.public, instance=request.path),
+                problem(
+                    exc.status, exc.code, exc.public, instance=request.path, request_id=request.id
+                ),
                 _PROBLEM,
                 exc.headers,
             )
@@ -369,11 +394,14 @@ class Ingress:
                 "storage unavailable" if storage else "request failed", source=name, error=str(exc)
             )
             self._count(source, "error")
+            if storage:
+                self.metrics.storage_errors.labels("ingest").inc()
             # A provider is told what to do, not how storage failed.
             status, document, headers = error_answer(
                 exc,
                 retry_after=self.config.storage.retry_after_seconds,
                 detail="the event could not be stored; retry later" if storage else None,
+                request_id=request.id,
             )
             return status, document, _PROBLEM, headers
 
@@ -414,7 +442,7 @@ class Ingress:
         task.add_done_callback(self._background.discard)
         return (
             503,
-            problem(503, "overloaded", detail, instance=request.path),
+            problem(503, "overloaded", detail, instance=request.path, request_id=request.id),
             _PROBLEM,
             {"Retry-After": retry},
         )
@@ -437,6 +465,7 @@ class Ingress:
             headers=request.headers,
             remote=request.remote,
             body=body,
+            request_id=request.id,
         )
 
     def _count(self, source: SourceConfig | None, outcome: str) -> None:
@@ -466,6 +495,7 @@ class Ingress:
             body=body,
             declared=declared,
             stored_body=stored_body,
+            request_id=request.id,
         )
 
     # -- Zaptec ------------------------------------------------------------------------
@@ -508,7 +538,13 @@ class Ingress:
             if rejection.status == 429:
                 return (
                     429,
-                    problem(429, rejection.code, rejection.public, instance=request.path),
+                    problem(
+                        429,
+                        rejection.code,
+                        rejection.public,
+                        instance=request.path,
+                        request_id=request.id,
+                    ),
                     _PROBLEM,
                     {"Cache-Control": "no-store", **rejection.headers},
                 )

@@ -116,6 +116,8 @@ class Pipeline:
         headers: Mapping[str, str],
         parsed: Parsed,
         body: bytes,
+        *,
+        request_id: str | None = None,
     ) -> InboundEvent:
         """The inbox row of a parsed body (credentials in its headers masked)."""
         return InboundEvent(
@@ -132,6 +134,7 @@ class Pipeline:
             subject=parsed.subject,
             status=parsed.status,
             flags=parsed.flags,
+            request_id=request_id,
         )
 
     def consumption(self, parsed: Parsed) -> ConsumptionReport | None:
@@ -186,6 +189,7 @@ class Pipeline:
         body: bytes,
         declared: int = 0,
         stored_body: bytes | None = None,
+        request_id: str | None = None,
     ) -> bool:
         """Count a refused body; record it (masked, size-capped) when it is within the
         per-minute sample. False, rather than an exception, when storage could not take
@@ -245,12 +249,14 @@ class Pipeline:
                 and exc.code in _REPLAYABLE
                 else None
             ),
+            request_id=request_id,
         )
         self._recorded = True
         try:
             await self.store.record_rejection(rejection)
         except StoreError as err:
             log.error("rejection not recorded", source=rejection.source, error=str(err))
+            self.metrics.storage_errors.labels("rejections").inc()
             return False
         return True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -14,6 +16,7 @@ from hookgate.domain.errors import (
     Unavailable,
     Unprocessable,
 )
+from hookgate.ids import new_id
 
 PROBLEM_TYPE = "urn:hookgate:problem:"
 _encoder = msgspec.json.Encoder()
@@ -71,3 +74,17 @@ def error_answer(
         headers["Retry-After"] = str(retry_after if wait is None else wait)
     body = problem(status, exc.code, exc.detail if detail is None else detail, **extra)
     return status, body, headers
+
+
+# An id a proxy in front already gave the request is kept when it is plain (so its logs
+# and ours share it); anything else could forge or break log lines and is replaced.
+_CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The request's id: a well-formed `X-Request-Id` from the proxy in front, else a
+    new time-ordered id."""
+    given = headers.get("x-request-id")
+    if given is not None and _CALLER_ID.fullmatch(given):
+        return given
+    return new_id()

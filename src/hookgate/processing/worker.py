@@ -78,6 +78,7 @@ class ProcessingWorker:
                 result = await self.run_once()
             except StoreError as exc:
                 log.error("processing batch failed", error=str(exc))
+                self.metrics.storage_errors.labels("processing").inc()
                 result = ProcessResult(0, 0, 0)
             if result.processed or result.failed:
                 continue

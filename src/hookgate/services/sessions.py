@@ -88,11 +88,15 @@ class ChargingSessions:
                 decision = self.decision(source, event, request, outcome, began, fallback=False)
                 decided.append(decision)
                 try:
+                    writing = time.perf_counter()
                     await self.store.record_session_start(
                         event,
                         decision,
                         claim=lambda: claim.take(Claim.WRITER),
                         limits=outcome.limits,
+                    )
+                    self.metrics.commit_seconds.labels("session_start").observe(
+                        time.perf_counter() - writing
                     )
                 except LimitReached as exc:
                     if attempt == ATTEMPTS - 1:
@@ -119,6 +123,9 @@ class ChargingSessions:
         except Exception as exc:
             why = "deadline exceeded" if isinstance(exc, TimeoutError) else f"error: {exc}"
             log.warning("decision fallback", source=source.name, reason=why)
+            self.metrics.fallbacks.labels(
+                source.name, "deadline" if isinstance(exc, TimeoutError) else "error"
+            ).inc()
             known = (
                 self.decider.known_for_offline(request, self.clock())
                 if source.on_error == "allow_known"

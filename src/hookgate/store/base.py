@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
 from hookgate.domain.events import (
@@ -38,6 +38,8 @@ from hookgate.domain.stats import (
     RejectionStat,
     VehicleCost,
 )
+
+T = TypeVar("T")
 
 
 class ViewTx(Protocol):
@@ -289,3 +291,12 @@ class Store(Protocol):
 
     async def vehicle_costs(self, query: CostQuery) -> list[VehicleCost]:
         """Parking costs per UTC month and vehicle, costliest first."""
+
+    # -- SQL written once for both backends (store/alerting.py) ---------------------------
+
+    async def sql_read(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(connection)` on a reading DB-API connection (sqlite3 or psycopg)."""
+
+    async def sql_write(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(connection)` where it may write: SQLite's writer (inside its batch's
+        transaction), or a PostgreSQL connection on which `fn` opens its transaction."""

@@ -87,7 +87,7 @@ Row = dict[str, Any]
 _json = msgspec.json.Encoder()
 _EVENT_COLUMNS = (
     "id, source, provider, event_type, received_at, dedup_key, subject, status, flags, "
-    "headers, document, body_sha256, octet_length(raw_body) AS body_size"
+    "headers, document, body_sha256, octet_length(raw_body) AS body_size, request_id"
 )
 # Inserts skip keys already committed, read from the snapshot without waiting: ON CONFLICT
 # alone would wait for any transaction holding the stored row (a processing batch updating
@@ -95,8 +95,9 @@ _EVENT_COLUMNS = (
 _NOT_STORED = "NOT EXISTS (SELECT 1 FROM inbox x WHERE x.source = {source} AND x.dedup_key = {key})"
 _INSERT_EVENT = (
     "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
-    "subject, status, flags, headers, document, raw_body, body_sha256) "
-    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s::json, %s, %s "
+    "subject, status, flags, headers, document, raw_body, body_sha256, request_id, "
+    "trace_context) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s::json, %s, %s, %s, %s "
     f"WHERE {_NOT_STORED.format(source='%s', key='%s')} "
     "ON CONFLICT DO NOTHING"
 )
@@ -579,11 +580,13 @@ class PostgresStore(QueryMethods):
         )
         cur = await conn.execute(
             "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
-            "subject, status, flags, headers, document, raw_body, body_sha256) "
-            "SELECT i, s, p, t, r, d, sub, st, f::json, h::json, doc::json, b, sha "
+            "subject, status, flags, headers, document, raw_body, body_sha256, request_id, "
+            "trace_context) "
+            "SELECT i, s, p, t, r, d, sub, st, f::json, h::json, doc::json, b, sha, rid, tc "
             "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], "
             "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-            "%b::bytea[], %b::text[]) AS e(i, s, p, t, r, d, sub, st, f, h, doc, b, sha) "
+            "%b::bytea[], %b::text[], %b::text[], %b::text[]) "
+            "AS e(i, s, p, t, r, d, sub, st, f, h, doc, b, sha, rid, tc) "
             f"WHERE {_NOT_STORED.format(source='e.s', key='e.d')} "
             "ON CONFLICT DO NOTHING RETURNING id",
             (
@@ -600,6 +603,8 @@ class PostgresStore(QueryMethods):
                 [_json_text(e.document) for e in events],
                 [e.raw_body for e in events],
                 [e.body_sha256 for e in events],
+                [e.request_id for e in events],
+                [e.trace_context for e in events],
             ),
         )
         inserted = {row[0] for row in await cur.fetchall()}
@@ -722,8 +727,8 @@ class PostgresStore(QueryMethods):
             await tx.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
                 "status, reason, detail, headers, remote, body_sha256, body_size, body, replay, "
-                "stored_bytes) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "stored_bytes, request_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     rejection.id,
                     rejection.received_at,
@@ -741,6 +746,7 @@ class PostgresStore(QueryMethods):
                     rejection.body,
                     rejection.replay,
                     rejection_size(rejection),
+                    rejection.request_id,
                 ),
             )
 
@@ -1024,7 +1030,7 @@ class PostgresStore(QueryMethods):
         clauses, params = ([], []) if source is None else (["source = %s"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body, rerun_event_id"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id, request_id"
         )
         return await self._page(
             "rejections", columns, clauses, params, cursor, limit, rejection_row
@@ -1506,6 +1512,12 @@ class PostgresStore(QueryMethods):
 
         return await self._in_thread(lambda conn: fetch_rows(conn, table, where, "postgresql"))
 
+    async def sql_read(self, fn: Callable[[Any], T]) -> T:
+        return await self._in_thread(fn)
+
+    async def sql_write(self, fn: Callable[[Any], T]) -> T:
+        return await self._in_thread(fn)
+
 
 class _Single(Exception):
     """A lone write failed: its outcome is known, the transaction is rolled back."""
@@ -1515,7 +1527,9 @@ class _Single(Exception):
         self.outcomes = outcomes
 
 
-_STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
+_STORED_COLUMNS = (
+    "id, source, provider, event_type, received_at, subject, status, flags, document, trace_context"
+)
 
 
 def _stored_event(
@@ -1538,6 +1552,7 @@ def _stored_event(
         flags=flags,
         document=document,
         decision=decision,
+        trace_context=row["trace_context"],
     )
 
 
@@ -1567,6 +1582,8 @@ def _event_params(event: InboundEvent) -> tuple[Any, ...]:
         _json_text(event.document),
         event.raw_body,
         event.body_sha256,
+        event.request_id,
+        event.trace_context,
         _text(event.source),
         _text(event.dedup_key),
     )

@@ -73,6 +73,7 @@ def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "document": msgspec.json.decode(row["document"]) if row["document"] else None,
         "body_sha256": row["body_sha256"],
         "body_size": row["body_size"],
+        "request_id": row["request_id"],
     }
 
 

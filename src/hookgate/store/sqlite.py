@@ -85,7 +85,7 @@ _CUT_AFTER = 0.02
 _json = msgspec.json.Encoder()
 _EVENT_COLUMNS = (
     "id, source, provider, event_type, received_at, dedup_key, subject, status, flags, "
-    "headers, document, body_sha256, length(raw_body) AS body_size"
+    "headers, document, body_sha256, length(raw_body) AS body_size, request_id"
 )
 
 
@@ -648,8 +648,8 @@ class SqliteStore(QueryMethods):
     def _insert_event(conn: sqlite3.Connection, event: InboundEvent) -> bool:
         cur = conn.execute(
             "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
-            "subject, status, flags, headers, document, raw_body, body_sha256) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "subject, status, flags, headers, document, raw_body, body_sha256, request_id, "
+            "trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
             (
                 event.id,
@@ -665,6 +665,8 @@ class SqliteStore(QueryMethods):
                 _json_text(event.document),
                 event.raw_body,
                 event.body_sha256,
+                event.request_id,
+                event.trace_context,
             ),
         )
         return cur.rowcount == 1
@@ -694,7 +696,8 @@ class SqliteStore(QueryMethods):
             conn.execute(
                 "INSERT INTO rejections (id, received_at, source, provider, method, path, "
                 "status, reason, detail, headers, remote, body_sha256, body_size, body, replay, "
-                "stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "stored_bytes, request_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rejection.id,
                     iso(rejection.received_at),
@@ -712,6 +715,7 @@ class SqliteStore(QueryMethods):
                     rejection.body,
                     rejection.replay,
                     rejection_size(rejection),
+                    rejection.request_id,
                 ),
             )
 
@@ -1010,7 +1014,7 @@ class SqliteStore(QueryMethods):
         clauses, params = ([], []) if source is None else (["source = ?"], [source])
         columns = (
             "id, received_at, source, provider, method, path, status, reason, detail, "
-            "headers, remote, body_sha256, body_size, body, rerun_event_id"
+            "headers, remote, body_sha256, body_size, body, rerun_event_id, request_id"
         )
         return await self._page(
             "rejections", columns, clauses, params, cursor, limit, rejection_row
@@ -1469,13 +1473,21 @@ class SqliteStore(QueryMethods):
             lambda conn: fetch_page(conn, table, where, cursor, limit, "sqlite")
         )
 
+    async def sql_read(self, fn: Callable[[Any], T]) -> T:
+        return await self._read(fn)
+
+    async def sql_write(self, fn: Callable[[Any], T]) -> T:
+        return await self._write(fn)
+
     async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
         from hookgate.store.viewtx import fetch_rows
 
         return await self._read(lambda conn: fetch_rows(conn, table, where, "sqlite"))
 
 
-_STORED_COLUMNS = "id, source, provider, event_type, received_at, subject, status, flags, document"
+_STORED_COLUMNS = (
+    "id, source, provider, event_type, received_at, subject, status, flags, document, trace_context"
+)
 
 
 # Events read per query while processing: in the gateway the time budget usually ends a job
@@ -1518,6 +1530,7 @@ def _stored_event(row: sqlite3.Row, decision: dict[str, Any] | None) -> StoredEv
         flags=msgspec.json.decode(row["flags"]),
         document=msgspec.json.decode(row["document"]) if row["document"] else None,
         decision=decision,
+        trace_context=row["trace_context"],
     )
 
 

@@ -1,0 +1,1 @@
+"""Alerts: rules over the store and metrics, an evaluator per database, notifiers."""
