@@ -15,19 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from delivery_receiver import Receiver, closed_port, serve
 
-from conftest import (
-    EASYPARK_PASSWORD,
-    EASYPARK_USER,
-    ZAPTEC_PASSWORD,
-    ZAPTEC_USER,
-    Running,
-    base_config,
-)
 from hookgate.alerts.evaluator import LEASE, AlertEvaluator, Report
 from hookgate.config import parse_config
 from hookgate.delivery.router import Router
+from hookgate.domain.queries import ReplayFilter
 from hookgate.emulate import easypark
 from hookgate.emulate.base import encode, post
 from hookgate.emulate.zaptec import ZaptecEmulator
@@ -36,8 +28,17 @@ from hookgate.oauth import TokenIssuer
 from hookgate.processing.worker import Processor
 from hookgate.providers import build_providers
 from hookgate.store import alerting, make_store
-from hookgate.store.base import ReplayFilter, Store
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
+from support.delivery_receiver import Receiver, closed_port, serve
+from support.gateway import (
+    EASYPARK_PASSWORD,
+    EASYPARK_USER,
+    ZAPTEC_PASSWORD,
+    ZAPTEC_USER,
+    Running,
+    base_config,
+)
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

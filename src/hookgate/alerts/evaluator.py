@@ -23,10 +23,11 @@ from hookgate.alerts.notifiers import Dispatcher
 from hookgate.alerts.rules import ErrorWindow, Facts, Finding, check
 from hookgate.alerts.settings import Rule
 from hookgate.config import Config
+from hookgate.domain.errors import StoreError
 from hookgate.metrics import Metrics
 from hookgate.store import alerting
 from hookgate.store.alerting import AlertRow
-from hookgate.store.base import Store, StoreError
+from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
 
 log = structlog.get_logger("hookgate.alerts")
