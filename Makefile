@@ -28,13 +28,14 @@ run: setup
 	$(VENV)/bin/hookgate migrate
 	$(VENV)/bin/hookgate serve
 
-## test: lint, type-check and the whole test suite
+## test: lint (with the layering contracts in .importlinter), type-check and the whole test suite
 test: setup lint typecheck
 	$(VENV)/bin/pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy

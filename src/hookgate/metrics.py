@@ -1,15 +1,55 @@
-"""Prometheus metrics, registered once per process and exposed on /metrics."""
+"""Prometheus metrics, registered once per process and exposed on /metrics.
+
+Requests the HTTP/1.1 layer refuses before the application sees them (a Content-Length
+beside a Transfer-Encoding, a bad chunk size, a header with a control character, a head
+over the limits) never reach the ASGI app, so its counters miss them. The connection
+layer (`ingress/edge.py`) counts them here with `count_protocol_error`, per process, and
+every `Metrics` registry exports the tally as `hookgate_protocol_errors_total{reason}`.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from hookgate.ingress.protocol_errors import ProtocolErrors
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _ATTEMPT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+_lock = threading.Lock()
+_counts: Tally[str] = Tally()
+
+
+def count_protocol_error(reason: str) -> None:
+    """One refused request; `reason` is a problem type code (a short, fixed text)."""
+    with _lock:
+        _counts[reason] += 1
+
+
+def protocol_error_counts() -> dict[str, int]:
+    """The tally so far, by reason."""
+    with _lock:
+        return dict(_counts)
+
+
+class ProtocolErrors(Collector):
+    """Exports the process's tally in a registry."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hookgate_protocol_errors",
+            "Requests refused by the HTTP/1.1 layer before the application saw them "
+            "(unparseable, head over the limits), by reason.",
+            labels=["reason"],
+        )
+        for reason, value in sorted(protocol_error_counts().items()):
+            family.add_metric([reason], value)
+        yield family
 
 
 class Metrics:

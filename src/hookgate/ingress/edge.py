@@ -34,8 +34,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hookgate.config import ServerConfig
-from hookgate.ingress import protocol_errors
 from hookgate.ingress.problems import problem
+from hookgate.metrics import count_protocol_error
 
 log = logging.getLogger("hookgate.edge")
 
@@ -289,7 +289,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """A request the parser refused: counted, logged, and answered as problem+json
         instead of uvicorn's text/plain (the parser's reason says what to fix)."""
         reason = self._parse_error or msg
-        protocol_errors.count("bad-request")
+        count_protocol_error("bad-request")
         peer = self.client[0] if self.client else None
         log.warning("invalid HTTP request refused: %s (client %s)", reason, peer)
         self.transport.write(
@@ -298,7 +298,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _refuse_head(self) -> None:
-        protocol_errors.count("header-too-large")
+        count_protocol_error("header-too-large")
         log.info("request head over %d bytes: refused", self.limits.max_header_bytes)
         self.transport.write(
             _raw_answer(
@@ -396,7 +396,7 @@ class EdgeProtocol(HttpToolsProtocol):
         if refusal is None:
             super().on_headers_complete()
             return
-        protocol_errors.count(
+        count_protocol_error(
             "too-many-headers"
             if self._head_count > self.limits.max_header_count
             else "header-too-large"
