@@ -60,14 +60,21 @@ def _unb64(text: str) -> bytes:
 class TokenIssuer:
     """Issues and checks bearer tokens for Zaptec sources."""
 
-    def __init__(self, server_key: bytes, clock: object = time) -> None:
+    def __init__(self, server_key: bytes | None = None, clock: object = time) -> None:
         self._server_key = server_key
         self._clock = clock
+
+    def use_key(self, server_key: bytes) -> None:
+        """Sign with this key: the one kept in the store, read once storage is open, so
+        that every instance and every restart accept each other's tokens."""
+        self._server_key = server_key
 
     def _now(self) -> int:
         return int(self._clock.time())  # type: ignore[attr-defined]
 
     def _key(self, source: ZaptecSource) -> bytes:
+        if self._server_key is None:
+            raise RuntimeError("the token-signing key is not loaded (storage is not open yet)")
         fingerprint = hashlib.sha256(f"{source.username}\0{source.password}".encode()).digest()
         return hmac.new(
             self._server_key, b"oauth\0" + source.name.encode() + b"\0" + fingerprint, "sha256"

@@ -14,15 +14,18 @@ from typing import Any
 import msgspec
 import pytest
 
+from hookgate.authorization.service import AuthorizationService
 from hookgate.config import Config, parse_config
 from hookgate.domain.errors import Conflict, NotFound, Unprocessable
 from hookgate.domain.events import InboundEvent, Rejection
 from hookgate.domain.queries import EventFilter
 from hookgate.ids import new_id
+from hookgate.ingress.pipeline import Pipeline
+from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
-from hookgate.ops.rerun import reprocess_event, rerun_rejection
 from hookgate.providers import build_providers
 from hookgate.providers.base import Provider, body_hash, read_replay_copy
+from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_NEW, base_config
 
@@ -48,6 +51,24 @@ def config_of(tmp_path: Path, ampeco_secrets: list[str]) -> Config:
         if source["name"] == "ampeco":
             source["secrets"] = ampeco_secrets
     return parse_config(data, env={})
+
+
+def reruns(store: SqliteStore, config: Config, providers: dict[str, Provider[Any]]) -> Reruns:
+    """The re-run service over the ingest pipeline, as the bootstrap wires it."""
+    engine = AuthorizationService(store, config.authorization)
+    return Reruns(store, config, providers, Pipeline(config, store, engine, Metrics()))
+
+
+async def reprocess_event(
+    store: SqliteStore, config: Config, providers: dict[str, Provider[Any]], event_id: str
+) -> RerunResult:
+    return await reruns(store, config, providers).reprocess(event_id)
+
+
+async def rerun_rejection(
+    store: SqliteStore, config: Config, providers: dict[str, Provider[Any]], rejection_id: str
+) -> RerunResult:
+    return await reruns(store, config, providers).rerun(rejection_id)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,18 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
 from hookgate.admin.api import AdminApi
 from hookgate.admin.views import ViewsApi
+from hookgate.bootstrap import bootstrap
 from hookgate.config import Config, StorageConfig, parse_config
 from hookgate.domain.events import InboundEvent, Rejection, StoredEvent
 from hookgate.domain.outbox import DeliveryOutcome
 from hookgate.ids import new_id
-from hookgate.oauth import TokenIssuer
-from hookgate.providers import build_providers
 from hookgate.store import Store, make_store
 from hookgate.store.base import ViewTx
 from support.gateway import ADMIN_TOKEN, base_config
@@ -85,17 +84,20 @@ def api(tmp_path: Path, storage_url: str) -> Iterator[Api]:
         ),
         env={},
     )
-    store = make_store(StorageConfig(url=storage_url, auto_migrate=True))
-    providers = build_providers(TokenIssuer(os.urandom(32)))
+    config = msgspec.structs.replace(
+        config, storage=msgspec.structs.replace(config.storage, auto_migrate=True)
+    )
+    graph = bootstrap(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await store.open()
+        await graph.open()
+        await graph.load_signing_key()
         yield
-        await store.close()
+        await graph.close()
 
-    admin = AdminApi(lambda: store, config.admin.tokens)
-    views = ViewsApi(admin, lambda: store, config, lambda: providers)
+    admin = AdminApi(graph.store, config.admin.tokens)
+    views = ViewsApi(admin, graph.store, config, graph.reruns, graph.operations)
     app = Starlette(routes=[*admin.routes(), *views.routes()], lifespan=lifespan)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)

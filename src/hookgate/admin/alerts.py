@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,9 +19,9 @@ STATUSES = ("firing", "resolved")
 class AlertsApi:
     """The alert history through the admin API (same tokens, same problem answers)."""
 
-    def __init__(self, admin: AdminApi, store_ref: Callable[[], Store]) -> None:
+    def __init__(self, admin: AdminApi, store: Store) -> None:
         self._admin = admin
-        self._store = store_ref
+        self._store = store
 
     async def listing(self, request: Request) -> Response:
         q = request.query_params
@@ -32,7 +31,7 @@ class AlertsApi:
         cursor = q.get("cursor")
         before = decode_cursor(cursor) if cursor else None
         limit = self._admin._limit(request)
-        rows = await self._store().sql_read(
+        rows = await self._store.sql_read(
             functools.partial(
                 alerting.list_alerts, status=status, rule=q.get("rule"), before=before, limit=limit
             )
@@ -43,7 +42,7 @@ class AlertsApi:
         )
 
     async def show(self, request: Request) -> Response:
-        row = await self._store().sql_read(
+        row = await self._store.sql_read(
             functools.partial(alerting.get_alert, alert_id=request.path_params["alert_id"])
         )
         if row is None:

@@ -81,8 +81,8 @@ def _no_nul(request: Request) -> None:
 class AdminApi:
     """Handlers bound to one store and one token list."""
 
-    def __init__(self, store_ref: Callable[[], Store], tokens: list[str]) -> None:
-        self._store = store_ref
+    def __init__(self, store: Store, tokens: list[str]) -> None:
+        self._store = store
         self._tokens = [t for t in tokens if t]
 
     def guarded(self, handler: Handler) -> Handler:
@@ -134,11 +134,11 @@ class AdminApi:
             status=q.get("status"),
             since=since,
         )
-        page = await self._store().list_events(where, q.get("cursor"), self._limit(request))
+        page = await self._store.list_events(where, q.get("cursor"), self._limit(request))
         return self._page(page)
 
     async def event(self, request: Request) -> Response:
-        item = await self._store().get_event(request.path_params["event_id"])
+        item = await self._store.get_event(request.path_params["event_id"])
         if item is None:
             raise ApiError(404, "not-found", "no event with this id")
         item.update(body_fields(item.pop("raw_body"), "raw_body"))
@@ -146,7 +146,7 @@ class AdminApi:
 
     async def rejections(self, request: Request) -> Response:
         q = request.query_params
-        page = await self._store().list_rejections(
+        page = await self._store.list_rejections(
             q.get("source"), q.get("cursor"), self._limit(request)
         )
         for item in page.items:
@@ -159,7 +159,7 @@ class AdminApi:
         q = request.query_params
         until = _instant(q.get("until"), "until")
         since = _instant(q.get("since"), "since") or (until or utcnow()) - timedelta(days=1)
-        items = await self._store().rejection_counts(q.get("source"), since, until)
+        items = await self._store.rejection_counts(q.get("source"), since, until)
         return json_response(
             {"since": iso(since), "until": iso(until) if until else None, "items": items}
         )
@@ -176,7 +176,7 @@ class AdminApi:
             since=_instant(q.get("since"), "since"),
             until=_instant(q.get("until"), "until"),
         )
-        page = await self._store().list_decisions(where, q.get("cursor"), self._limit(request))
+        page = await self._store.list_decisions(where, q.get("cursor"), self._limit(request))
         return self._page(page)
 
     def routes(self) -> list[Route]:

@@ -4,7 +4,6 @@ fleet cost export. Same guard, limits, cursors and problem answers as `admin.api
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.routing import Route
 from hookgate.admin.api import AdminApi, ApiError, _instant, json_response
 from hookgate.config import Config
 from hookgate.domain.queries import ReplayFilter, ViewFilter
-from hookgate.export import build_report, lines_csv, report_json, totals_csv
+from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
     charge_point_detail,
     delivery_detail,
@@ -27,11 +26,11 @@ from hookgate.ops.details import (
 from hookgate.ops.replay import (
     DELIVERY_STATUSES,
     BadReplay,
-    check_replay,
     destination_names,
     public_destination,
 )
-from hookgate.ops.rerun import Providers, RerunResult, reprocess_event, rerun_rejection
+from hookgate.services.operations import Operations
+from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
 
 
@@ -62,19 +61,22 @@ async def _json_body(request: Request, model: type[Any]) -> Any:
 
 
 class ViewsApi:
-    """Handlers bound to the store, the configuration and the providers (for re-runs)."""
+    """Handlers over the store's views and the operator services (re-runs, replay,
+    export)."""
 
     def __init__(
         self,
         admin: AdminApi,
-        store_ref: Callable[[], Store],
+        store: Store,
         config: Config,
-        providers_ref: Callable[[], Providers | None],
+        reruns: Reruns,
+        operations: Operations,
     ) -> None:
         self._admin = admin
-        self._store = store_ref
+        self._store = store
         self._config = config
-        self._providers = providers_ref
+        self._reruns = reruns
+        self._operations = operations
 
     # -- listings ------------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ class ViewsApi:
             until=_instant(q.get("until"), "until"),
         )
         limit = AdminApi._limit(request)
-        page = await self._store().list_view(table, where, q.get("cursor"), limit)
+        page = await self._store.list_view(table, where, q.get("cursor"), limit)
         return AdminApi._page(page)
 
     @staticmethod
@@ -111,7 +113,7 @@ class ViewsApi:
         )
 
     async def session(self, request: Request) -> Response:
-        item = await session_detail(self._store(), request.path_params["id"])
+        item = await session_detail(self._store, request.path_params["id"])
         return self._found(item, "charging session")
 
     async def parking(self, request: Request) -> Response:
@@ -120,7 +122,7 @@ class ViewsApi:
         )
 
     async def parking_one(self, request: Request) -> Response:
-        item = await view_row(self._store(), "parking_transactions", request.path_params["id"])
+        item = await view_row(self._store, "parking_transactions", request.path_params["id"])
         return self._found(item, "parking transaction")
 
     async def payments(self, request: Request) -> Response:
@@ -129,7 +131,7 @@ class ViewsApi:
         )
 
     async def payment(self, request: Request) -> Response:
-        item = await payment_detail(self._store(), request.path_params["id"])
+        item = await payment_detail(self._store, request.path_params["id"])
         return self._found(item, "payment object")
 
     async def charge_points(self, request: Request) -> Response:
@@ -138,7 +140,7 @@ class ViewsApi:
         )
 
     async def charge_point(self, request: Request) -> Response:
-        item = await charge_point_detail(self._store(), request.path_params["id"])
+        item = await charge_point_detail(self._store, request.path_params["id"])
         return self._found(item, "charge point")
 
     # -- deliveries and destinations -----------------------------------------------------
@@ -155,15 +157,15 @@ class ViewsApi:
             until=_instant(q.get("until"), "until"),
         )
         limit = AdminApi._limit(request)
-        page = await self._store().list_deliveries(where, q.get("cursor"), limit)
+        page = await self._store.list_deliveries(where, q.get("cursor"), limit)
         return AdminApi._page(page)
 
     async def delivery(self, request: Request) -> Response:
-        item = await delivery_detail(self._store(), request.path_params["id"])
+        item = await delivery_detail(self._store, request.path_params["id"])
         return self._found(item, "delivery")
 
     async def destinations(self, request: Request) -> Response:
-        states = await self._store().destination_states()
+        states = await self._store.destination_states()
         items = [public_destination(d, states.get(d.name)) for d in self._config.destinations]
         return json_response({"items": items})
 
@@ -171,7 +173,7 @@ class ViewsApi:
         name = request.path_params["name"]
         if name not in destination_names(self._config):
             raise ApiError(404, "not-found", f"no destination named {name!r} is configured")
-        store = self._store()
+        store = self._store
         await store.set_destination_disabled(name, reason)
         states = await store.destination_states()
         (destination,) = [d for d in self._config.destinations if d.name == name]
@@ -188,10 +190,10 @@ class ViewsApi:
 
     async def _replay(self, where: ReplayFilter) -> Response:
         try:
-            check_replay(self._config, where)
+            queued = await self._operations.replay(where)
         except BadReplay as exc:
             raise _bad(exc.param, exc.detail) from None
-        return json_response({"queued": await self._store().replay(where)})
+        return json_response({"queued": queued})
 
     async def replay(self, request: Request) -> Response:
         body: _ReplayBody = await _json_body(request, _ReplayBody)
@@ -207,35 +209,24 @@ class ViewsApi:
         )
 
     async def replay_event(self, request: Request) -> Response:
-        event_id = request.path_params["event_id"]
-        if await self._store().get_event(event_id) is None:
-            raise ApiError(404, "not-found", "no event with this id")
         destination = request.query_params.get("destination")
-        return await self._replay(ReplayFilter(event_ids=[event_id], destination=destination))
-
-    def _providers_now(self) -> Providers:
-        providers = self._providers()
-        if providers is None:
-            raise ApiError(503, "starting", "the gateway is still starting")
-        return providers
+        try:
+            queued = await self._operations.replay_event(
+                request.path_params["event_id"], destination
+            )
+        except BadReplay as exc:
+            raise _bad(exc.param, exc.detail) from None
+        return json_response({"queued": queued})
 
     @staticmethod
     def _rerun_answer(result: RerunResult) -> Response:
         return json_response(msgspec.to_builtins(result))
 
     async def reprocess(self, request: Request) -> Response:
-        providers = self._providers_now()
-        result = await reprocess_event(
-            self._store(), self._config, providers, request.path_params["event_id"]
-        )
-        return self._rerun_answer(result)
+        return self._rerun_answer(await self._reruns.reprocess(request.path_params["event_id"]))
 
     async def rerun(self, request: Request) -> Response:
-        providers = self._providers_now()
-        result = await rerun_rejection(
-            self._store(), self._config, providers, request.path_params["rejection_id"]
-        )
-        return self._rerun_answer(result)
+        return self._rerun_answer(await self._reruns.rerun(request.path_params["rejection_id"]))
 
     async def export(self, request: Request) -> Response:
         q = request.query_params
@@ -249,10 +240,9 @@ class ViewsApi:
         if totals not in ("true", "false", "1", "0"):
             raise _bad("totals", "must be true or false")
         try:
-            settings = self._config.authorization
-            report = await build_report(self._store(), month, settings.timezone, settings.tokens)
-        except ValueError as exc:
-            raise _bad("month", str(exc)) from None
+            report = await self._operations.export(month)
+        except BadReplay as exc:
+            raise _bad(exc.param, exc.detail) from None
         if fmt == "json":
             return Response(report_json(report), media_type="application/json")
         part = "totals" if totals in ("true", "1") else "lines"

@@ -110,10 +110,9 @@ class AuthorizationService:
         self._nudged: asyncio.Future[None] | None = None
         self._nudge_wanted = False
 
-    async def start(self, *, follow: bool = True) -> None:
-        """Write the configuration's rules, load everything, and follow the change log."""
-        entities = [
-            to_entity(kind, item)
+    def _configured(self) -> list[tuple[str, Entity]]:
+        return [
+            (kind, item)
             for kind, items in (
                 ("group", self.settings.groups),
                 ("charger", self.settings.chargers),
@@ -122,12 +121,36 @@ class AuthorizationService:
             )
             for item in items
         ]
+
+    async def start(self, *, follow: bool = True) -> None:
+        """Write the configuration's rules, load everything, and follow the change log."""
+        entities = [to_entity(kind, item) for kind, item in self._configured()]
         changed = await self.store.auth_sync_config(entities)
         if changed:
             log.info("configuration rules written", changes=changed)
         await self.reload()
         if follow:
             self._task = asyncio.create_task(self._follow(), name="hookgate-auth-follow")
+
+    async def load_read_only(self) -> None:
+        """Load the engine as a server on these settings would hold it, without writing:
+        the stored rules with the configuration file's laid over them in memory (a
+        command that only looks, on a file no server has synchronised yet)."""
+        await self.reload()
+        engine = self.engine
+        wanted = {(kind, entity_key(kind, item)): item for kind, item in self._configured()}
+        tables: dict[str, dict[str, Any]] = {
+            "group": engine.groups,
+            "charger": engine.chargers,
+            "token": engine.tokens,
+            "budget": engine.budgets,
+        }
+        for kind, table in tables.items():
+            for key, item in list(table.items()):
+                if item.managed_by == "config" and (kind, key) not in wanted:
+                    engine.put(kind, key, None)
+        for (kind, key), item in wanted.items():
+            engine.put(kind, key, item)
 
     async def stop(self) -> None:
         """Stop following the change log."""

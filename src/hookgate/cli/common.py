@@ -10,6 +10,7 @@ import click
 import msgspec
 
 from hookgate import __version__
+from hookgate.bootstrap import Graph, bootstrap
 from hookgate.config import (
     Config,
     ConfigError,
@@ -17,7 +18,7 @@ from hookgate.config import (
     read_config,
 )
 from hookgate.domain.errors import HookgateError, SchemaOutdated, StoreError
-from hookgate.store import Store, make_store
+from hookgate.store import Store
 
 T = TypeVar("T")
 _pretty = msgspec.json.Encoder()
@@ -89,13 +90,18 @@ def _print_json(document: Any) -> None:
     click.echo(msgspec.json.format(_pretty.encode(document), indent=2).decode())
 
 
-async def _with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    store = make_store(config.storage)
-    await store.open()
+async def _with_graph(config: Config, work: Callable[[Graph], Awaitable[T]]) -> T:
+    """Run `work` on the graph every command shares with `serve`, storage open."""
+    graph = bootstrap(config)
+    await graph.open()
     try:
-        return await work(store)
+        return await work(graph)
     finally:
-        await store.close()
+        await graph.close()
+
+
+async def _with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+    return await _with_graph(config, lambda graph: work(graph.store))
 
 
 config_option = click.option(
@@ -122,6 +128,20 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="hookgate")
 def main() -> None:
     """hookgate: receive, verify and store provider webhooks."""
+
+
+def _quiet_logs(config: Config) -> None:
+    """Log lines of a command that loads the engine go to stderr, and only warnings, so
+    its output stays what it prints."""
+    from hookgate.logs import configure
+
+    quiet = "error" if config.logging.level == "error" else "warning"
+    configure(msgspec.structs.replace(config.logging, level=quiet))
+
+
+def _run(config: Config, work: Callable[[Graph], Awaitable[T]]) -> T:
+    """`work` on the bootstrapped graph, storage open (for commands that use services)."""
+    return asyncio.run(_with_graph(config, work))
 
 
 def _store_run(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:

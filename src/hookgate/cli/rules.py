@@ -1,6 +1,6 @@
 """groups, chargers and budgets: the charging rules besides tokens, managed in the store
-through the same checks as the admin API (`admin.rules.save_entity`/`remove_entity`).
-Running servers apply changes within a refresh interval."""
+through the rules service the admin API uses, so both keep the same invariants. Running
+servers apply changes within a refresh interval."""
 
 from __future__ import annotations
 
@@ -10,102 +10,71 @@ from typing import Any
 
 import click
 
-from hookgate.admin.api import ApiError
-from hookgate.admin.rules import (
-    BUDGETS,
-    GROUPS,
-    RULES,
-    Kind,
-    document,
-    remove_entity,
-    save_entity,
-    scan,
-    validate,
-)
-from hookgate.authorization.service import Entity, from_entity, to_entity
-from hookgate.cli.common import _config, _print_json, _store_run, _table, config_option, main
-from hookgate.config import Config, ZaptecSource, find_config
+from hookgate.authorization.service import Entity
+from hookgate.bootstrap import Graph
+from hookgate.cli.common import _config, _print_json, _run, _table, config_option, main
+from hookgate.config import find_config
+from hookgate.domain.errors import Conflict, HookgateError
 from hookgate.domain.rules import budget_id, normalise_uid
-from hookgate.store import Store
+from hookgate.services.rules import BUDGETS, GROUPS, RULES, Kind, ManagedByConfig, validate
 
 
-def _refused(exc: ApiError, config_path: str | None) -> click.ClickException:
-    detail = exc.detail
-    if exc.code == "managed-by-config":
-        detail = f"{detail} (file: {find_config(config_path)})"
-    return click.ClickException(detail)
-
-
-def _configured(config: Config, spec: Kind) -> list[Entity]:
-    settings = config.authorization
-    return {
-        "group": settings.groups,
-        "charger": settings.chargers,
-        "budget": settings.budgets,
-    }[spec.kind]  # type: ignore[return-value]
+def refusal(
+    exc: HookgateError, config_path: str | None, spec: Kind, key: str
+) -> click.ClickException:
+    """A service's refusal as a message saying what to fix here."""
+    if isinstance(exc, ManagedByConfig):
+        return click.ClickException(
+            f"{exc.spec.noun} {exc.key} is managed by the configuration file "
+            f"{find_config(config_path)} ({exc.spec.config_table}): edit the file there and "
+            "restart hookgate"
+        )
+    if exc.code == "already-exists":
+        return click.ClickException(f"{spec.noun} {key} exists: pass --replace to overwrite it")
+    if exc.code == "not-found":
+        return click.ClickException(
+            f"there is no {spec.noun} {key}: `hookgate {spec.path} list` shows them"
+        )
+    return click.ClickException(exc.detail)
 
 
 def _listed(config_path: str | None, spec: Kind, keep: Callable[[Entity], bool]) -> list[Any]:
     """Every entity of a kind in key order: the stored ones and those of the file that no
     server has written to the store yet."""
-    config = _config(config_path)
-    stored = {e.key: e for e in _store_run(config, lambda s: scan(s, spec.kind))}
-    for listed in _configured(config, spec):
-        stored.setdefault(spec.key_of(listed), to_entity(spec.kind, listed))
-    items = []
-    for key in sorted(stored):
-        entity = from_entity(spec.kind, stored[key].doc)
-        if keep(entity):
-            items.append(document(entity, stored[key].managed_by))
-    return items
+
+    async def work(graph: Graph) -> list[Any]:
+        listed = await graph.rules.everything(spec)
+        return [item.document() for item in listed if keep(item.entity)]
+
+    return _run(_config(config_path), work)
 
 
 def _save(config_path: str | None, spec: Kind, doc: dict[str, Any], replace: bool) -> str:
     config = _config(config_path)
     try:
         entity = validate(spec, doc)
-    except ApiError as exc:
-        raise _refused(exc, config_path) from None
+    except HookgateError as exc:
+        raise click.ClickException(exc.detail) from None
     key = spec.key_of(entity)
-    if any(spec.key_of(item) == key for item in _configured(config, spec)):
-        raise click.ClickException(
-            f"{spec.noun} {key} is managed by the configuration file {find_config(config_path)} "
-            f"({spec.config_table}): change it there and restart hookgate"
-        )
-    zaptec = [s.name for s in config.sources if isinstance(s, ZaptecSource)]
-    groups = [g.id for g in config.authorization.groups]
 
-    async def work(store: Store) -> bool:
+    async def work(graph: Graph) -> bool:
         try:
-            return await save_entity(
-                store, spec, entity, replace=replace, sources=zaptec, groups=groups
-            )
-        except ApiError as exc:
-            if exc.code == "already-exists":
-                raise click.ClickException(
-                    f"{spec.noun} {key} exists: pass --replace to overwrite it"
-                ) from None
-            raise _refused(exc, config_path) from None
+            return await graph.rules.save(spec, entity, replace=replace)
+        except HookgateError as exc:
+            raise refusal(exc, config_path, spec, key) from None
 
-    replaced = _store_run(config, work)
+    replaced = _run(config, work)
     return f"{'replaced' if replaced else 'added'} {spec.noun} {key}"
 
 
 def _remove(config_path: str | None, spec: Kind, key: str) -> str:
-    config = _config(config_path)
-
-    async def work(store: Store) -> int:
-        stored = await store.auth_get(spec.kind, key)
-        if stored is None:
-            raise click.ClickException(
-                f"there is no {spec.noun} {key}: `hookgate {spec.path} list` shows them"
-            )
+    async def work(graph: Graph) -> int:
         try:
-            return await remove_entity(store, spec, stored)
-        except ApiError as exc:
-            raise _refused(exc, config_path) from None
+            return await graph.rules.remove(spec, key)
+        except HookgateError as exc:
+            raise refusal(exc, config_path, spec, key) from None
 
-    budgets = _store_run(config, work)
+    budgets = _run(_config(config_path), work)
     return f"removed {spec.noun} {key}" + (f" and {budgets} budget(s)" if budgets else "")
 
 
@@ -196,22 +165,17 @@ def groups_remove(config_path: str | None, group_id: str) -> None:
 
 
 def _group_status(config_path: str | None, group_id: str, status: str) -> None:
-    config = _config(config_path)
-
-    async def work(store: Store) -> dict[str, Any]:
-        stored = await store.auth_get("group", group_id)
-        if stored is None:
-            raise click.ClickException(f"there is no group {group_id}")
-        doc = document(from_entity("group", stored.doc), stored.managed_by)
-        doc["status"] = status
+    async def work(graph: Graph) -> None:
         try:
-            entity = validate(GROUPS, doc)
-            await save_entity(store, GROUPS, entity, replace=True, sources=None)
-        except ApiError as exc:
-            raise _refused(exc, config_path) from None
-        return doc
+            await graph.rules.set_status(GROUPS, group_id, status)
+        except Conflict as exc:
+            raise refusal(exc, config_path, GROUPS, group_id) from None
+        except HookgateError as exc:
+            if exc.code == "not-found":
+                raise click.ClickException(f"there is no group {group_id}") from None
+            raise click.ClickException(exc.detail) from None
 
-    _store_run(config, work)
+    _run(_config(config_path), work)
     click.echo(f"{'blocked' if status == 'blocked' else 'unblocked'} group {group_id}")
 
 

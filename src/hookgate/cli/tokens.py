@@ -9,16 +9,6 @@ from typing import Any
 import click
 import msgspec
 
-from hookgate.admin.api import ApiError
-from hookgate.admin.rules import (
-    TOKENS,
-    budgets_of,
-    check_references,
-    document,
-    scan,
-    usage,
-    validate,
-)
 from hookgate.authorization.csv_import import (
     ImportReport,
     import_tokens,
@@ -27,100 +17,47 @@ from hookgate.authorization.csv_import import (
     read_csv,
 )
 from hookgate.authorization.outcome import Outcome
-from hookgate.authorization.service import (
-    AuthorizationService,
-    entity_key,
-    from_entity,
-    to_entity,
-)
+from hookgate.authorization.service import AuthorizationService
+from hookgate.bootstrap import Graph
 from hookgate.cli.common import (
     READS,
     _config,
     _print_json,
-    _store_run,
+    _quiet_logs,
+    _run,
     config_option,
     main,
 )
+from hookgate.cli.rules import refusal
 from hookgate.config import (
-    Config,
     ZaptecSource,
     find_config,
     source_key,
 )
-from hookgate.domain.rules import AuthEntity, Budget, Token, budget_id, normalise_uid
+from hookgate.domain.errors import HookgateError
+from hookgate.domain.rules import Budget, Token, normalise_uid
+from hookgate.providers import zaptec_sources
 from hookgate.providers.base import StartRequest
-from hookgate.store import Store
+from hookgate.services.rules import TOKENS, document, kwh_budgets, validate
 
 
-def _zaptec_names(config: Config) -> list[str]:
-    return [s.name for s in config.sources if isinstance(s, ZaptecSource)]
-
-
-def _config_token(config_path: str | None, uid: str) -> click.ClickException:
-    return click.ClickException(
-        f"token {uid} is managed by the configuration file {find_config(config_path)} "
-        "([[authorization.tokens]]): edit the file there and restart hookgate"
-    )
-
-
-async def _token_entity(
-    store: Store, config: Config, config_path: str | None, uid: str, *, writable: bool
-) -> tuple[AuthEntity, Token]:
-    """A stored token, or a CLI error saying what to do; `writable` refuses config tokens."""
-    stored = await store.auth_get("token", uid)
-    in_file = any(t.uid == uid for t in config.authorization.tokens)
-    if writable and (in_file or (stored is not None and stored.managed_by == "config")):
-        raise _config_token(config_path, uid)
-    if stored is None and in_file:
-        # Listed in the file but not stored yet (no server has started on it).
-        stored = to_entity("token", next(t for t in config.authorization.tokens if t.uid == uid))
-    if stored is None:
+async def _token(graph: Graph, uid: str) -> tuple[str, Token]:
+    """A token (also one only the configuration file lists so far) and who manages it, or
+    a CLI error saying what to do."""
+    try:
+        listed = await graph.rules.get(TOKENS, uid)
+    except HookgateError:
         raise click.ClickException(
             f"there is no token {uid}: `hookgate tokens list` shows the known tokens"
-        )
-    token = from_entity("token", stored.doc)
-    assert isinstance(token, Token)
-    return stored, token
+        ) from None
+    assert isinstance(listed.entity, Token)
+    return listed.managed_by, listed.entity
 
 
-async def _live_engine(store: Store, config: Config) -> AuthorizationService:
-    """The engine as a server on this configuration would hold it, loaded read-only: the
-    stored rules with this file's [authorization] rules laid over them in memory."""
-    from hookgate.logs import configure
-
-    quiet = "error" if config.logging.level == "error" else "warning"
-    configure(msgspec.structs.replace(config.logging, level=quiet))  # logs go to stderr
-    service = AuthorizationService(store, config.authorization)
-    await service.reload()
-    engine = service.engine
-    settings = config.authorization
-    wanted: dict[tuple[str, str], Any] = {
-        (kind, entity_key(kind, item)): item
-        for kind, items in (
-            ("group", settings.groups),
-            ("charger", settings.chargers),
-            ("token", settings.tokens),
-            ("budget", settings.budgets),
-        )
-        for item in items
-    }
-    tables: dict[str, dict[str, Any]] = {
-        "group": engine.groups,
-        "charger": engine.chargers,
-        "token": engine.tokens,
-        "budget": engine.budgets,
-    }
-    for kind, table in tables.items():
-        for key, item in list(table.items()):
-            if item.managed_by == "config" and (kind, key) not in wanted:
-                engine.put(kind, key, None)
-    for (kind, key), item in wanted.items():
-        engine.put(kind, key, item)
-    return service
-
-
-def _rule_error(exc: ApiError) -> click.ClickException:
-    return click.ClickException(exc.detail)
+async def _live_engine(graph: Graph) -> AuthorizationService:
+    """The engine as a server on this configuration would hold it, loaded read-only."""
+    _quiet_logs(graph.config)
+    return await graph.load_engine()
 
 
 def _instant_option(value: str | None, flag: str) -> datetime | None:
@@ -130,21 +67,6 @@ def _instant_option(value: str | None, flag: str) -> datetime | None:
         return parse_instant(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=flag) from None
-
-
-def _kwh_budgets(uid: str, limits: dict[str, Decimal | None]) -> list[Budget]:
-    return [
-        Budget(
-            id=budget_id("token", uid, "kwh", period),
-            subject="token",
-            subject_id=uid,
-            metric="kwh",
-            period=period,  # type: ignore[arg-type]
-            limit=limit,
-        )
-        for period, limit in limits.items()
-        if limit is not None
-    ]
 
 
 def _token_line(doc: dict[str, Any]) -> str:
@@ -249,51 +171,24 @@ def tokens_add(
     }
     try:
         token = validate(TOKENS, doc)
-    except ApiError as exc:
-        raise _rule_error(exc) from None
+    except HookgateError as exc:
+        raise click.ClickException(exc.detail) from None
     assert isinstance(token, Token)
     limits = {"day": kwh_per_day, "week": kwh_per_week, "month": kwh_per_month}
-    budgets = _kwh_budgets(token.uid, limits)
+    budgets = kwh_budgets(token.uid, limits)
 
-    async def work(store: Store) -> list[str]:
-        stored = await store.auth_get("token", token.uid)
-        if (stored is not None and stored.managed_by == "config") or any(
-            t.uid == token.uid for t in config.authorization.tokens
-        ):
-            raise _config_token(config_path, token.uid)
-        if stored is not None and not replace:
-            raise click.ClickException(
-                f"token {token.uid} exists: pass --replace to overwrite it, or use "
-                "`hookgate tokens block|unblock|remove`"
-            )
+    async def work(graph: Graph) -> list[str]:
         try:
-            await check_references(
-                store,
-                TOKENS,
-                token,
-                _zaptec_names(config),
-                [g.id for g in config.authorization.groups],
-            )
-        except ApiError as exc:
-            raise _rule_error(exc) from None
-        stale = []
-        for period, limit in limits.items():
-            key = budget_id("token", token.uid, "kwh", period)
-            existing = await store.auth_get("budget", key)
-            if existing is not None and existing.managed_by == "config":
+            return await graph.rules.save_token(token, limits, replace=replace)
+        except HookgateError as exc:
+            if exc.code == "already-exists":
                 raise click.ClickException(
-                    f"budget {key} is managed by the configuration file "
-                    f"{find_config(config_path)}: edit it there"
-                )
-            if existing is not None and limit is None:
-                stale.append(key)
-        await store.auth_write(
-            [to_entity("token", token), *(to_entity("budget", b) for b in budgets)],
-            [("budget", key) for key in stale],
-        )
-        return stale
+                    f"token {token.uid} exists: pass --replace to overwrite it, or use "
+                    "`hookgate tokens block|unblock|remove`"
+                ) from None
+            raise refusal(exc, config_path, TOKENS, token.uid) from None
 
-    stale = _store_run(config, work)
+    stale = _run(config, work)
     verb = "replaced" if replace else "added"
     extra = "".join(f", {b.period} budget {b.limit} kWh" for b in budgets)
     click.echo(f"{verb} token {token.uid} ({token.status}{extra})")
@@ -321,18 +216,17 @@ def tokens_list(
     """Tokens in uid order (with those the configuration file lists), a page at a time."""
     config = _config(config_path)
     after = normalise_uid(cursor) if cursor else None
-    stored = {e.key: e for e in _store_run(config, lambda s: scan(s, "token", after))}
-    for listed in config.authorization.tokens:  # not stored yet when no server has started
-        if after is None or listed.uid > after:
-            stored.setdefault(listed.uid, to_entity("token", listed))
-    items = []
-    for key in sorted(stored):
-        entity = stored[key]
-        token = from_entity("token", entity.doc)
-        assert isinstance(token, Token)
-        if (group_id and token.group_id != group_id) or (status and token.status != status):
-            continue
-        items.append(document(token, entity.managed_by))
+
+    async def work(graph: Graph) -> list[dict[str, Any]]:
+        return [
+            listed.document()
+            for listed in await graph.rules.everything(TOKENS, after)
+            if isinstance(listed.entity, Token)
+            and not (group_id and listed.entity.group_id != group_id)
+            and not (status and listed.entity.status != status)
+        ]
+
+    items = _run(config, work)
     shown = items if show_all else items[:limit]
     left = len(items) - len(shown)
     following = shown[-1]["uid"] if left else None
@@ -363,29 +257,25 @@ def tokens_show(config_path: str | None, uid: str, as_json: bool) -> None:
     config = _config(config_path)
     key = normalise_uid(uid)
 
-    async def work(store: Store) -> dict[str, Any]:
-        stored, token = await _token_entity(store, config, config_path, key, writable=False)
-        service = await _live_engine(store, config)
+    async def work(graph: Graph) -> dict[str, Any]:
+        managed_by, token = await _token(graph, key)
+        service = await _live_engine(graph)
         now = service.clock()
         budgets = []
         owners = [("token", token.uid)] + ([("group", token.group_id)] if token.group_id else [])
         for subject, subject_id in owners:
-            for owned, budget in await budgets_of(store, subject, subject_id):
-                budgets.append(
-                    {
-                        **document(budget, owned.managed_by),
-                        **usage(service.engine, budget, now),
-                    }
-                )
+            for owned in await graph.rules.budgets_of(subject, subject_id):
+                assert isinstance(owned.entity, Budget)
+                budgets.append({**owned.document(), **graph.rules.usage(owned.entity)})
         count, held = service.engine.reserved(("token", token.uid), now)
         return {
-            "token": document(token, stored.managed_by),
+            "token": document(token, managed_by),
             "budgets": budgets,
             "active_sessions": count,
             "reserved_kwh": str(held),
         }
 
-    shown = _store_run(config, work)
+    shown = _run(config, work)
     if as_json:
         _print_json(shown)
         return
@@ -415,15 +305,15 @@ def _set_status(config_path: str | None, uid: str, status: str) -> None:
     config = _config(config_path)
     key = normalise_uid(uid)
 
-    async def work(store: Store) -> bool:
-        _, token = await _token_entity(store, config, config_path, key, writable=True)
-        if token.status == status:
-            return False
-        token.status = status  # type: ignore[assignment]
-        await store.auth_put([to_entity("token", token)])
-        return True
+    async def work(graph: Graph) -> bool:
+        await _token(graph, key)
+        try:
+            _, changed = await graph.rules.set_status(TOKENS, key, status)
+        except HookgateError as exc:
+            raise refusal(exc, config_path, TOKENS, key) from None
+        return changed
 
-    changed = _store_run(config, work)
+    changed = _run(config, work)
     word = "blocked" if status == "blocked" else "unblocked"
     click.echo(f"{word} token {key}" if changed else f"token {key} was already {status}")
 
@@ -452,16 +342,14 @@ def tokens_remove(config_path: str | None, uid: str) -> None:
     config = _config(config_path)
     key = normalise_uid(uid)
 
-    async def work(store: Store) -> int:
-        await _token_entity(store, config, config_path, key, writable=True)
-        owned = [
-            ("budget", entity.key)
-            for entity, _ in await budgets_of(store, "token", key)
-            if entity.managed_by != "config"
-        ]
-        return await store.auth_write([], [("token", key), *owned]) - 1
+    async def work(graph: Graph) -> int:
+        await _token(graph, key)
+        try:
+            return await graph.rules.remove(TOKENS, key)
+        except HookgateError as exc:
+            raise refusal(exc, config_path, TOKENS, key) from None
 
-    removed = _store_run(config, work)
+    removed = _run(config, work)
     click.echo(f"removed token {key} and {removed} budget(s)")
 
 
@@ -483,11 +371,11 @@ def tokens_import(config_path: str | None, file: str, dry_run: bool) -> None:
         raise click.ClickException(
             f"{file} is not UTF-8 (byte {exc.start}): save it as 'CSV UTF-8'"
         ) from None
-    parsed = read_csv(text, known_sources=_zaptec_names(config))
+    parsed = read_csv(text, known_sources=zaptec_sources(config))
 
-    async def work(store: Store) -> ImportReport:
+    async def work(graph: Graph) -> ImportReport:
         return await import_tokens(
-            store,
+            graph.store,
             parsed.tokens,
             parsed.budgets,
             lines=parsed.lines,
@@ -497,7 +385,7 @@ def tokens_import(config_path: str | None, file: str, dry_run: bool) -> None:
             dry_run=dry_run or bool(parsed.errors),
         )
 
-    report = _store_run(config, work)
+    report = _run(config, work)
     errors = sorted(parsed.errors + report.errors, key=lambda e: e.line)
     for error in errors:
         click.echo(str(error))
@@ -537,7 +425,7 @@ def decide(
     """What a session start would get now, and why; records nothing, reserves nothing."""
     config = _config(config_path, *READS, source_key(source_name))
     source = config.source(source_name)
-    names = ", ".join(_zaptec_names(config)) or "none"
+    names = ", ".join(zaptec_sources(config)) or "none"
     if source is None:
         raise click.ClickException(
             f"there is no source {source_name!r} in {find_config(config_path)} "
@@ -550,12 +438,12 @@ def decide(
         )
     moment = _instant_option(at, "--at")
 
-    async def work(store: Store) -> Outcome:
-        service = await _live_engine(store, config)
+    async def work(graph: Graph) -> Outcome:
+        service = await _live_engine(graph)
         request = StartRequest(charger, token, user_id, installation)
         return service.engine.decide(source, request, moment or service.clock(), reserve=False)
 
-    outcome = _store_run(config, work)
+    outcome = _run(config, work)
     body: dict[str, Any]
     if outcome.allowed:
         status, body = 200, {"sessionId": "<new uuid>"}

@@ -4,17 +4,19 @@ database directly (no server needed)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import click
 
+from hookgate.bootstrap import Graph
 from hookgate.cli.common import (
     READS,
     _config,
     _print_json,
+    _quiet_logs,
+    _run,
     _store_run,
     _table,
     config_option,
@@ -23,7 +25,7 @@ from hookgate.cli.common import (
 from hookgate.cli.inbox import events, rejections
 from hookgate.config import Config
 from hookgate.domain.queries import Page, ReplayFilter, ViewFilter
-from hookgate.export import build_report, lines_csv, report_json, totals_csv
+from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
     charge_point_detail,
     delivery_detail,
@@ -38,12 +40,7 @@ from hookgate.ops.replay import (
     destination_names,
     public_destination,
 )
-from hookgate.ops.rerun import (
-    Providers,
-    RerunResult,
-    reprocess_event,
-    rerun_rejection,
-)
+from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
 
@@ -543,11 +540,11 @@ def replay(
         destination=destination,
     )
     try:
-        check_replay(config, where)
+        check_replay(config, where)  # before opening storage: a mistake needs no database
     except BadReplay as exc:
         hint = "EVENT_ID" if exc.param == "event_ids" else f"--{exc.param}"
         raise click.BadParameter(exc.detail, param_hint=hint) from None
-    queued = _store_run(config, lambda s: s.replay(where))
+    queued = _run(config, lambda graph: graph.operations.replay(where))
     click.echo(f"queued {queued}")
 
 
@@ -562,13 +559,10 @@ def export_costs(
 ) -> None:
     """Fleet costs of a month: one line per parking transaction and charging session."""
     config = _config(config_path)
-    settings = config.authorization
     try:
-        report = _store_run(
-            config, lambda s: build_report(s, month, settings.timezone, settings.tokens)
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--month") from None
+        report = _run(config, lambda graph: graph.operations.export(month))
+    except BadReplay as exc:
+        raise click.BadParameter(exc.detail, param_hint="--month") from None
     if fmt == "json":
         text = report_json(report).decode() + "\n"
     else:
@@ -581,26 +575,21 @@ def export_costs(
     click.echo(f"{len(report.lines)} lines written to {output}", err=True)
 
 
-async def _providers(store: Store) -> Providers:
-    """The receivers as `hookgate serve` builds them (the same token-signing key)."""
-    from hookgate.app import OAUTH_KEY
-    from hookgate.oauth import TokenIssuer
-    from hookgate.providers import build_providers
-
-    return build_providers(TokenIssuer(await store.secret(OAUTH_KEY, os.urandom(32))))
-
-
 def _rerun(
     config_path: str | None,
-    run: Callable[[Store, Config, Providers], Awaitable[RerunResult]],
+    run: Callable[[Reruns], Awaitable[RerunResult]],
     as_json: bool,
 ) -> None:
     config = _config(config_path, *READS, "sources")
 
-    async def work(store: Store) -> RerunResult:
-        return await run(store, config, await _providers(store))
+    async def work(graph: Graph) -> RerunResult:
+        # As `serve` holds them: the same token-signing key, the engine for token groups.
+        _quiet_logs(config)
+        await graph.load_signing_key()
+        await graph.load_engine()
+        return await run(graph.reruns)
 
-    result = _store_run(config, work)
+    result = _run(config, work)
     if as_json:
         _print_json(result)
     else:
@@ -614,7 +603,7 @@ def _rerun(
 def events_reprocess(config_path: str | None, event_id: str, as_json: bool) -> None:
     """Parse a quarantined event again with the current code and configuration; queue it
     for processing when it is valid now."""
-    _rerun(config_path, lambda s, c, p: reprocess_event(s, c, p, event_id), as_json)
+    _rerun(config_path, lambda reruns: reruns.reprocess(event_id), as_json)
 
 
 @rejections.command("rerun")
@@ -624,4 +613,4 @@ def events_reprocess(config_path: str | None, event_id: str, as_json: bool) -> N
 def rejections_rerun(config_path: str | None, rejection_id: str, as_json: bool) -> None:
     """Verify a rejected call again with the current configuration and store it when it
     passes (only calls signed over the body keep a copy to verify)."""
-    _rerun(config_path, lambda s, c, p: rerun_rejection(s, c, p, rejection_id), as_json)
+    _rerun(config_path, lambda reruns: reruns.rerun(rejection_id), as_json)

@@ -3,45 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import structlog
 
-from hookgate.cli.common import _config_all, _with_store, config_option, main
-from hookgate.config import Config
-from hookgate.metrics import Metrics
-from hookgate.store import Store
+from hookgate.bootstrap import Graph
+from hookgate.cli.common import _config_all, _run, config_option, main
 
 log = structlog.get_logger("hookgate.worker")
 
 
-async def _run_workers(config: Config, store: Store) -> None:
-    from hookgate.app import OAUTH_KEY
-    from hookgate.oauth import TokenIssuer
-    from hookgate.processing.worker import Workers
-    from hookgate.providers import build_providers
-
-    providers = build_providers(TokenIssuer(await store.secret(OAUTH_KEY, os.urandom(32))))
-    from hookgate.alerts.evaluator import start_alerts
-
-    metrics = Metrics()
-    workers = Workers(store, config, providers, metrics)
+async def _run_workers(graph: Graph) -> None:
+    await graph.load_signing_key()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await workers.start()
-    alerts = start_alerts(config, store, metrics)
+    await graph.start_workers()
+    graph.start_alerts()
     log.info(
         "hookgate worker started",
-        destinations=[d.name for d in config.destinations],
-        storage=config.storage.url.split("://")[0],
+        destinations=[d.name for d in graph.config.destinations],
+        storage=graph.config.storage.url.split("://")[0],
     )
     await stop.wait()
-    if alerts is not None:
-        await alerts.stop()
-    await workers.stop()
+    await graph.close()  # the workers finish their batches before the line below
     log.info("hookgate worker stopped")
 
 
@@ -58,4 +44,4 @@ def worker(config_path: str | None) -> None:
 
     config = _config_all(config_path)
     configure(config.logging)
-    asyncio.run(_with_store(config, lambda store: _run_workers(config, store)))
+    _run(config, _run_workers)

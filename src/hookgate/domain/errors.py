@@ -15,9 +15,12 @@ class HookgateError(Exception):
 
     code = "error"
 
-    def __init__(self, detail: str = "", *, code: str | None = None) -> None:
+    def __init__(self, detail: str = "", *, code: str | None = None, **extra: object) -> None:
         super().__init__(detail)
         self.detail = detail
+        # Members a program may act on beside the detail (the offending `field`, counts),
+        # carried into the problem answer.
+        self.extra = extra
         if code is not None:
             self.code = code
 

@@ -113,6 +113,7 @@ class Ingress:
         metrics: Metrics,
         on_stored: Callable[[], None] | None = None,
         sessions: ChargingSessions | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -138,7 +139,7 @@ class Ingress:
             server.auth_failure_window_seconds,
             server.auth_failure_table_size,
         )
-        self.pipeline = Pipeline(config, store, decider, metrics, on_stored)
+        self.pipeline = pipeline or Pipeline(config, store, decider, metrics, on_stored)
         self.sessions = sessions or ChargingSessions(store, decider, metrics)
 
     # -- ASGI --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def error_answer(
     if status == 503:
         wait = exc.retry_after if isinstance(exc, Unavailable) else None
         headers["Retry-After"] = str(retry_after if wait is None else wait)
-    body = problem(status, exc.code, exc.detail if detail is None else detail, **extra)
+    body = problem(status, exc.code, exc.detail if detail is None else detail, **exc.extra, **extra)
     return status, body, headers
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hookgate.config import Config, ZaptecSource
 from hookgate.oauth import TokenIssuer
 from hookgate.providers.ampeco import Ampeco
 from hookgate.providers.base import Provider
@@ -20,3 +21,8 @@ def build_providers(issuer: TokenIssuer) -> dict[str, Provider[Any]]:
         "easypark": EasyPark(),
         "ztlment": Ztlment(),
     }
+
+
+def zaptec_sources(config: Config) -> list[str]:
+    """The sources that decide charging starts (a rule's scope names them)."""
+    return [s.name for s in config.sources if isinstance(s, ZaptecSource)]

@@ -1,0 +1,39 @@
+"""Operator actions on what hookgate holds: deliver again (replay) and the fleet cost
+export. Re-runs of held-back calls are in `services.rerun`."""
+
+from __future__ import annotations
+
+from hookgate.config import Config
+from hookgate.domain.errors import NotFound
+from hookgate.domain.queries import ReplayFilter
+from hookgate.export import FleetReport, build_report
+from hookgate.ops.replay import BadReplay, check_replay
+from hookgate.store.base import Store
+
+
+class Operations:
+    """Replay and export over one store and configuration."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    async def replay(self, where: ReplayFilter) -> int:
+        """Make the selected deliveries due again with a fresh retry budget (and queue
+        failed processing again); how many were queued."""
+        check_replay(self.config, where)
+        return await self.store.replay(where)
+
+    async def replay_event(self, event_id: str, destination: str | None = None) -> int:
+        """Deliver one event again (to one destination, or to all it was meant for)."""
+        if await self.store.get_event(event_id) is None:
+            raise NotFound("no event with this id")
+        return await self.replay(ReplayFilter(event_ids=[event_id], destination=destination))
+
+    async def export(self, month: str) -> FleetReport:
+        """The fleet costs of a month (YYYY-MM in the [authorization] timezone)."""
+        settings = self.config.authorization
+        try:
+            return await build_report(self.store, month, settings.timezone, settings.tokens)
+        except ValueError as exc:
+            raise BadReplay("month", str(exc)) from None
