@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,17 @@ from hookgate.emulate.base import Sent
 from hookgate.emulate.zaptec import ZaptecEmulator
 from support.e2e import migrate, serving, write_config
 from support.gateway import ADMIN_TOKEN, AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
+
+
+def zone_at_midday() -> str:
+    """A time zone where it is now between 12:00 and 13:00, so a day budget cannot roll over
+    while the test runs, at whatever hour it runs. The roll-over at midnight itself is
+    tested with an injected clock (tests/unit/test_budget_midnight.py)."""
+    offset = 12 - datetime.now(UTC).hour  # -11..+12 hours, each an Etc/GMT zone
+    return f"Etc/GMT{-offset:+d}"  # POSIX signs: Etc/GMT-3 is three hours ahead of UTC
 
 
 def budget_config(tmp_path: Path, token: str) -> Path:
@@ -28,7 +36,7 @@ def budget_config(tmp_path: Path, token: str) -> Path:
     return write_config(
         tmp_path,
         authorization={
-            "timezone": "UTC",
+            "timezone": zone_at_midday(),
             "session_reserve_kwh": 1.0,
             "tokens": [{"uid": token, "label": "e2e driver"}],
             "budgets": [
@@ -43,14 +51,6 @@ def budget_config(tmp_path: Path, token: str) -> Path:
             ],
         },
     )
-
-
-def away_from_midnight() -> None:
-    """A day budget: do not let the cycles straddle 00:00 UTC."""
-    now = datetime.now(UTC)
-    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    if midnight - now < timedelta(seconds=30):
-        time.sleep((midnight - now).total_seconds() + 1)
 
 
 def decisions(url: str, **params: str) -> list[dict[str, Any]]:
@@ -76,7 +76,6 @@ async def cycles(url: str, token: str, energies: list[float]) -> list[list[Sent]
 def test_zaptec_cycles_until_the_day_budget_runs_out(tmp_path: Path) -> None:
     config = budget_config(tmp_path, "E2E-TAG")
     migrate(config)
-    away_from_midnight()
     with serving(config) as server:
         runs = asyncio.run(cycles(server.url, "e2e-tag", [4, 4, 4, 4]))
         # used 0, 4, 8 before starts 1-3 (8 + 1 <= 10); 12 before the 4th.
@@ -131,7 +130,6 @@ def ampeco_stop(token: str, wh: int, session_id: int) -> bytes:
 def test_ampeco_energy_in_wh_counts_against_the_same_token_budget(tmp_path: Path) -> None:
     config = budget_config(tmp_path, "AMP-TAG")
     migrate(config)
-    away_from_midnight()
     with serving(config) as server:
         # 4 kWh charged at a Zaptec charger...
         [first] = asyncio.run(cycles(server.url, "AMP-TAG", [4]))
@@ -153,15 +151,13 @@ def test_ampeco_energy_in_wh_counts_against_the_same_token_budget(tmp_path: Path
 
         # The engine follows the store's change log (within a second); until then a
         # start may still pass: those plug-ins end with 0 kWh and change nothing.
-        deadline = time.monotonic() + 10
-        while True:
+        def refused() -> Sent | None:
             [sent] = asyncio.run(cycles(server.url, "AMP-TAG", [0]))
-            if sent[0].status != 200:
-                break
-            assert time.monotonic() < deadline, "the AMPECO energy never reached the budget"
-            time.sleep(0.1)
-        assert sent[0].status == 403
-        assert sent[0].response["reason"] == "NO_CREDIT"
+            return sent[0] if sent[0].status != 200 else None
+
+        start = until(refused, what="the AMPECO energy to reach the budget")
+        assert start.status == 403
+        assert start.response["reason"] == "NO_CREDIT"
 
         [audit] = decisions(server.url, token="AMP-TAG", result="NO_CREDIT")
         assert any(

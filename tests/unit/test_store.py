@@ -23,6 +23,7 @@ from hookgate.ids import floor_id, new_id
 from hookgate.store import Store, make_store
 from hookgate.store.base import ViewTx
 from hookgate.store.migrations import migrations
+from support.clock import id_at
 from support.storage import query_url
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -211,8 +212,8 @@ async def test_fallback_voids_a_session_nobody_was_told_about(store: Store) -> N
 async def test_cursor_pages_walk_every_row_once_newest_first(store: Store) -> None:
     ids = []
     for i in range(7):
+        # Ids of one process strictly increase, even within a millisecond.
         ids.append((await store.ingest(event(f"p{i}"))).event_id)
-        await asyncio.sleep(0.002)
     seen, cursor = [], None
     while True:
         page = await store.list_events(EventFilter(), cursor, 3)
@@ -224,10 +225,10 @@ async def test_cursor_pages_walk_every_row_once_newest_first(store: Store) -> No
 
 
 async def test_since_filter(store: Store) -> None:
-    await store.ingest(event("old"))
-    await asyncio.sleep(0.01)
-    cut = datetime.now(UTC)
-    await asyncio.sleep(0.01)
+    now = datetime.now(UTC)
+    a_minute_ago = now - timedelta(minutes=1)
+    await store.ingest(event("old", id=id_at(a_minute_ago), received_at=a_minute_ago))
+    cut = now - timedelta(seconds=30)
     recent = await store.ingest(event("new"))
     page = await store.list_events(EventFilter(since=cut), None, 10)
     assert [item["id"] for item in page.items] == [recent.event_id]
@@ -451,12 +452,14 @@ async def test_documents_and_odd_text_come_back_as_written(store: Store) -> None
 
 
 async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
-    old = await store.ingest(event("old-1"))
-    failing = await store.ingest(event("old-2"))
+    now = datetime.now(UTC)
+    before = now - timedelta(minutes=1)
+    old = await store.ingest(event("old-1", id=id_at(before), received_at=before))
+    failing = await store.ingest(event("old-2", id=id_at(before), received_at=before))
     await store.record_rejection(
         Rejection(
-            id=new_id(),
-            received_at=datetime.now(UTC),
+            id=id_at(before),
+            received_at=before,
             source="easypark",
             provider="easypark",
             method="POST",
@@ -471,9 +474,7 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
             body=b"{}",
         )
     )
-    await asyncio.sleep(0.01)
-    cut = datetime.now(UTC)
-    await asyncio.sleep(0.01)
+    cut = now - timedelta(seconds=30)
     new = await store.ingest(event("new-1"))
 
     def handler(tx: Any, ev: Any) -> list[str]:
