@@ -8,7 +8,6 @@ EasyPark keeps rejecting with 422 because it retries hourly until accepted.
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from support.contract import (
     ztlment_headers,
 )
 from support.gateway import AMPECO_NEW, Running
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -43,10 +43,7 @@ def post_ampeco(client: httpx.Client, body: bytes, secret: str = AMPECO_NEW) -> 
 
 def settle(gateway: Running) -> None:
     """Wait (bounded) until the in-process worker has processed what it can."""
-    deadline = time.monotonic() + 15
-    while gateway.count("inbox", "status = 'received'"):
-        assert time.monotonic() < deadline, "processing did not settle"
-        time.sleep(0.02)
+    until(lambda: not gateway.count("inbox", "status = 'received'"), timeout=15, what="processing")
 
 
 def mismatch_count(gateway: Running, source: str, event_type: str) -> float:

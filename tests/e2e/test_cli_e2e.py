@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from support.e2e import free_port, hookgate_cmd, migrate, run_cli, serving, to_toml, write_config
 from support.gateway import base_config
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -90,13 +90,14 @@ def test_prune_clears_old_bodies_and_says_what_it_did(tmp_path: Path, storage_ur
     migrate(config)
     with serving(config) as server:
         run_cli("send", "easypark", "--url", server.url, "--config", str(config), cwd=tmp_path)
-        for _ in range(100):  # the in-process worker projects it
+
+        def processed() -> bool:  # by the in-process worker
             listed = run_cli(
                 "events", "list", "--json", "--status", "processed", "--config", str(config)
             )
-            if json.loads(listed.stdout)["items"]:
-                break
-            time.sleep(0.1)
+            return bool(json.loads(listed.stdout)["items"])
+
+        until(processed, "the event processed")
     args = ("prune", "--config", str(config), "--json")
     untouched = json.loads(run_cli(*args, "--older-than", "1d").stdout)
     assert untouched["inbox_bodies"] == 0

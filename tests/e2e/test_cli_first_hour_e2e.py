@@ -13,6 +13,7 @@ import pytest
 
 from support.e2e import free_port, hookgate_cmd, migrate, run_cli, serving, to_toml, write_config
 from support.gateway import base_config
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -202,13 +203,12 @@ def test_read_commands_do_not_need_the_secrets_of_other_parts(tmp_path: Path) ->
 
 def _projected(config: Path, command: str, *args: str) -> list[dict[str, Any]]:
     """The view's rows once the in-process worker has projected something into it."""
-    deadline = time.monotonic() + 20
-    while True:
-        listed = run_cli(command, "list", "--json", "--config", str(config), *args)
-        items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
-        if items or time.monotonic() > deadline:
-            return items
-        time.sleep(0.1)
+
+    def listed() -> list[dict[str, Any]]:
+        result = run_cli(command, "list", "--json", "--config", str(config), *args)
+        return list(json.loads(result.stdout)["items"])
+
+    return until(listed, f"rows in {command}")
 
 
 def test_show_takes_the_providers_own_id(tmp_path: Path) -> None:

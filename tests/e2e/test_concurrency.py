@@ -17,6 +17,7 @@ from hookgate.emulate.ampeco_samples import sample
 from hookgate.emulate.easypark import transaction
 from support.e2e import Server, migrate, query, serving, write_config
 from support.gateway import AMPECO_NEW, EASYPARK_PASSWORD, EASYPARK_USER, ZTLMENT_SECRET
+from support.polling import until_async
 from support.storage import fresh_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
@@ -53,11 +54,7 @@ async def _burst(url: str, body: bytes, headers: dict[str, str], n: int) -> list
             return response.status_code, response.content
 
         tasks = [asyncio.create_task(one()) for _ in range(n)]
-        for _ in range(100):
-            if arrived == n:
-                break
-            await asyncio.sleep(0.001)
-        assert arrived == n
+        await until_async(lambda: arrived == n, f"{n} requests arrived")
         gate.set()
         return await asyncio.wait_for(asyncio.gather(*tasks), 60)
 

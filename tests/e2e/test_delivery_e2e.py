@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from support.e2e import Server, hookgate_cmd, migrate, query, run_cli, serving, write_config
 from support.kafka import MockKafka
+from support.polling import until
 from support.receiver import receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
@@ -38,11 +38,7 @@ def _delivered(db: str, destination: str) -> int:
 
 
 def _wait(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    until(predicate, what, timeout)
 
 
 def test_every_accepted_event_reaches_a_verifying_receiver_once(

@@ -21,7 +21,7 @@ from support.sockets import has_read_everything
 pytestmark = pytest.mark.e2e
 
 SENDERS_PER_PROVIDER = 6
-ACKED_BEFORE_KILL = 150
+ACKED_BEFORE_KILL = 100
 KILL_ROUNDS = 3
 SLOW_REQUESTS = 5
 ACKED_BEFORE_SIGTERM = 60

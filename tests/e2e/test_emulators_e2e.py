@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from support.e2e import (
     serving,
     write_config,
 )
+from support.polling import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 
@@ -311,11 +311,12 @@ def _sessions(gate: Gate) -> list[dict[str, Any]]:
 
 
 def _wait_for_sessions(gate: Gate, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 30
-    while len(items := [s for s in _sessions(gate) if s["ended_at"]]) < count:
-        assert time.monotonic() < deadline, items
-        time.sleep(0.2)
-    return items
+
+    def ended() -> list[dict[str, Any]] | None:
+        items = [s for s in _sessions(gate) if s["ended_at"]]
+        return items if len(items) >= count else None
+
+    return until(ended, f"{count} ended sessions")
 
 
 def test_emulated_sessions_end_now_or_at_the_given_time(gate: Gate) -> None:

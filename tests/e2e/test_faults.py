@@ -10,7 +10,6 @@ import itertools
 import os
 import sqlite3
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from support.e2e import LOOPBACK, hookgate_cmd, migrate, serving, write_config
 from support.load import Load, load_until, missing
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -73,13 +73,12 @@ def ready_status(url: str) -> tuple[int, str]:
 
 def poll_ready(url: str, wanted: int, within: float = 20) -> str:
     """Poll /readyz until it answers `wanted` (bounded); its last body."""
-    deadline = time.monotonic() + within
-    while True:
+
+    def answered() -> str | None:
         status, body = ready_status(url)
-        if status == wanted:
-            return body
-        assert time.monotonic() < deadline, f"/readyz stayed {status}: {body}"
-        time.sleep(0.05)
+        return body if status == wanted else None
+
+    return until(answered, f"/readyz to answer {wanted}", within)
 
 
 def test_sqlite_disk_full_refuses_what_it_cannot_store_and_recovers(tmp_path: Path) -> None:

@@ -4,14 +4,15 @@ another topic: the real protocol against librdkafka's mock cluster."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.e2e import migrate, query, serving, write_config
 from support.gateway import base_config
 from support.kafka import MockCluster, ampeco_body
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -59,14 +60,13 @@ def test_kafka_in_processing_and_kafka_out(tmp_path: Path, kafka_mock: MockClust
     kafka_mock.produce_ampeco(inbound, bodies[0], secret=SECRET)  # a re-delivery
     kafka_mock.produce_ampeco(inbound, b'{"notification": 1}', secret=SECRET)  # refused
     with serving(config):
-        deadline = time.monotonic() + 60
-        while True:
+
+        def stored_and_delivered() -> list[tuple[Any, ...]] | None:
             rows = query(db, "SELECT status FROM inbox WHERE source = 'ampeco-kafka'")
             done = query(db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0]
-            if len(rows) == len(bodies) and done == len(bodies):
-                break
-            assert time.monotonic() < deadline, f"stored {rows}, delivered {done}"
-            time.sleep(0.1)
+            return rows if len(rows) == len(bodies) and done == len(bodies) else None
+
+        rows = until(stored_and_delivered, "every message stored and delivered", 60)
     assert {row[0] for row in rows} == {"processed"}
     stored = {bytes(row[0]) for row in query(db, "SELECT raw_body FROM inbox")}
     assert stored >= set(bodies)

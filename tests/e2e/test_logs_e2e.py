@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from support.e2e import Server, free_port, hookgate_cmd, migrate, query, write_config
 from support.gateway import EASYPARK_PASSWORD, EASYPARK_USER
+from support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -72,10 +72,10 @@ def test_every_line_of_a_json_server_is_json(tmp_path: Path) -> None:
             )
             wrong = client.post("/hooks/easypark", content=body, headers=_headers("wrong"))
             assert wrong.status_code == 401
-        deadline = time.monotonic() + 20
-        while "delivery_dead" not in server.err_path.read_text(encoding="utf-8"):
-            assert time.monotonic() < deadline, server.stderr()
-            time.sleep(0.05)
+        until(
+            lambda: "delivery_dead" in server.err_path.read_text(encoding="utf-8"),
+            "the dead delivery logged",
+        )
     finally:
         assert server.stop() == 0
         server.kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from support.gateway import (
     ZTLMENT_SECRET,
     Running,
 )
+from support.polling import until
 
 FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 
@@ -38,10 +38,7 @@ def at(text: str) -> datetime:
 
 def processed(gateway: Running, timeout: float = 20) -> None:
     """Wait until the gateway's worker has processed every stored event."""
-    deadline = time.monotonic() + timeout
-    while gateway.count("inbox", "status = 'received'"):
-        assert time.monotonic() < deadline, "events were not processed"
-        time.sleep(0.05)
+    until(lambda: not gateway.count("inbox", "status = 'received'"), "processing", timeout)
     assert gateway.count("inbox", "status = 'failed'") == 0
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from standardwebhooks import Webhook
+
+from support.polling import until
 
 # Scripted answers: an HTTP status, or HANG (answer only after `hang_seconds`).
 HANG = "hang"
@@ -88,11 +89,9 @@ def serve(receiver: Receiver) -> Iterator[Receiver]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test receiver did not start")
-        time.sleep(0.01)
+    until(lambda: server.started or not thread.is_alive(), "the test receiver to start")
+    if not server.started:
+        raise RuntimeError("test receiver did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     receiver.url = f"http://127.0.0.1:{port}/hooks"
     try:

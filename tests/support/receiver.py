@@ -14,6 +14,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
+from support.polling import Timeout, until
+
 # Decides the answer to one delivery: (status, seconds to wait before answering).
 Behaviour = Callable[[dict[str, Any]], tuple[int, float]]
 
@@ -32,14 +34,13 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 30) -> None:
         """Until `count` distinct messages were processed."""
-        deadline = time.monotonic() + timeout
-        while len(self.processed) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"receiver processed {len(self.processed)} of {count} messages "
-                    f"({len(self.requests)} requests, {self.invalid} invalid)"
-                )
-            time.sleep(0.05)
+        try:
+            until(lambda: len(self.processed) >= count, f"{count} messages", timeout)
+        except Timeout:
+            raise AssertionError(
+                f"receiver processed {len(self.processed)} of {count} messages "
+                f"({len(self.requests)} requests, {self.invalid} invalid)"
+            ) from None
 
     def ids(self) -> list[str]:
         with self.lock:

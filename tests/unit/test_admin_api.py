@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,6 +25,7 @@ from support.gateway import (
     base_config,
     serve,
 )
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -123,18 +123,17 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
         assert post_ampeco(gateway, CDR).status_code == 202
         assert post_ampeco(gateway, EVSE).status_code == 202
         assert post_easypark(gateway, "easypark", PARKING).status_code == 200
-        time.sleep(0.01)
-        mid = datetime.now(UTC)
-        time.sleep(0.01)
+        # Ids hold milliseconds: `mid` is the next one, and the 4th event comes after it.
+        last = datetime.now(UTC)
+        mid = last.replace(microsecond=last.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
+        until(lambda mid=mid: datetime.now(UTC) > mid, "the clock to pass mid")
         state = {"id": 48213, "type": "PAYMENT_OBJECT", "state": "PROCESSED"}
         assert post_ztlment(gateway, state).status_code == 200
         invalid = {k: v for k, v in PARKING.items() if k != "price"}
         assert post_easypark(gateway, "easypark-q", invalid).status_code == 200
         assert gateway.count("inbox") == 5
         # The in-process worker processes what was stored; wait so listings are stable.
-        deadline = time.monotonic() + 10
-        while gateway.count("inbox", "status = 'received'") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        until(lambda g=gateway: not g.count("inbox", "status = 'received'"), "processing")
         yield Populated(gateway, before, mid)
 
 

@@ -14,6 +14,7 @@ import pytest
 from hookgate.authorization.outcome import Outcome
 from hookgate.domain.errors import StoreError
 from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
+from support.polling import until
 
 BASIC = "Basic " + base64.b64encode(f"{ZAPTEC_USER}:{ZAPTEC_PASSWORD}".encode()).decode()
 
@@ -48,14 +49,6 @@ def start(running: Running) -> httpx.Response:
     )
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("on_error", "status"), [("deny", 403), ("allow", 200)])
 def test_blown_deadline_answers_by_on_error_and_is_audited(
     make_gateway: Any, tmp_path: Path, on_error: str, status: int
@@ -71,7 +64,7 @@ def test_blown_deadline_answers_by_on_error_and_is_audited(
         assert response.json()["authorized"] is False
     else:
         assert "sessionId" in response.json()
-    wait_for(lambda: running.count("decisions", "fallback = 1") == 1)
+    until(lambda: running.count("decisions", "fallback = 1") == 1, what="the fallback audit")
     # The slow decision was abandoned: only the fallback is audited, with its reason.
     rows = running.rows("SELECT result, reasons, fallback FROM decisions")
     assert len(rows) == 1 and "deadline exceeded" in rows[0][1]

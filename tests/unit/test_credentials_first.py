@@ -26,6 +26,7 @@ from support.gateway import (
     Running,
     base_config,
 )
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite")  # nothing here depends on the storage
 
@@ -258,10 +259,7 @@ def test_a_refused_body_is_kept_only_up_to_the_rejection_cap(
         )
     assert reply.status_code == 401
     cap = gateway.config.storage.rejection_body_bytes
-    deadline = time.monotonic() + 10
-    while not (rows := gateway.rows("SELECT body, body_size FROM rejections")):
-        assert time.monotonic() < deadline, "the refusal was not recorded"
-        time.sleep(0.02)
+    rows = until(lambda: gateway.rows("SELECT body, body_size FROM rejections"), what="the refusal")
     [(body, size)] = rows
     assert size == len(big)
     assert bytes(body) == big[:cap]

@@ -29,6 +29,7 @@ from hookgate.store.base import ViewTx
 from hookgate.store.sqlite import SqliteStore
 from support.delivery_receiver import HANG, Receiver, closed_port, serve
 from support.kafka import MockKafka
+from support.polling import until_async
 
 SECRET = "whsec_" + base64.b64encode(b"worker test secret of 32 bytes!!").decode()
 PROVIDERS: dict[str, Provider[Any]] = {"easypark": EasyPark()}
@@ -402,11 +403,8 @@ async def test_run_delivers_when_woken_and_stops(store: SqliteStore, receiver: R
     try:
         await accept(store, cfg, 7)
         wake.set()
-        for _ in range(200):
-            if receiver.received:
-                break
-            await asyncio.sleep(0.02)
-        assert receiver.received and receiver.received[0].verified
+        await until_async(lambda: receiver.received, "a delivery")
+        assert receiver.received[0].verified
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

@@ -8,9 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +38,7 @@ from hookgate.ids import new_id
 from hookgate.providers.base import StartRequest
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_OLD, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
+from support.polling import until, until_async
 
 NOW = datetime(2025, 6, 11, 12, 0, tzinfo=UTC)
 SITE = msgspec.convert({"name": "site", "provider": "zaptec"}, ZaptecSource)
@@ -211,10 +211,9 @@ async def test_the_follow_task_applies_changes_on_its_own(
     service = await started(ours, AuthorizationConfig(refresh_interval_ms=50), follow=True)
     try:
         await put(theirs, "token", Token(uid="LATE"))
-        deadline = time.monotonic() + 3
-        while decide(service, "late").result != ALLOWED:
-            assert time.monotonic() < deadline, "the change did not arrive by itself"
-            await asyncio.sleep(0.02)
+        await until_async(
+            lambda: decide(service, "late").result == ALLOWED, "the change to arrive by itself"
+        )
     finally:
         await service.stop()
 
@@ -521,13 +520,6 @@ async def _starts(url: str, cases: list[tuple[str, str]]) -> list[httpx.Response
         )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("failure", ["storage", "deadline"])
 def test_on_error_when_storage_fails_or_the_deadline_is_blown(
     make_gateway: Any, tmp_path: Path, failure: str
@@ -563,7 +555,7 @@ def test_on_error_when_storage_fails_or_the_deadline_is_blown(
             assert answer.json()["reason"] == NOT_ALLOWED, (source, token)
 
     # Every fallback answer is audited with its cause.
-    wait_for(lambda: running.count("decisions", "fallback = 1") == len(cases))
+    until(lambda: running.count("decisions", "fallback = 1") == len(cases), "the audits")
     for source, token, result, reasons in running.rows(
         "SELECT source, token, result, reasons FROM decisions"
     ):
@@ -636,10 +628,10 @@ def test_ampeco_amount_spends_a_money_budget(make_gateway: Any, tmp_path: Path) 
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
-    deadline = time.monotonic() + 5
-    while (refused := start()).status_code == 200:
-        assert time.monotonic() < deadline, "the AMPECO amount never reached the budget"
-        time.sleep(0.05)
+    refused = until(
+        lambda: (answer := start()).status_code != 200 and answer,
+        "the AMPECO amount to reach the budget",
+    )
     assert refused.status_code == 403
     assert refused.json()["reason"] == NO_CREDIT
     reasons = running.rows("SELECT reasons FROM decisions WHERE result = 'NO_CREDIT'")[0][0]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from support.gateway import Running
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -50,13 +50,11 @@ def writes_blocked(gateway: Running) -> Iterator[None]:
 
 
 def _status_until(client: httpx.Client, path: str, wanted: int, within: float = 15) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + within
-    while True:
+    def answer() -> httpx.Response | None:
         response = client.get(path)
-        if response.status_code == wanted or time.monotonic() > deadline:
-            assert response.status_code == wanted, response.text
-            return dict(response.json())
-        time.sleep(0.05)
+        return response if response.status_code == wanted else None
+
+    return dict(until(answer, timeout=within, what=f"{path} to answer {wanted}").json())
 
 
 def test_live_ready_and_health_answer_200_when_all_is_well(gateway: Running) -> None:

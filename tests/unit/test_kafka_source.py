@@ -44,6 +44,7 @@ from support.kafka import (
     ampeco_fixture,
     signature,
 )
+from support.polling import until_async
 
 SECRET = "ampeco-api-token"
 # The next-generation group protocol (KIP-848) assigns at once. With the classic protocol
@@ -208,16 +209,6 @@ async def make_rig(
         await rig.store.close()
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Wait for a condition the consumer brings about (a deadline, not a speed claim)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 # -- accepted messages -------------------------------------------------------------------
 
 
@@ -232,7 +223,7 @@ async def test_signed_and_unsigned_messages_are_stored_and_committed(
     rig.produce(bodies[3])  # unsigned, allowed here: the broker vouches for the producer
     await rig.consumer()
 
-    await until(lambda: rig.committed() == [4], "offsets committed")
+    await until_async(lambda: rig.committed() == [4], "offsets committed")
     events = rig.events()
     assert [e[1] for e in events] == [hashlib.sha256(b).hexdigest() for b in bodies]
     assert {e[0] for e in events} == {"session.start.stop.notification"}
@@ -252,7 +243,7 @@ async def test_captured_fixtures_pass_through_unchanged(
     for name in names:
         rig.produce(ampeco_fixture(name), secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [3], "offsets committed")
+    await until_async(lambda: rig.committed() == [3], "offsets committed")
     stored = rig.rows("SELECT event_type, raw_body FROM inbox ORDER BY received_at")
     assert [(t, bytes(b)) for t, b in stored] == [(n, ampeco_fixture(n)) for n in names]
 
@@ -263,7 +254,7 @@ async def test_unknown_notification_type_is_stored_and_flagged(
     rig = await make_rig()
     rig.produce(b'{"notification":"futureThing.changed","id":7}', secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     [(event_type, _, flags, _, status)] = rig.events()
     assert event_type == "futureThing.changed"
     assert json.loads(flags) == ["unknown_type"]
@@ -281,7 +272,7 @@ async def test_session_stop_is_accounted_like_a_webhook(
     )
     rig.produce(stop, secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     doc = json.loads(stop)
     [(session_key, kwh, token)] = rig.rows("SELECT session_key, kwh, token FROM consumption")
     assert session_key == f"session:{doc['sessionId']}"
@@ -297,7 +288,7 @@ async def test_compressed_batches_are_read(
     bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(5)]
     rig.cluster.produce_many(rig.topic, bodies, compression=codec)
     await rig.consumer()
-    await until(lambda: rig.committed() == [5], "offsets committed")
+    await until_async(lambda: rig.committed() == [5], "offsets committed")
     assert len(rig.events()) == 5
 
 
@@ -316,7 +307,7 @@ async def test_refused_messages_are_recorded_and_do_not_block_the_partition(
     rig.produce(good, secret=SECRET)
     await rig.consumer()
 
-    await until(lambda: rig.committed() == [5], "offsets committed past the poison")
+    await until_async(lambda: rig.committed() == [5], "offsets committed past the poison")
     assert rig.rejections() == [
         ("KAFKA", f"kafka://{rig.topic}/0/0", 401, "unauthorized"),
         ("KAFKA", f"kafka://{rig.topic}/0/1", 400, "malformed-json"),
@@ -349,14 +340,14 @@ async def test_poison_messages_are_refused_and_committed(
         rig.produce(body, secret=SECRET)
     await rig.consumer()
 
-    await until(lambda: rig.committed() == [3], "offsets committed past the poison", 15)
+    await until_async(lambda: rig.committed() == [3], "offsets committed past the poison", 15)
     assert rig.rejections() == [
         ("KAFKA", f"kafka://{rig.topic}/0/0", 400, "malformed-json"),
         ("KAFKA", f"kafka://{rig.topic}/0/1", 400, "nesting-too-deep"),
     ]
     assert [e[1] for e in rig.events()] == [hashlib.sha256(good).hexdigest()]
     assert rig.counted("error") == 0
-    await until(lambda: rig.lag() == 0, "no lag left")
+    await until_async(lambda: rig.lag() == 0, "no lag left")
 
 
 async def test_an_unexpected_error_before_the_write_refuses_the_message(
@@ -379,7 +370,7 @@ async def test_an_unexpected_error_before_the_write_refuses_the_message(
     rig.produce(good, secret=SECRET)
     await rig.consumer()
 
-    await until(lambda: rig.committed() == [2], "offsets committed past the defect", 15)
+    await until_async(lambda: rig.committed() == [2], "offsets committed past the defect", 15)
     [(_method, path, status, reason)] = rig.rejections()
     assert (path, status, reason) == (f"kafka://{rig.topic}/0/0", 422, "unprocessable-message")
     [(detail,)] = rig.rows("SELECT detail FROM rejections")
@@ -398,7 +389,7 @@ async def test_unsigned_messages_are_refused_when_secrets_are_set(
     rig.produce(unsigned)
     rig.produce(signed, secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [2], "offsets committed")
+    await until_async(lambda: rig.committed() == [2], "offsets committed")
     assert rig.rejections() == [("KAFKA", f"kafka://{rig.topic}/0/0", 401, "unauthorized")]
     [(detail,)] = rig.rows("SELECT detail FROM rejections")
     assert "X-Signature" in detail and "missing" in detail
@@ -441,7 +432,7 @@ async def test_signed_message_that_breaks_the_schema_is_quarantined_by_default(
     rig.produce(drifted, secret=SECRET)
     rig.produce(b"{not json", secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [2], "offsets committed")
+    await until_async(lambda: rig.committed() == [2], "offsets committed")
     assert [r[2:] for r in rig.rejections()] == [(400, "malformed-json")]
     [(status, flags, document)] = rig.rows("SELECT status, flags, document FROM inbox")
     assert (status, json.loads(flags)) == ("quarantined", ["schema_mismatch"])
@@ -456,7 +447,7 @@ async def test_signed_message_to_a_source_without_secrets_is_refused(
     rig.produce(body, secret="kafka")  # no secret may be guessed from the settings
     rig.produce(ampeco_body("BootNotification", 3))
     await rig.consumer()
-    await until(lambda: rig.committed() == [2], "offsets committed")
+    await until_async(lambda: rig.committed() == [2], "offsets committed")
     assert [r[2:] for r in rig.rejections()] == [(401, "unauthorized")]
     assert len(rig.events()) == 1
 
@@ -466,7 +457,7 @@ async def test_oversized_message_is_refused(make_rig: Callable[..., Awaitable[Ri
     body = json.dumps({"notification": "BootNotification", "pad": "x" * 5000}).encode()
     rig.produce(body, secret=SECRET)
     await rig.consumer(max_body_bytes=4096)
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     [(method, _, status, reason)] = rig.rejections()
     assert (method, status, reason) == ("KAFKA", 413, "body-too-large")
     [(size, kept)] = rig.rows("SELECT body_size, length(body) FROM rejections")
@@ -488,18 +479,18 @@ async def test_storage_failure_commits_nothing_and_loses_nothing(
         rig.produce(body, secret=SECRET)
     await rig.consumer()
 
-    await until(lambda: store.calls >= 9, "the same messages tried again")
+    await until_async(lambda: store.calls >= 9, "the same messages tried again")
     assert rig.committed()[0] < 0
     assert rig.events() == []
     assert rig.rejections() == []
     assert rig.counted("error") >= 9
-    await until(lambda: rig.lag() == 3, "lag of the unconsumed messages")
+    await until_async(lambda: rig.lag() == 3, "lag of the unconsumed messages")
 
     store.failing = False
-    await until(lambda: rig.committed() == [3], "offsets committed after recovery")
+    await until_async(lambda: rig.committed() == [3], "offsets committed after recovery")
     assert len(rig.events()) == 3
     assert rig.counted("accepted") == 3
-    await until(lambda: rig.lag() == 0, "lag drained")
+    await until_async(lambda: rig.lag() == 0, "lag drained")
     last = rig.metrics.registry.get_sample_value(
         "hookgate_kafka_last_commit_timestamp_seconds", {"source": rig.source.name}
     )
@@ -521,7 +512,7 @@ async def test_a_full_writer_queue_defers_messages_without_committing_them(
     lock.execute("BEGIN IMMEDIATE")
     try:
         await rig.consumer()
-        await until(lambda: rig.counted("deferred") == 3, "three messages deferred")
+        await until_async(lambda: rig.counted("deferred") == 3, "three messages deferred")
         assert store.queued_writes() == 2
         assert rig.committed()[0] < 0
         assert rig.counted("error") == 0
@@ -530,7 +521,7 @@ async def test_a_full_writer_queue_defers_messages_without_committing_them(
         lock.close()
 
     # Read again after the Retry-After: every message stored once, then committed.
-    await until(lambda: rig.committed() == [5], "every offset committed")
+    await until_async(lambda: rig.committed() == [5], "every offset committed")
     hashes = sorted(e[1] for e in rig.events())
     assert hashes == sorted(hashlib.sha256(b).hexdigest() for b in bodies)
     assert rig.rejections() == []
@@ -548,7 +539,7 @@ async def test_failures_within_a_batch_across_partitions_store_everything_once(
         rig.produce(body, secret=SECRET, partition=index % 2)
     await rig.consumer(batch_max=3)
 
-    await until(lambda: rig.committed(2) == [10, 10], "every offset committed")
+    await until_async(lambda: rig.committed(2) == [10, 10], "every offset committed")
     hashes = [e[1] for e in rig.events()]
     assert sorted(hashes) == sorted(hashlib.sha256(b).hexdigest() for b in bodies)
     assert rig.counted("error") == 4
@@ -563,7 +554,7 @@ async def test_an_unexpected_error_reads_the_message_again(
     rig = await make_rig(store=store)
     rig.produce(ampeco_body("BootNotification", 5), secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     assert len(rig.events()) == 1
     assert rig.counted("error") == 1
     assert rig.rejections() == []
@@ -593,7 +584,7 @@ async def test_restart_resumes_from_the_committed_offset(
     for body in first:
         rig.produce(body, secret=SECRET)
     kafka = await rig.consumer()
-    await until(lambda: rig.committed() == [3], "first offsets committed")
+    await until_async(lambda: rig.committed() == [3], "first offsets committed")
     await rig.stop(kafka)
     assert not kafka.running
 
@@ -602,7 +593,7 @@ async def test_restart_resumes_from_the_committed_offset(
         rig.produce(body, secret=SECRET)
     rig.metrics.kafka_messages.clear()
     await rig.consumer()
-    await until(lambda: rig.committed() == [5], "second offsets committed")
+    await until_async(lambda: rig.committed() == [5], "second offsets committed")
     assert len(rig.events()) == 5
     assert rig.counted("accepted") == 2  # the first three were not read again
     assert rig.counted("duplicate") == 0
@@ -618,7 +609,7 @@ async def test_a_batch_stored_before_a_crash_is_a_duplicate_when_read_again(
     await rig.pipeline.accept(rig.source, providers["ampeco"], Call("", {}, body), verify=False)
     rig.produce(body, secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     assert len(rig.events()) == 1
     assert rig.counted("duplicate") == 1
 
@@ -667,7 +658,7 @@ async def test_stop_commits_and_start_kafka_sources_wires_kafka_sources_only(
             finally:
                 conn.close()
 
-        await until(stored, "the message stored")
+        await until_async(stored, "the message stored")
         await stop_kafka_sources(sources)
         assert kafka_cluster.committed("hookgate-bus", topic) == [1]
         assert woken == [1]
@@ -685,7 +676,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
     )
     task = asyncio.create_task(server.serve())
-    await until(lambda: server.started, "the HTTP server")
+    await until_async(lambda: server.started, "the HTTP server")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -715,7 +706,7 @@ async def test_same_notification_by_webhook_then_kafka_is_stored_once(
 
     rig.produce(body, secret=SECRET)
     await rig.consumer()
-    await until(lambda: rig.committed() == [1], "offset committed")
+    await until_async(lambda: rig.committed() == [1], "offset committed")
     assert len(rig.events()) == 1
     assert rig.counted("duplicate") == 1
 

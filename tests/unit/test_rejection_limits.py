@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from hookgate.metrics import Metrics
 from hookgate.providers.base import unauthorized
 from hookgate.store import Store, make_store
 from support.gateway import AMPECO_NEW, base_config
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -40,17 +40,15 @@ def _config(tmp_path: Path, **storage: Any) -> dict[str, Any]:
 def _counts(gateway: Any, source: str, reason: str, total: int) -> dict[str, Any]:
     """The admin API's counts of one source and reason, once `total` refusals are in
     (the counts are written every few seconds)."""
-    deadline = time.monotonic() + 15
     with gateway.admin() as admin:
-        while True:
+
+        def counted() -> dict[str, Any] | None:
             answer = admin.get("/api/v1/rejection-counts", params={"source": source})
             assert answer.status_code == 200, answer.text
             found = [i for i in answer.json()["items"] if i["reason"] == reason]
-            if (found and found[0]["total"] >= total) or time.monotonic() > deadline:
-                assert found, answer.json()
-                item: dict[str, Any] = found[0]
-                return item
-            time.sleep(0.1)
+            return found[0] if found and found[0]["total"] >= total else None
+
+        return until(counted, timeout=15, what=f"{total} {reason} refusals counted")
 
 
 def test_a_flood_of_refused_bodies_records_a_sample_and_counts_the_rest(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from support.gateway import ADMIN_TOKEN, AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER, base_config
+from support.polling import until
 
 ROTATED = "ampeco-token-after-rotation"
 BODY = b'{"notification":"cdr.received","id":"cdr-4711","createdAt":"2025-12-04T13:12:00Z"}'
@@ -64,10 +64,10 @@ def test_a_call_refused_for_a_missing_secret_is_stored_once_rerun(
         rerun = admin.post(f"/api/v1/rejections/{by_source['ampeco']}/rerun")
         assert rerun.status_code == 200, rerun.text
         event_id = rerun.json()["event_id"]
-        deadline = time.monotonic() + 10
-        while admin.get(f"/api/v1/events/{event_id}").json()["status"] != "processed":
-            assert time.monotonic() < deadline, "the re-run event was not processed"
-            time.sleep(0.05)
+        until(
+            lambda: admin.get(f"/api/v1/events/{event_id}").json()["status"] == "processed",
+            what="the re-run event to be processed",
+        )
         event = admin.get(f"/api/v1/events/{event_id}").json()
         assert event["raw_body"] == BODY.decode()
         again = admin.post(f"/api/v1/rejections/{by_source['ampeco']}/rerun")

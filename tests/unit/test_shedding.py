@@ -35,6 +35,7 @@ from hookgate.ids import new_id
 from hookgate.store import Store, make_store
 from hookgate.store.sqlite import SqliteStore
 from support.gateway import AMPECO_NEW, ZAPTEC_PASSWORD, ZAPTEC_USER, Running, base_config
+from support.polling import until_async
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -67,14 +68,6 @@ def waiting(store: Store) -> int:
         assert store._writer is not None
         return store._writer.jobs.qsize()
     return int(store._queue.qsize())  # type: ignore[attr-defined]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def event(dedup: str, source: str = "ampeco") -> InboundEvent:
@@ -148,13 +141,13 @@ async def test_a_full_queue_refuses_ingest_at_once_and_keeps_the_reserve_for_dec
             for n in range(4):
                 ingests.append(track(f"k{n}", store.ingest(event(f"k{n}"))))
                 # Queued; and while a writer is free, taken into a batch that waits on the lock.
-                await until(
+                await until_async(
                     lambda n=n: (
                         store.queued_writes() == n + 1 and (n >= writers or waiting(store) == 0)
                     ),
                     "the write queued",
                 )
-            await until(lambda: store.queued_writes() == 4, "four writes queued")
+            await until_async(lambda: store.queued_writes() == 4, "four writes queued")
 
             # Ingest beyond bound - reserve is refused at once, with a Retry-After.
             with pytest.raises(Overloaded) as refused:
@@ -170,11 +163,11 @@ async def test_a_full_queue_refuses_ingest_at_once_and_keeps_the_reserve_for_dec
                 track("s1", store.record_session_start(first, decision("S1", first.id))),
                 track("s2", store.record_session_start(second, decision("S2", second.id))),
             ]
-            await until(lambda: store.queued_writes() == 6, "the reserve used")
+            await until_async(lambda: store.queued_writes() == 6, "the reserve used")
             if not isinstance(store, SqliteStore):
                 # PostgreSQL: the writer of urgent work took both starts at once, though
                 # both ingest writers are busy and two ingests are queued ahead.
-                await until(lambda: not store._urgent, "the starts taken")  # type: ignore[attr-defined]
+                await until_async(lambda: not store._urgent, "the starts taken")  # type: ignore[attr-defined]
                 assert waiting(store) >= 2
             third = event("start-3", "zaptec")
             with pytest.raises(Overloaded):
@@ -183,7 +176,7 @@ async def test_a_full_queue_refuses_ingest_at_once_and_keeps_the_reserve_for_dec
             fallback = event("start-4", "zaptec")
             audit = track("f", store.record_fallback(fallback, decision(None, fallback.id), None))
             logged = track("r", store.record_rejection(rejection("ampeco")))
-            await until(lambda: store.queued_writes() == 8, "audit and log queued")
+            await until_async(lambda: store.queued_writes() == 8, "audit and log queued")
             assert not any(t.done() for t in [*ingests, *starts, audit, logged])
 
         results = await asyncio.gather(*ingests, *starts, audit, logged)
@@ -209,7 +202,7 @@ async def test_an_unbounded_queue_never_refuses(storage_url: str) -> None:
     try:
         with writes_held(storage_url):
             pending = [asyncio.ensure_future(store.ingest(event(f"u{n}"))) for n in range(50)]
-            await until(lambda: store.queued_writes() == 50, "fifty writes queued")
+            await until_async(lambda: store.queued_writes() == 50, "fifty writes queued")
             store.check_ingest_room()
         assert all(r.stored for r in await asyncio.gather(*pending))
     finally:
@@ -308,7 +301,9 @@ def test_ampeco_is_answered_503_while_a_zaptec_start_still_gets_its_decision(
             threads.append(threading.Thread(target=post_ampeco, args=(n,)))
             threads[-1].start()
         asyncio.run(
-            until(lambda: metric(client, "hookgate_queued_writes") == 3, "three writes queued")
+            until_async(
+                lambda: metric(client, "hookgate_queued_writes") == 3, "three writes queued"
+            )
         )
         for n in range(3, 6):  # no room left for ingest: answered at once
             post_ampeco(n)
@@ -324,7 +319,7 @@ def test_ampeco_is_answered_503_while_a_zaptec_start_still_gets_its_decision(
         threads.append(threading.Thread(target=post_start))
         threads[-1].start()
         asyncio.run(
-            until(lambda: metric(client, "hookgate_queued_writes") >= 4, "the start queued")
+            until_async(lambda: metric(client, "hookgate_queued_writes") >= 4, "the start queued")
         )
         assert start_answer == []  # waiting for its durable write, like the first three
     for thread in threads:
@@ -344,7 +339,7 @@ def test_ampeco_is_answered_503_while_a_zaptec_start_still_gets_its_decision(
             "SELECT status, reason, body_sha256, detail FROM rejections WHERE source = 'ampeco'"
         )
 
-    asyncio.run(until(lambda: len(shed_rows()) == 3, "the shed requests recorded"))
+    asyncio.run(until_async(lambda: len(shed_rows()) == 3, "the shed requests recorded"))
     assert {(row[0], row[1]) for row in shed_rows()} == {(503, "overloaded")}
     assert {row[2] for row in shed_rows()} == {
         hashlib.sha256(ampeco_body(n)).hexdigest() for n in range(3, 6)
@@ -385,7 +380,7 @@ async def test_a_long_sqlite_batch_is_cut_short_for_a_zaptec_start(storage_url: 
 
         slow1 = track("slow1", write_slow())
         slow2 = track("slow2", write_slow())
-        await until(started.is_set, "the first slow write running")
+        await until_async(started.is_set, "the first slow write running")
         start = event("start", "zaptec")
         urgent = track("start", store.record_session_start(start, decision("S", start.id)))
         await asyncio.gather(slow1, slow2, urgent)

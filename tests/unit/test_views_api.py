@@ -8,7 +8,6 @@ import contextlib
 import csv
 import io
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from hookgate.ids import new_id
 from hookgate.store import Store, make_store
 from hookgate.store.base import ViewTx
 from support.gateway import ADMIN_TOKEN, base_config
+from support.polling import until
 from support.views import T0, seed
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -104,10 +104,8 @@ def api(tmp_path: Path, storage_url: str) -> Iterator[Api]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "API did not start"
-        time.sleep(0.01)
+    until(lambda: server.started or not thread.is_alive(), "the API to start")
+    assert server.started, "API did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield Api(f"http://127.0.0.1:{port}", storage_url, config)
