@@ -1,26 +1,35 @@
-"""Load shedding benchmark: Zaptec session starts at a fixed rate while AMPECO floods.
+"""Load shedding benchmark: Zaptec session starts at a fixed rate, quiet and while AMPECO floods.
 
     .venv/bin/python bench/shedding.py [--seconds 10] [--rate 100] [--senders 4]
         [--connections 300] [--rounds 2] [--backend sqlite|postgresql] [--queue-max N]
-        [--ignore-retry-after]
+        [--in-flight-max N] [--modes queue,admission] [--no-quiet] [--ignore-retry-after]
         [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--out bench/results/shedding]
 
-Two modes of `hookgate serve`, side by side in one run (each round runs both, the order
-alternating between rounds): `unbounded` (`[storage] queue_max = 0`, no shedding: the
-behaviour before load shedding) and `bounded` (the default `queue_max` and
-`queue_reserve`). For each: a fresh database with 10,000 charge tokens, then `--senders`
-processes flood the server with signed AMPECO notifications, each over `--connections`
-keep-alive connections, sending the next request as soon as an answer comes (a closed
-loop); after a 503 the connection waits its Retry-After, as a provider does, unless
-`--ignore-retry-after` (it sends again at once: on one machine those senders then spin on
-503s and take the cores from the server and the Zaptec generator). After 2 s of that, Zaptec
-session starts arrive at `--rate` per second (open model, bench/loadgen.py, latency from
-each start's due time) with a Bearer token from the OAuth token endpoint, as Zaptec calls
-(2 s warm-up, then `--seconds` measured). Reported: p50/p99/p99.9/max of the Zaptec starts,
-how many were not approved (200), AMPECO answers per second in the measured window (202,
-503) and the 503 share, the gateway's own shed counter, and a check that every AMPECO
-request answered 202 is in the inbox. Writes <out>.json and <out>.md; docs/benchmarks.md
-explains.
+Modes of `hookgate serve`, side by side in one run (each round runs every mode, the order
+alternating between rounds):
+
+- `unbounded`: `[storage] queue_max = 0` and `[server] ingest_in_flight_max = 0`, no
+  shedding at all;
+- `queue`: the writer queue bounded (the default `queue_max` and `queue_reserve`, or
+  `--queue-max`), no per-source admission at the edge (`ingest_in_flight_max = 0`);
+- `admission`: as shipped, the queue bound and the edge's per-source in-flight cap (the
+  default, or `--in-flight-max`).
+
+For each mode, unless `--no-quiet`, first a quiet run (no flood: the starts alone), then a
+flooded run: each on a fresh database with 10,000 charge tokens. In a flooded run
+`--senders` processes flood the server with signed AMPECO notifications, each over
+`--connections` keep-alive connections, sending the next request as soon as an answer comes
+(a closed loop); after a 503 the connection waits its Retry-After, as a provider does,
+unless `--ignore-retry-after` (it sends again at once: on one machine those senders then
+spin on 503s and take the cores from the server and the Zaptec generator). After 2 s of
+that, Zaptec session starts arrive at `--rate` per second (open model, bench/loadgen.py,
+latency from each start's due time) with a Bearer token from the OAuth token endpoint, as
+Zaptec calls (2 s warm-up, then `--seconds` measured). Reported: p50/p99/p99.9/max of the
+Zaptec starts, how many were not approved (200), AMPECO answers per second in the measured
+window (202, 503) and the 503 share, the gateway's own shed counters (writer queue and
+edge), and a check that every AMPECO request answered 202 is in the inbox; then, per round,
+each mode's flooded ÷ quiet p99 and AMPECO's accepted rate against the `queue` mode.
+Writes <out>.json and <out>.md; docs/benchmarks.md explains.
 """
 
 from __future__ import annotations
@@ -67,11 +76,17 @@ from loadgen import _LENGTH, run_open
 
 from hookgate.emulate.base import encode
 
-MODES = ("unbounded", "bounded")
+MODES = ("unbounded", "queue", "admission")
 SENDERS_LEAD = 2.0  # seconds of flood before the Zaptec starts begin
 
 
-def config_text(port: int, url: str, mode: str, queue_max: int | None) -> str:
+def config_text(
+    port: int,
+    url: str,
+    mode: str,
+    queue_max: int | None,
+    in_flight_max: int | None = None,
+) -> str:
     """The gateway's file: AMPECO by webhook, Zaptec with OAuth, as the contract says."""
     if mode == "unbounded":
         queue = "queue_max = 0\n"
@@ -79,8 +94,12 @@ def config_text(port: int, url: str, mode: str, queue_max: int | None) -> str:
         queue = f"queue_max = {queue_max}\nqueue_reserve = {max(1, queue_max // 10)}\n"
     else:
         queue = ""  # the defaults
+    if mode != "admission":
+        edge = "ingest_in_flight_max = 0\n"
+    else:
+        edge = "" if in_flight_max is None else f"ingest_in_flight_max = {in_flight_max}\n"
     return (
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\n{edge}'
         f'[storage]\nurl = "{url}"\n{queue}'
         '[logging]\nlevel = "error"\n'
         f'[[sources]]\nname = "ampeco"\nprovider = "ampeco"\nsecrets = ["{AMPECO_SECRET}"]\n'
@@ -217,7 +236,9 @@ class _Postgres(HookgatePostgres):
     name = "postgresql"
 
 
-def run_mode(mode: str, args: argparse.Namespace, ampeco: list[Any], seed: int) -> dict[str, Any]:
+def run_mode(
+    mode: str, flood: bool, args: argparse.Namespace, ampeco: list[Any], seed: int
+) -> dict[str, Any]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="hg-shed-") as tmp:
         work = Path(tmp)
@@ -228,7 +249,14 @@ def run_mode(mode: str, args: argparse.Namespace, ampeco: list[Any], seed: int) 
         try:
             config = work / "hookgate.toml"
             config.write_text(
-                config_text(port, peer.storage_url(), mode, args.queue_max), encoding="utf-8"
+                config_text(
+                    port,
+                    peer.storage_url(),
+                    mode,
+                    args.queue_max,
+                    args.in_flight_max,
+                ),
+                encoding="utf-8",
             )
             subprocess.run(
                 [PY, "-m", "hookgate", "migrate", "--config", str(config)],
@@ -244,7 +272,7 @@ def run_mode(mode: str, args: argparse.Namespace, ampeco: list[Any], seed: int) 
             )
             try:
                 wait_port(port, server)
-                return _measure(mode, args, ampeco, seed, port, peer, server)
+                return _measure(mode, flood, args, ampeco, seed, port, peer, server)
             finally:
                 server.send_signal(signal.SIGTERM)
                 try:
@@ -271,6 +299,7 @@ def _metric(port: int, name: str, **labels: str) -> float:
 
 def _measure(
     mode: str,
+    flood: bool,
     args: argparse.Namespace,
     ampeco: list[Any],
     seed: int,
@@ -283,6 +312,8 @@ def _measure(
     starts = zaptec_starts(port, token, int(args.rate * (warmup + args.seconds)) + 1, seed)
     raws = [r.raw for r in ampeco]
     share = len(raws) // args.senders
+    if not flood:
+        raws = []  # quiet: the starts alone
     begin = time.monotonic() + 0.5
     window = (begin + SENDERS_LEAD + warmup, begin + SENDERS_LEAD + warmup + args.seconds)
     stop = window[1] + 1.0
@@ -303,7 +334,7 @@ def _measure(
             ),
             daemon=True,
         )
-        for k in range(args.senders)
+        for k in range(args.senders if flood else 0)
     ]
     for process in senders:
         process.start()
@@ -327,35 +358,39 @@ def _measure(
         process.join(30)
     # The gateway's own count of refusals over the whole flood, beside the 503s seen.
     shed = _metric(port, "hookgate_shed_total")
-    seen_503 = sum(flood["counts"].get(503, 0) for flood in floods)
+    edge_shed = _metric(port, "hookgate_edge_shed_total")
+    seen_503 = sum(result["counts"].get(503, 0) for result in floods)
     summary = zaptec.summary()
 
     # Every AMPECO request answered 202 is in the inbox (after the server went idle).
     acked_keys = set()
-    for flood in floods:
-        k = flood["sender"]
-        for index in flood["acked"]:
+    for result in floods:
+        k = result["sender"]
+        for index in result["acked"]:
             acked_keys.add(ampeco[k * share + index % share].key)
     stored = peer.keys()
     missing = len(acked_keys - stored)
 
     in_window: dict[str, int] = {}
-    for flood in floods:
-        for status, n in flood["in_window"].items():
+    for result in floods:
+        for status, n in result["in_window"].items():
             in_window[str(status)] = in_window.get(str(status), 0) + n
     answered = sum(in_window.values())
-    wrapped = any(flood["sent"] > share for flood in floods)
+    wrapped = any(result["sent"] > share for result in floods)
     return {
         "mode": mode,
+        "flood": flood,
         "zaptec": summary,
         "zaptec_not_approved": sum(1 for i in zaptec.measured if zaptec.statuses[i] != 200),
         "ampeco_in_window": in_window,
         "ampeco_accepted_per_s": in_window.get("202", 0) / args.seconds,
         "ampeco_answers_per_s": answered / args.seconds,
-        "ampeco_503_share": in_window.get("503", 0) / answered if answered else math.nan,
-        "ampeco_errors": sum(flood["errors"] for flood in floods),
+        "ampeco_503_share": in_window.get("503", 0) / answered if answered else 0.0,
+        "ampeco_errors": sum(result["errors"] for result in floods),
         "ampeco_wrapped": wrapped,
-        "shed_counter_total": shed,
+        "shed_counter_total": shed + edge_shed,
+        "shed_queue_total": shed,
+        "shed_edge_total": edge_shed,
         "ampeco_503_total": seen_503,
         "queue_depth_samples": depths,
         "queue_depth_max": max(depths, default=math.nan),
@@ -378,48 +413,64 @@ def markdown(report: dict[str, Any]) -> str:
     args = report["args"]
     lines = [
         f"Load shedding benchmark, {report['started']}: {report['machine']['nproc']} cores, "
-        f"{args['backend']}, commit {str(report['machine']['commit'])[:12]}, bounded mode "
-        f"with queue_max = {args['queue_max'] or 'the default'}. Zaptec session "
+        f"{args['backend']}, commit {str(report['machine']['commit'])[:12]}, queue_max = "
+        f"{args['queue_max'] or 'the default'}, ingest_in_flight_max (admission mode) = "
+        f"{args.get('in_flight_max') or 'the default'}. Zaptec session "
         f"starts at {args['rate']}/s (open model, OAuth bearer, {args['seconds']} s measured "
-        f"after 2 s warm-up) while {args['senders']} AMPECO senders x {args['connections']} "
-        "connections flood the server (closed loop; after a 503 a connection "
+        f"after 2 s warm-up), quiet and while {args['senders']} AMPECO senders x "
+        f"{args['connections']} connections flood the server (closed loop; after a 503 a "
+        "connection "
         f"{'sends again at once' if args['ignore_retry_after'] else 'waits its Retry-After'}). "
         "Load "
         f"average at start: {report['load_average']}.",
         "",
-        "| round | mode | Zaptec p50 / p99 / p99.9 / max ms | inside the server p50 / p99 ms | "
-        "Zaptec not 200 | "
-        "AMPECO 202/s | AMPECO answers/s | AMPECO 503 share | 503s seen / shed counted | "
-        "queued writes median / max | acknowledged lost |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | mode | flood | Zaptec p50 / p99 / p99.9 / max ms | inside the server "
+        "p50 / p99 ms | Zaptec not 200 | AMPECO 202/s | AMPECO answers/s | AMPECO 503 share | "
+        "503s seen / shed counted (queue + edge) | queued writes median / max | "
+        "acknowledged lost |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in report["runs"]:
         z = run["zaptec"]
+        flood = run.get("flood", True)
         lines.append(
-            f"| {run['round']} | {run['mode']} | {_ms(z['p50_ms'])} / {_ms(z['p99_ms'])} / "
+            f"| {run['round']} | {run['mode']} | {'flood' if flood else 'quiet'} | "
+            f"{_ms(z['p50_ms'])} / {_ms(z['p99_ms'])} / "
             f"{_ms(z['p999_ms'])} / {_ms(z['max_ms'])} | "
             f"{_ms(z['server_p50_ms'] or math.nan)} / {_ms(z['server_p99_ms'] or math.nan)} | "
             f"{run['zaptec_not_approved']} | "
             f"{run['ampeco_accepted_per_s']:.0f} | {run['ampeco_answers_per_s']:.0f} | "
             f"{run['ampeco_503_share'] * 100:.1f} % | "
-            f"{run['ampeco_503_total']} / {run['shed_counter_total']:.0f} | "
+            f"{run['ampeco_503_total']} / {run.get('shed_queue_total', 0):.0f} + "
+            f"{run.get('shed_edge_total', 0):.0f} | "
             f"{run['queue_depth_median']:.0f} / {run['queue_depth_max']:.0f} | "
             f"{run['acknowledged_missing']} of {run['acknowledged_checked']} |"
         )
-    lines += ["", "Bounded ÷ unbounded, per round (Zaptec p99; AMPECO accepted/s):", ""]
-    by_round: dict[int, dict[str, Any]] = {}
+    lines += [
+        "",
+        "Per round: each mode's Zaptec p99 flooded ÷ quiet (and the difference), and AMPECO's "
+        "accepted rate ÷ that of the `queue` mode (the writer-queue bound alone):",
+        "",
+    ]
+    by_round: dict[int, dict[tuple[str, bool], Any]] = {}
     for run in report["runs"]:
-        by_round.setdefault(run["round"], {})[run["mode"]] = run
-    for number, pair in sorted(by_round.items()):
-        if set(pair) == set(MODES):
-            b, u = pair["bounded"], pair["unbounded"]
-            p99 = b["zaptec"]["p99_ms"] / u["zaptec"]["p99_ms"]
-            acc = (
-                b["ampeco_accepted_per_s"] / u["ampeco_accepted_per_s"]
-                if u["ampeco_accepted_per_s"]
-                else math.nan
-            )
-            lines.append(f"- round {number}: Zaptec p99 {p99:.2f}x, AMPECO accepted/s {acc:.2f}x")
+        by_round.setdefault(run["round"], {})[(run["mode"], run.get("flood", True))] = run
+    for number, runs in sorted(by_round.items()):
+        parts = []
+        for mode in MODES:
+            flooded, quiet = runs.get((mode, True)), runs.get((mode, False))
+            if flooded is None:
+                continue
+            text = f"{mode}: flooded p99 {_ms(flooded['zaptec']['p99_ms'])} ms"
+            if quiet is not None:
+                f99, q99 = flooded["zaptec"]["p99_ms"], quiet["zaptec"]["p99_ms"]
+                text += f" = {f99 / q99:.1f}x quiet ({_ms(q99)} ms; +{_ms(f99 - q99)} ms)"
+            base = runs.get(("queue", True))
+            if base is not None and mode != "queue" and base["ampeco_accepted_per_s"]:
+                ratio = flooded["ampeco_accepted_per_s"] / base["ampeco_accepted_per_s"]
+                text += f", AMPECO accepted/s {ratio:.2f}x queue"
+            parts.append(text)
+        lines.append(f"- round {number}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 
 
@@ -433,7 +484,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--pg-url", default=os.environ.get("HOOKGATE_BENCH_PG_URL", PG_URL))
     parser.add_argument("--out", type=Path, default=RESULTS / "shedding")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default="queue,admission", help=f"of {', '.join(MODES)}")
+    parser.add_argument("--no-quiet", action="store_true", help="flooded runs only")
     parser.add_argument("--render", type=Path, help="rewrite the .md of this .json and exit")
     parser.add_argument(
         "--ignore-retry-after",
@@ -444,12 +496,23 @@ def main() -> None:
         "--queue-max",
         type=int,
         default=None,
-        help="queue_max of the bounded mode (reserve: a tenth); default: the shipped default",
+        help="queue_max of the bounded modes (reserve: a tenth); default: the shipped default",
     )
+    parser.add_argument(
+        "--in-flight-max",
+        type=int,
+        default=None,
+        help="ingest_in_flight_max of the admission mode; default: the shipped default",
+    )
+
     args = parser.parse_args()
     if args.render:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
         return
+    chosen = args.modes.split(",")
+    unknown = set(chosen) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
 
     # Distinct signed AMPECO notifications, more than the flood can send in a run.
     count = 120_000
@@ -464,21 +527,25 @@ def main() -> None:
     # The Host header names port 0: servers ignore it. Every run has a fresh database.
     ampeco = list(itertools.islice(ampeco_stream(0, 0), count))
     for number in range(1, args.rounds + 1):
-        modes = MODES if number % 2 else tuple(reversed(MODES))
-        modes = tuple(m for m in modes if m in args.modes.split(","))
+        modes = [m for m in MODES if m in chosen]
+        if number % 2 == 0:
+            modes.reverse()
         for mode in modes:
-            print(f"round {number}: {mode} ...", flush=True)
-            run = run_mode(mode, args, ampeco, seed=number)
-            run["round"] = number
-            report["runs"].append(run)
-            z = run["zaptec"]
-            print(
-                f"  Zaptec p50 {_ms(z['p50_ms'])} p99 {_ms(z['p99_ms'])} ms; AMPECO "
-                f"{run['ampeco_accepted_per_s']:.0f} accepted/s, "
-                f"{run['ampeco_503_share'] * 100:.1f} % 503; "
-                f"queue max {run['queue_depth_max']:.0f}; lost {run['acknowledged_missing']}",
-                flush=True,
-            )
+            for flood in (False, True) if not args.no_quiet else (True,):
+                label = f"{mode}, {'flood' if flood else 'quiet'}"
+                print(f"round {number}: {label} ...", flush=True)
+                run = run_mode(mode, flood, args, ampeco, seed=number)
+                run["round"] = number
+                report["runs"].append(run)
+                z = run["zaptec"]
+                print(
+                    f"  Zaptec p50 {_ms(z['p50_ms'])} p99 {_ms(z['p99_ms'])} ms; AMPECO "
+                    f"{run['ampeco_accepted_per_s']:.0f} accepted/s, "
+                    f"{run['ampeco_503_share'] * 100:.1f} % 503; "
+                    f"queue max {run['queue_depth_max']:.0f}; "
+                    f"lost {run['acknowledged_missing']}",
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     text = markdown(report)

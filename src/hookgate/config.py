@@ -82,6 +82,14 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth_failure_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
     # Most (source, address) pairs remembered at once; the oldest are forgotten first.
     auth_failure_table_size: Annotated[int, msgspec.Meta(ge=16, le=10_000_000)] = 10_000
+    # Requests of one ingest source (every source but Zaptec's) being handled at once;
+    # beyond it, 503 + Retry-After as soon as the request head is read, before its body,
+    # its verification or its parse. Zaptec routes are never capped by it, so charging
+    # authorization keeps its turns of the event loop under a flood; 0 turns it off
+    # (docs/adr/0023-per-source-admission-at-the-edge.md). The default keeps the writer
+    # busy (~5,000 events/s, each in progress for a few milliseconds) while a Zaptec call
+    # waits a few milliseconds at each turn of the loop (docs/benchmarks.md).
+    ingest_in_flight_max: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 32
 
     def __post_init__(self) -> None:
         if self.max_buffered_body_bytes < self.max_body_bytes:

@@ -4,7 +4,9 @@ Requests the HTTP/1.1 layer refuses before the application sees them (a Content-
 beside a Transfer-Encoding, a bad chunk size, a header with a control character, a head
 over the limits) never reach the ASGI app, so its counters miss them. The connection
 layer (`ingress/edge.py`) counts them here with `count_protocol_error`, per process, and
-every `Metrics` registry exports the tally as `hookgate_protocol_errors_total{reason}`.
+every `Metrics` registry exports the tally as `hookgate_protocol_errors_total{reason}`;
+likewise the requests it refuses at a source's in-flight cap (`count_edge_shed`,
+`hookgate_edge_shed_total{source}`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ def protocol_error_counts() -> dict[str, int]:
         return dict(_counts)
 
 
+_edge_shed: Tally[str] = Tally()
+
+
+def count_edge_shed(source: str) -> None:
+    """One request of `source` refused at its in-flight cap by the connection layer."""
+    with _lock:
+        _edge_shed[source] += 1
+
+
+def edge_shed_counts() -> dict[str, int]:
+    """Requests refused at the in-flight cap so far, by source."""
+    with _lock:
+        return dict(_edge_shed)
+
+
 class ProtocolErrors(Collector):
     """Exports the process's tally in a registry."""
 
@@ -50,6 +67,16 @@ class ProtocolErrors(Collector):
         for reason, value in sorted(protocol_error_counts().items()):
             family.add_metric([reason], value)
         yield family
+        shed = CounterMetricFamily(
+            "hookgate_edge_shed",
+            "Provider calls answered 503 + Retry-After as soon as their head was read, "
+            "because their source had [server] ingest_in_flight_max requests in progress "
+            "(the body never read), by source.",
+            labels=["source"],
+        )
+        for source, value in sorted(edge_shed_counts().items()):
+            shed.add_metric([source], value)
+        yield shed
 
 
 class Metrics:

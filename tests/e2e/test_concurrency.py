@@ -15,7 +15,7 @@ import pytest
 
 from hookgate.emulate.ampeco_samples import sample
 from hookgate.emulate.easypark import transaction
-from support.e2e import Server, migrate, query, serving, write_config
+from support.e2e import LOOPBACK, Server, migrate, query, serving, write_config
 from support.gateway import AMPECO_NEW, EASYPARK_PASSWORD, EASYPARK_USER, ZTLMENT_SECRET
 from support.polling import until_async
 from support.storage import fresh_storage
@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.backends("sqlite", "postgresql")]
 def served(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     home = tmp_path_factory.mktemp("concurrency")
     with fresh_storage(backend, home) as url:
-        config = write_config(home, url=url)
+        # Bursts of up to 100 at once to one source: more than the edge admits by default
+        # (that cap has its own tests, test_admission.py).
+        server = {"host": LOOPBACK, "port": 0, "max_body_bytes": 65536}
+        config = write_config(home, url=url, server={**server, "ingest_in_flight_max": 0})
         migrate(config)
         with serving(config) as server:
             yield server, url

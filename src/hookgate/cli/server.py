@@ -154,7 +154,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
             server_header=False,
             # httptools with header caps, request deadlines, an idle timeout and a
             # connection cap; upgrades other than WebSocket ignored (ingress/edge.py).
-            **uvicorn_options(config.server),
+            **uvicorn_options(config.server, config.sources),
         )
     )
     # uvicorn re-raises the stop signal once it has shut down cleanly; a graceful stop on

@@ -15,7 +15,12 @@ bytes arrive (docs/adr/0010-http-edge-limits.md):
 - at most `max_connections` are open: a newcomer over the cap displaces the connection that
   has been idle longest, or gets 503 when every connection is busy;
 - an upgrade to anything but WebSocket is ignored, as RFC 9110 section 7.8 allows: the
-  request is parsed and answered as the HTTP/1.1 request it also is.
+  request is parsed and answered as the HTTP/1.1 request it also is;
+- each ingest source (every source but Zaptec's) has at most `ingest_in_flight_max`
+  requests being handled at once: beyond it a request is answered 503 + Retry-After as
+  soon as its head is parsed, its body discarded unread, so that a flood costs the event
+  loop little and charging authorization keeps its turns
+  (docs/adr/0023-per-source-admission-at-the-edge.md).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import urllib.parse
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -33,15 +39,18 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from hookgate.config import ServerConfig
+from hookgate.config import ServerConfig, SourceConfig, ZaptecSource
 from hookgate.ingress.problems import problem
-from hookgate.metrics import count_protocol_error
+from hookgate.metrics import count_edge_shed, count_protocol_error
 
 log = logging.getLogger("hookgate.edge")
 
 _IDLE, _HEAD, _BODY, _DONE = range(4)
 # Files the gateway may hold open besides client connections (database, logs, listeners).
 _FILES_BESIDES_CONNECTIONS = 256
+# Seconds a source refused at its in-flight cap is told to wait: a slot frees within
+# milliseconds, and a second is the least Retry-After can say.
+SHED_RETRY_AFTER = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +92,7 @@ def _raw_answer(status: int, code: str, detail: str, extra: bytes = b"") -> byte
 
 
 def _refusal(
-    status: int, code: str, detail: str
+    status: int, code: str, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> Callable[[Any, Any, Callable[[Any], Awaitable[None]]], Awaitable[None]]:
     """An ASGI app answering one problem and closing (for a head that parsed but is refused)."""
     body = problem(status, code, detail)
@@ -96,6 +105,7 @@ def _refusal(
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                     (b"connection", b"close"),
                 ],
             }
@@ -103,6 +113,84 @@ def _refusal(
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+class Admission:
+    """How many requests of each capped source are being handled, against one cap each.
+
+    A request is checked against the cap when its head is parsed, counted once its body
+    has arrived (from then on it costs the event loop: verification, parse, write,
+    answer), and released when its answer is complete or its connection is lost. A body
+    still arriving is not counted, so that clients trickling bodies cannot hold a
+    source's slots (their bytes are bounded by max_buffered_body_bytes, their time by the
+    body deadline); requests whose heads passed together may take the count a little
+    over the cap. One per server (event loop): nothing locks."""
+
+    def __init__(self, cap: int, capped: Iterable[str]) -> None:
+        self.cap = cap
+        self.capped = frozenset(capped) if cap else frozenset()
+        self.in_flight: dict[str, int] = dict.fromkeys(self.capped, 0)
+        self._answers: dict[tuple[str, bool], bytes] = {}
+
+    @classmethod
+    def of(cls, server: ServerConfig, sources: Sequence[SourceConfig]) -> Admission:
+        """Every source but Zaptec's is capped: Zaptec's calls decide whether a car charges
+        (its session end is a handful per charge), the others are bulk notifications."""
+        capped = (s.name for s in sources if not isinstance(s, ZaptecSource))
+        return cls(server.ingest_in_flight_max, capped)
+
+    def source_of(self, target: bytes) -> str | None:
+        """The capped source a request target (`/hooks/{source}[/...]`) addresses, or None.
+        Read as the ingress routes it: percent-decoded, leading slashes dropped."""
+        if not self.capped:
+            return None
+        if not target.startswith(b"/"):
+            try:  # absolute form: http://host/hooks/...
+                target = httptools.parse_url(target).path or b""
+            except httptools.HttpParserInvalidURLError:
+                return None
+        if not target.startswith(b"/hooks/"):
+            return None
+        name = target[7:].lstrip(b"/").split(b"?", 1)[0].split(b"/", 1)[0].decode("latin-1")
+        if "%" in name:
+            name = urllib.parse.unquote(name).strip("/").split("/", 1)[0]
+        return name if name in self.capped else None
+
+    def full(self, source: str) -> bool:
+        """Whether `source` has as many requests being handled as its cap allows."""
+        return self.in_flight[source] >= self.cap
+
+    def take(self, source: str) -> None:
+        self.in_flight[source] += 1
+
+    def release(self, source: str) -> None:
+        self.in_flight[source] -= 1
+
+    def detail(self, source: str) -> str:
+        return (
+            f"source {source!r} has {self.cap} requests in progress, the most the gateway "
+            f"handles at once ([server] ingest_in_flight_max); retry after "
+            f"{SHED_RETRY_AFTER} s"
+        )
+
+    def answer(self, source: str, keep_alive: bool) -> bytes:
+        """The complete 503 for a refused request of `source` (built once per source)."""
+        raw = self._answers.get((source, keep_alive))
+        if raw is None:
+            body = problem(503, "overloaded", self.detail(source), instance=f"/hooks/{source}")
+            raw = b"".join(
+                [
+                    b"HTTP/1.1 503 Service Unavailable\r\n",
+                    b"content-type: application/problem+json\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"retry-after: " + str(SHED_RETRY_AFTER).encode() + b"\r\n",
+                    b"" if keep_alive else b"connection: close\r\n",
+                    b"\r\n",
+                    body,
+                ]
+            )
+            self._answers[(source, keep_alive)] = raw
+        return raw
 
 
 class _Idle:
@@ -119,6 +207,7 @@ class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above; see the module docstring."""
 
     limits: ClassVar[EdgeLimits]
+    admission: ClassVar[Admission]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +228,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._replaying = False
         self._closed = False
         self._parse_error = ""
+        self._discarding = False  # the body of a request refused at admission
+        self._admitting: str | None = None  # the capped source of the body being received
+        self._held: dict[Any, str] = {}  # admitted requests not yet answered: cycle -> source
         idle = _idle_by_server.get(self.server_state)
         if idle is None:
             idle = _idle_by_server[self.server_state] = _Idle()
@@ -166,6 +258,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._closed = True
         self._idle.order.pop(self, None)
         self._stop_timer()
+        for source in self._held.values():
+            self.admission.release(source)
+        self._held.clear()
         super().connection_lost(exc)
 
     def _stop_timer(self) -> None:
@@ -236,7 +331,9 @@ class EdgeProtocol(HttpToolsProtocol):
     def _body_expired(self) -> None:
         log.info("request body not received within %ss: closing", self.limits.body_timeout)
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        if self._discarding:
+            pass  # refused at admission: answered already
+        elif cycle is None or not cycle.response_started:
             if cycle is not None:
                 cycle.disconnected = True  # the app's receive() says so; its send() is void
             self.transport.write(
@@ -347,6 +444,8 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         super().on_message_begin()
         self._began_here = True
+        self._discarding = False
+        self._admitting = None
         self._head_bytes = self._head_seen = self._head_count = 0
         self._phase = _HEAD
         self._arm(self.limits.header_timeout, self._head_expired)
@@ -394,13 +493,31 @@ class EdgeProtocol(HttpToolsProtocol):
                 # Not ours to switch to (RFC 9110 7.8): answer over HTTP/1.1 instead.
                 self._dropped_upgrade = True
         if refusal is None:
-            super().on_headers_complete()
-            return
-        count_protocol_error(
-            "too-many-headers"
-            if self._head_count > self.limits.max_header_count
-            else "header-too-large"
-        )
+            source = self.admission.source_of(self.url)
+            if source is None or (self.parser.should_upgrade() and not self._dropped_upgrade):
+                super().on_headers_complete()
+                return
+            if not self.admission.full(source):
+                super().on_headers_complete()
+                self._admitting = source  # counted once its body has arrived
+                return
+            count_edge_shed(source)
+            if self.cycle is None or self.cycle.response_complete:
+                self._shed_now(source)
+                return
+            # Behind a pipelined request still running: answered in its turn, then closed.
+            refusal = _refusal(
+                503,
+                "overloaded",
+                self.admission.detail(source),
+                [(b"retry-after", str(SHED_RETRY_AFTER).encode())],
+            )
+        else:
+            count_protocol_error(
+                "too-many-headers"
+                if self._head_count > self.limits.max_header_count
+                else "header-too-large"
+            )
         app = self.app
         self.app = refusal
         try:
@@ -408,10 +525,48 @@ class EdgeProtocol(HttpToolsProtocol):
         finally:
             self.app = app
 
+    def _hold(self, source: str) -> None:
+        """Count this request against `source` until its answer is complete."""
+        cycle = self.cycle
+        answered = cycle.on_response
+        self._held[cycle] = source
+        self.admission.take(source)
+
+        def release() -> None:
+            if self._held.pop(cycle, None) is not None:
+                self.admission.release(source)
+            answered()
+
+        cycle.on_response = release
+
+    def _shed_now(self, source: str) -> None:
+        """Answer 503 at once, before the app, the body, its verification or its parse;
+        the body is then discarded as it arrives (within the body deadline) and the
+        connection kept, so that the client can retry on it after Retry-After."""
+        keep = self.parser.should_keep_alive() and not self.expect_100_continue
+        self.transport.write(self.admission.answer(source, keep))
+        if not keep:
+            self._close()
+            return
+        self._discarding = True
+        self._idle.order[self] = None
+
+    def on_body(self, body: bytes) -> None:
+        if not self._discarding:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         if self._dropped_upgrade:
             return  # the parser skipped the body; it comes through the fresh parser
+        if self._discarding:
+            self._discarding = False
+            if not self._closed:
+                self._become_idle()
+            return
         super().on_message_complete()
+        source, self._admitting = self._admitting, None
+        if source is not None and self.cycle is not None and not self.cycle.response_complete:
+            self._hold(source)
         if self._closed or self._phase == _IDLE:
             return
         if self._request_done():
@@ -442,9 +597,14 @@ class EdgeProtocol(HttpToolsProtocol):
             self._idle.order[self] = None
 
 
-def edge_protocol(server: ServerConfig) -> type[EdgeProtocol]:
-    """The protocol class for uvicorn's `http` setting, bound to `server`'s limits."""
-    return type("HookgateProtocol", (EdgeProtocol,), {"limits": EdgeLimits.of(server)})
+def edge_protocol(server: ServerConfig, sources: Sequence[SourceConfig] = ()) -> type[EdgeProtocol]:
+    """The protocol class for uvicorn's `http` setting, bound to `server`'s limits and the
+    admission of `sources`."""
+    return type(
+        "HookgateProtocol",
+        (EdgeProtocol,),
+        {"limits": EdgeLimits.of(server), "admission": Admission.of(server, sources)},
+    )
 
 
 def fit_file_limit(max_connections: int) -> int:
@@ -472,12 +632,13 @@ def fit_file_limit(max_connections: int) -> int:
     return soft
 
 
-def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
-    """uvicorn.Config keyword arguments that put the edge limits in place (the process's
-    open-file limit is raised to fit `max_connections` on the way, see fit_file_limit)."""
+def uvicorn_options(server: ServerConfig, sources: Sequence[SourceConfig] = ()) -> dict[str, Any]:
+    """uvicorn.Config keyword arguments that put the edge limits in place, with the
+    per-source admission of `sources` (the process's open-file limit is raised to fit
+    `max_connections` on the way, see fit_file_limit)."""
     fit_file_limit(server.max_connections)
     return {
-        "http": edge_protocol(server),
+        "http": edge_protocol(server, sources),
         # The protocol keeps its own idle deadline; uvicorn's keep-alive setting agrees.
         "timeout_keep_alive": server.idle_timeout_seconds,
         "backlog": min(2048, server.max_connections),
