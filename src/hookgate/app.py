@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from hookgate.admin.alerts import AlertsApi
 from hookgate.admin.api import AdminApi, json_response, problem_response
+from hookgate.admin.docs import contract_routes
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
@@ -65,19 +66,25 @@ def create_app(config: Config) -> Any:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "error")
         return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
-    admin = AdminApi(gateway.store, config.admin.tokens)
+    admin = AdminApi(gateway.store, config.admin.named())
     rules = RulesApi(admin, gateway.rules)
     views = ViewsApi(admin, gateway.store, config, gateway.reruns, gateway.operations)
+    alerts = AlertsApi(admin, gateway.store)
+    # Every /api/v1 endpoint, declared once: the routes and the OpenAPI document.
+    operations = [
+        *admin.operations(),
+        *rules.operations(),
+        *views.operations(),
+        *alerts.operations(),
+    ]
     web = Starlette(
         routes=[
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/healthz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            *admin.routes(),
-            *rules.routes(),
-            *views.routes(),
-            *AlertsApi(admin, gateway.store).routes(),
+            *admin.routes_of(operations),
+            *contract_routes(operations),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
@@ -92,4 +99,5 @@ def create_app(config: Config) -> Any:
             await web(scope, receive, send)
 
     app.gateway = gateway  # type: ignore[attr-defined]
+    app.web = web  # type: ignore[attr-defined]  # its routes are the published contract
     return app

@@ -112,7 +112,7 @@ class Graph:
                     source=source.name,
                     problem=f"replace the {PLACEHOLDER}... value (see hookgate check-config)",
                 )
-        if not [t for t in self.config.admin.tokens if t]:
+        if not self.config.admin.named():
             log.warning("admin API disabled: [admin] tokens is empty")
         await self.authorization.start()
         self._engine_loaded = True

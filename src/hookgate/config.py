@@ -150,10 +150,43 @@ class StorageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:///") else None
 
 
-class AdminConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Bearer tokens that may read the admin API. Empty: the admin API refuses everyone."""
+AdminScope = Literal["read", "write"]
 
-    tokens: list[str] = []
+
+class AdminToken(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A named admin bearer token: `read` may only look, `write` may also change things.
+    The name is what the audit log records as who made a change."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
+    token: str
+    scope: AdminScope = "read"
+
+
+class AdminConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bearer tokens for the admin API. Empty: the admin API refuses everyone.
+
+    An item is a table `{name, token, scope}`, or a bare string: a `write` token named
+    `admin` (`admin-2`, ... when there are several), as configurations before names had."""
+
+    tokens: list[str | AdminToken] = []
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.named()]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"admin token names must be unique: {', '.join(doubled)}")
+
+    def named(self) -> list[AdminToken]:
+        """Every configured token with its name and scope; empty ones (an unset variable)
+        are left out, so they never match."""
+        bare = [t for t in self.tokens if isinstance(t, str)]
+        out: list[AdminToken] = []
+        for index, item in enumerate(bare, 1):
+            if item:
+                name = "admin" if len(bare) == 1 else f"admin-{index}"
+                out.append(AdminToken(name=name, token=item, scope="write"))
+        out.extend(t for t in self.tokens if isinstance(t, AdminToken) and t.token)
+        return out
 
 
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -96,9 +96,10 @@ def api(tmp_path: Path, storage_url: str) -> Iterator[Api]:
         yield
         await graph.close()
 
-    admin = AdminApi(graph.store, config.admin.tokens)
+    admin = AdminApi(graph.store, config.admin.named())
     views = ViewsApi(admin, graph.store, config, graph.reruns, graph.operations)
-    app = Starlette(routes=[*admin.routes(), *views.routes()], lifespan=lifespan)
+    operations = [*admin.operations(), *views.operations()]
+    app = Starlette(routes=admin.routes_of(operations), lifespan=lifespan)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     )
@@ -297,13 +298,25 @@ def test_replay_validates_and_queues(api: Api) -> None:
         assert c.post("/api/v1/replay", content=b"{").status_code == 400
         problem(c.post("/api/v1/replay", json={"extra": 1}), 400)
 
+        before = c.get("/api/v1/deliveries", params={"event_id": event_id}).json()["items"]
+        selection = {"source": "easypark-q", "status": "pending"}
+        rehearsed = c.post("/api/v1/replay", json={**selection, "dry_run": True})
+        assert rehearsed.json() == {"queued": 1, "dry_run": True}
+        after = c.get("/api/v1/deliveries", params={"event_id": event_id}).json()["items"]
+        assert after == before  # a dry run changes nothing
+        named_dry = c.post(
+            f"/api/v1/events/{event_id}/replay", params={"destination": "lake", "dry_run": "true"}
+        )
+        assert named_dry.json() == {"queued": 1, "dry_run": True}
+        assert c.get("/api/v1/deliveries", params={"destination": "lake"}).json()["items"] == []
+
         queued = c.post("/api/v1/replay", json={"event_ids": [event_id]})
-        assert queued.json() == {"queued": 1}
-        bulk = c.post("/api/v1/replay", json={"source": "easypark-q", "status": "pending"})
-        assert bulk.json() == {"queued": 1}
+        assert queued.json() == {"queued": 1, "dry_run": False}
+        bulk = c.post("/api/v1/replay", json=selection)
+        assert bulk.json() == {"queued": 1, "dry_run": False}
         # A destination added later gets the event when named explicitly.
         named = c.post(f"/api/v1/events/{event_id}/replay", params={"destination": "lake"})
-        assert named.json() == {"queued": 1}
+        assert named.json() == {"queued": 1, "dry_run": False}
         problem(c.post("/api/v1/events/nope/replay"), 404)
         problem(c.post(f"/api/v1/events/{event_id}/replay?destination=nowhere"), 400)
 

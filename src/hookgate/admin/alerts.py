@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from hookgate.admin.api import AdminApi, ApiError, json_response
+from hookgate.admin.contract import Operation, query_of
+from hookgate.admin.schemas import Page, PageQuery
 from hookgate.store import alerting
 from hookgate.store.base import Store
 from hookgate.store.rows import decode_cursor, encode_cursor
-
-STATUSES = ("firing", "resolved")
 
 
 class AlertsApi:
@@ -24,21 +24,16 @@ class AlertsApi:
         self._store = store
 
     async def listing(self, request: Request) -> Response:
-        q = request.query_params
-        status = q.get("status")
-        if status is not None and status not in STATUSES:
-            raise ApiError(400, "bad-parameter", "status must be firing or resolved")
-        cursor = q.get("cursor")
-        before = decode_cursor(cursor) if cursor else None
-        limit = self._admin._limit(request)
+        q: AlertsQuery = query_of(request, AlertsQuery)
+        before = decode_cursor(q.cursor) if q.cursor else None
         rows = await self._store.sql_read(
             functools.partial(
-                alerting.list_alerts, status=status, rule=q.get("rule"), before=before, limit=limit
+                alerting.list_alerts, status=q.status, rule=q.rule, before=before, limit=q.limit
             )
         )
         items = [row.public() for row in rows]
         return json_response(
-            {"items": items, "next": encode_cursor(rows[-1].id) if len(rows) == limit else None}
+            {"items": items, "next": encode_cursor(rows[-1].id) if len(rows) == q.limit else None}
         )
 
     async def show(self, request: Request) -> Response:
@@ -49,10 +44,31 @@ class AlertsApi:
             raise ApiError(404, "not-found", "no alert with this id")
         return json_response(row.public())
 
-    def routes(self) -> list[Route]:
-        """The /api/v1/alerts routes."""
-        guarded = self._admin.guarded
+    def operations(self) -> list[Operation]:
+        """The /api/v1/alerts endpoints."""
         return [
-            Route("/api/v1/alerts", guarded(self.listing), methods=["GET"]),
-            Route("/api/v1/alerts/{alert_id}", guarded(self.show), methods=["GET"]),
+            Operation(
+                "GET",
+                "/api/v1/alerts",
+                self.listing,
+                "listAlerts",
+                "List alerts, firing and resolved",
+                "alerts",
+                query=AlertsQuery,
+                answer=Page[alerting.AlertRow],
+            ),
+            Operation(
+                "GET",
+                "/api/v1/alerts/{alert_id}",
+                self.show,
+                "getAlert",
+                "Get one alert episode",
+                "alerts",
+                answer=alerting.AlertRow,
+            ),
         ]
+
+
+class AlertsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["firing", "resolved"] | None = None
+    rule: str | None = None

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from hookgate.admin.api import AdminApi, ApiError, json_response
+from hookgate.admin import schemas
+from hookgate.admin.api import QUERY, AdminApi, ApiError, json_response
+from hookgate.admin.contract import Operation
 from hookgate.authorization.service import Entity
 from hookgate.domain.errors import BadCursor, Conflict, Unprocessable
 from hookgate.domain.rules import Budget, Group, Token
@@ -37,7 +38,6 @@ from hookgate.store.rows import encode_cursor
 
 MAX_BODY = 256 * 1024
 _decoder = msgspec.json.Decoder(float_hook=Decimal)  # keep "12.5" exact for Decimal fields
-Verb = Callable[[Kind, Request], Awaitable[Response]]
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
@@ -104,11 +104,10 @@ class RulesApi:
     # -- handlers ----------------------------------------------------------------------
 
     async def _list(self, spec: Kind, request: Request) -> Response:
-        q = request.query_params
-        limit = AdminApi._limit(request)
-        after = _decode_cursor(q.get("cursor"))
-        wanted = {name: q[name] for name in spec.filters if q.get(name)}
-        page, following = await self._rules.page(spec, wanted, after, limit)
+        q: Any = request.scope[QUERY]
+        after = _decode_cursor(q.cursor)
+        wanted = {name: str(getattr(q, name)) for name in spec.filters if getattr(q, name)}
+        page, following = await self._rules.page(spec, wanted, after, q.limit)
         cursor = encode_cursor(following) if following is not None else None
         items = [self._out(listed.entity, listed.managed_by) for listed in page]
         return json_response({"items": items, "next": cursor})
@@ -144,7 +143,7 @@ class RulesApi:
         entity = await self._rules.patch(spec, key, changes)
         return json_response(self._out(entity))
 
-    async def _status(self, spec: Kind, request: Request, status: str) -> Response:
+    async def _status(self, spec: Kind, request: Request, *, status: str) -> Response:
         entity, _ = await self._rules.set_status(spec, self._path_key(spec, request), status)
         assert isinstance(entity, Token | Group)
         return json_response(self._out(entity))
@@ -153,41 +152,99 @@ class RulesApi:
         await self._rules.remove(spec, self._path_key(spec, request))
         return Response(status_code=204)
 
-    # -- routes ------------------------------------------------------------------------
+    # -- operations --------------------------------------------------------------------
 
-    def routes(self) -> list[Route]:
-        """The /api/v1 routes of tokens, groups, rules and budgets."""
-        out: list[Route] = []
+    def operations(self) -> list[Operation]:
+        """Tokens, groups, charger rules and budgets: list, create, get, replace, update,
+        delete; tokens and groups also block and unblock."""
+        out: list[Operation] = []
         for spec in KINDS:
             base = f"/api/v1/{spec.path}"
             item = base + "/{key:path}"
+            noun = spec.noun
+            name = "".join(w.title() for w in noun.split())
+            entity = schemas.ENTITIES[spec.path]
+            answer = schemas.ENTITY_ANSWERS[spec.path]
+            errors = (409, 413, 422)
             if spec in (TOKENS, GROUPS):
-                out.append(self._route(f"{item}/block", spec, POST=self._block))
-                out.append(self._route(f"{item}/unblock", spec, POST=self._unblock))
-            out.append(self._route(base, spec, GET=self._list, POST=self._create))
-            out.append(
-                self._route(
+                for verb, status in (("block", "blocked"), ("unblock", "valid")):
+                    out.append(
+                        Operation(
+                            "POST",
+                            f"{item}/{verb}",
+                            partial(self._status, spec, status=status),
+                            f"{verb}{name}",
+                            f"{verb.title()} a {noun}",
+                            "rules",
+                            answer=answer,
+                            errors=(409,),
+                        )
+                    )
+            out += [
+                Operation(
+                    "GET",
+                    base,
+                    partial(self._list, spec),
+                    f"list{name}s",
+                    f"List {noun}s",
+                    "rules",
+                    query=schemas.RULE_QUERIES[spec.path],
+                    answer=schemas.Page[answer],  # type: ignore[valid-type]
+                ),
+                Operation(
+                    "POST",
+                    base,
+                    partial(self._create, spec),
+                    f"create{name}",
+                    f"Create a {noun}",
+                    "rules",
+                    body=entity,
+                    answer=answer,
+                    status=201,
+                    errors=errors,
+                ),
+                Operation(
+                    "GET",
                     item,
-                    spec,
-                    GET=self._get,
-                    PUT=self._put,
-                    PATCH=self._patch,
-                    DELETE=self._delete,
-                )
-            )
+                    partial(self._get, spec),
+                    f"get{name}",
+                    f"Get a {noun}",
+                    "rules",
+                    answer=answer,
+                ),
+                Operation(
+                    "PUT",
+                    item,
+                    partial(self._put, spec),
+                    f"replace{name}",
+                    f"Create or replace a {noun}",
+                    "rules",
+                    body=entity,
+                    answer=answer,
+                    also=(201,),
+                    errors=errors,
+                ),
+                Operation(
+                    "PATCH",
+                    item,
+                    partial(self._patch, spec),
+                    f"update{name}",
+                    f"Change some fields of a {noun}",
+                    "rules",
+                    body=dict[str, Any],
+                    answer=answer,
+                    errors=errors,
+                    description="The body holds only the fields to change.",
+                ),
+                Operation(
+                    "DELETE",
+                    item,
+                    partial(self._delete, spec),
+                    f"delete{name}",
+                    f"Delete a {noun}",
+                    "rules",
+                    status=204,
+                    errors=(409,),
+                ),
+            ]
         return out
-
-    def _route(self, path: str, spec: Kind, **verbs: Verb) -> Route:
-        """One guarded endpoint dispatching on the method (Starlette answers others 405)."""
-
-        async def handler(request: Request) -> Response:
-            method = "GET" if request.method == "HEAD" else request.method
-            return await verbs[method](spec, request)
-
-        return Route(path, self._admin.guarded(handler), methods=list(verbs))
-
-    async def _block(self, spec: Kind, request: Request) -> Response:
-        return await self._status(spec, request, "blocked")
-
-    async def _unblock(self, spec: Kind, request: Request) -> Response:
-        return await self._status(spec, request, "valid")

@@ -1,19 +1,23 @@
 """Admin API over the domain views, deliveries and destinations, with the operator
 actions on them: replay, re-running quarantined events and rejected calls, and the
-fleet cost export. Same guard, limits, cursors and problem answers as `admin.api`."""
+fleet cost export. Same guard, paging, cursors and problem answers as `admin.api`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from hookgate.admin.api import AdminApi, ApiError, _instant, json_response
+from hookgate.admin import schemas as sc
+from hookgate.admin.api import QUERY, AdminApi, ApiError, _instant, json_response
+from hookgate.admin.contract import Operation, ParamError, explain, query_of
 from hookgate.config import Config
+from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import ReplayFilter, ViewFilter
 from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
@@ -23,41 +27,26 @@ from hookgate.ops.details import (
     session_detail,
     view_row,
 )
-from hookgate.ops.replay import (
-    DELIVERY_STATUSES,
-    BadReplay,
-    destination_names,
-    public_destination,
-)
+from hookgate.ops.replay import BadReplay, destination_names, public_destination
 from hookgate.services.operations import Operations
 from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
 
 
-class _ReplayBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    event_ids: list[str] = []
-    source: str | None = None
-    since: str | None = None
-    status: str | None = None
-    destination: str | None = None
-
-
-class _DisableBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: str = "disabled by an operator"
-
-
-def _bad(param: str, detail: str) -> ApiError:
-    return ApiError(400, "bad-parameter", f"{param}: {detail}")
+def _bad(param: str, detail: str) -> ParamError:
+    return ParamError(param, f"{param}: {detail}")
 
 
 async def _json_body(request: Request, model: type[Any]) -> Any:
     raw = await request.body()
     try:
-        return msgspec.json.decode(raw or b"{}", type=model)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, "bad-parameter", str(exc)) from None
+        document = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError:
         raise ApiError(400, "malformed-json", "the body is not valid JSON") from None
+    try:
+        return msgspec.convert(document, model)
+    except msgspec.ValidationError as exc:
+        raise explain(exc, model, document) from None
 
 
 class ViewsApi:
@@ -87,15 +76,14 @@ class ViewsApi:
         equal: tuple[str, ...],
         time_column: str,
     ) -> Response:
-        q = request.query_params
+        q: Any = request.scope[QUERY]
         where = ViewFilter(
-            equal={column: q[column] for column in equal if q.get(column)},
+            equal={column: getattr(q, column) for column in equal if getattr(q, column)},
             time_column=time_column,
-            since=_instant(q.get("since"), "since"),
-            until=_instant(q.get("until"), "until"),
+            since=_instant(q.since, "since"),
+            until=_instant(q.until, "until"),
         )
-        limit = AdminApi._limit(request)
-        page = await self._store.list_view(table, where, q.get("cursor"), limit)
+        page = await self._store.list_view(table, where, q.cursor, q.limit)
         return AdminApi._page(page)
 
     @staticmethod
@@ -146,18 +134,14 @@ class ViewsApi:
     # -- deliveries and destinations -----------------------------------------------------
 
     async def deliveries(self, request: Request) -> Response:
-        q = request.query_params
-        status = q.get("status")
-        if status is not None and status not in DELIVERY_STATUSES:
-            raise _bad("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")
-        equal = {c: q[c] for c in ("event_id", "destination", "status") if q.get(c)}
+        q: sc.DeliveriesQuery = query_of(request, sc.DeliveriesQuery)
+        equal = {c: getattr(q, c) for c in ("event_id", "destination", "status") if getattr(q, c)}
         where = ViewFilter(
             equal=equal,
-            since=_instant(q.get("since"), "since"),
-            until=_instant(q.get("until"), "until"),
+            since=_instant(q.since, "since"),
+            until=_instant(q.until, "until"),
         )
-        limit = AdminApi._limit(request)
-        page = await self._store.list_deliveries(where, q.get("cursor"), limit)
+        page = await self._store.list_deliveries(where, q.cursor, q.limit)
         return AdminApi._page(page)
 
     async def delivery(self, request: Request) -> Response:
@@ -165,9 +149,15 @@ class ViewsApi:
         return self._found(item, "delivery")
 
     async def destinations(self, request: Request) -> Response:
+        """The configured destinations in configuration order, paged like every list (the
+        cursor is the position after the last one shown)."""
+        q: sc.DestinationsQuery = query_of(request, sc.DestinationsQuery)
+        start = _position_cursor(q.cursor)
         states = await self._store.destination_states()
-        items = [public_destination(d, states.get(d.name)) for d in self._config.destinations]
-        return json_response({"items": items})
+        chosen = self._config.destinations[start : start + q.limit]
+        items = [public_destination(d, states.get(d.name)) for d in chosen]
+        more = start + q.limit < len(self._config.destinations)
+        return json_response({"items": items, "next": _position(start + q.limit) if more else None})
 
     async def _set_disabled(self, request: Request, reason: str | None) -> Response:
         name = request.path_params["name"]
@@ -183,40 +173,36 @@ class ViewsApi:
         return await self._set_disabled(request, None)
 
     async def disable(self, request: Request) -> Response:
-        body: _DisableBody = await _json_body(request, _DisableBody)
+        body: sc.DisableBody = await _json_body(request, sc.DisableBody)
         return await self._set_disabled(request, body.reason or "disabled by an operator")
 
     # -- actions -------------------------------------------------------------------------
 
-    async def _replay(self, where: ReplayFilter) -> Response:
+    async def replay(self, request: Request) -> Response:
+        body: sc.ReplayBody = await _json_body(request, sc.ReplayBody)
+        since: datetime | None = _instant(body.since, "since")
+        where = ReplayFilter(
+            event_ids=body.event_ids,
+            source=body.source,
+            since=since,
+            status=body.status,
+            destination=body.destination,
+        )
         try:
-            queued = await self._operations.replay(where)
+            queued = await self._operations.replay(where, dry_run=body.dry_run)
         except BadReplay as exc:
             raise _bad(exc.param, exc.detail) from None
-        return json_response({"queued": queued})
-
-    async def replay(self, request: Request) -> Response:
-        body: _ReplayBody = await _json_body(request, _ReplayBody)
-        since: datetime | None = _instant(body.since, "since")
-        return await self._replay(
-            ReplayFilter(
-                event_ids=body.event_ids,
-                source=body.source,
-                since=since,
-                status=body.status,
-                destination=body.destination,
-            )
-        )
+        return json_response({"queued": queued, "dry_run": body.dry_run})
 
     async def replay_event(self, request: Request) -> Response:
-        destination = request.query_params.get("destination")
+        q: sc.ReplayEventQuery = query_of(request, sc.ReplayEventQuery)
         try:
             queued = await self._operations.replay_event(
-                request.path_params["event_id"], destination
+                request.path_params["event_id"], q.destination, dry_run=q.dry_run
             )
         except BadReplay as exc:
             raise _bad(exc.param, exc.detail) from None
-        return json_response({"queued": queued})
+        return json_response({"queued": queued, "dry_run": q.dry_run})
 
     @staticmethod
     def _rerun_answer(result: RerunResult) -> Response:
@@ -229,52 +215,224 @@ class ViewsApi:
         return self._rerun_answer(await self._reruns.rerun(request.path_params["rejection_id"]))
 
     async def export(self, request: Request) -> Response:
-        q = request.query_params
-        month = q.get("month")
-        if not month:
-            raise _bad("month", "required, as YYYY-MM")
-        fmt = q.get("format", "csv")
-        if fmt not in ("csv", "json"):
-            raise _bad("format", "must be csv or json")
-        totals = q.get("totals", "false").lower()
-        if totals not in ("true", "false", "1", "0"):
-            raise _bad("totals", "must be true or false")
+        q: sc.ExportQuery = query_of(request, sc.ExportQuery)
         try:
-            report = await self._operations.export(month)
+            report = await self._operations.export(q.month)
         except BadReplay as exc:
             raise _bad(exc.param, exc.detail) from None
-        if fmt == "json":
+        if q.format == "json":
             return Response(report_json(report), media_type="application/json")
-        part = "totals" if totals in ("true", "1") else "lines"
-        text = totals_csv(report) if part == "totals" else lines_csv(report)
-        name = f"fleet-costs-{month}" + ("-totals" if part == "totals" else "") + ".csv"
+        text = totals_csv(report) if q.totals else lines_csv(report)
+        name = f"fleet-costs-{q.month}" + ("-totals" if q.totals else "") + ".csv"
         return Response(
             text,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
-    def routes(self) -> list[Route]:
-        """The /api/v1 routes of views, deliveries, destinations, replay and export."""
-        g = self._admin.guarded
-        get, post = ["GET"], ["POST"]
+    def operations(self) -> list[Operation]:
+        """Views, deliveries, destinations, replay, re-runs and the export."""
+        op = Operation
         return [
-            Route("/api/v1/charging-sessions", g(self.sessions), methods=get),
-            Route("/api/v1/charging-sessions/{id}", g(self.session), methods=get),
-            Route("/api/v1/parking-transactions", g(self.parking), methods=get),
-            Route("/api/v1/parking-transactions/{id}", g(self.parking_one), methods=get),
-            Route("/api/v1/payments", g(self.payments), methods=get),
-            Route("/api/v1/payments/{id}", g(self.payment), methods=get),
-            Route("/api/v1/charge-points", g(self.charge_points), methods=get),
-            Route("/api/v1/charge-points/{id}", g(self.charge_point), methods=get),
-            Route("/api/v1/deliveries", g(self.deliveries), methods=get),
-            Route("/api/v1/deliveries/{id}", g(self.delivery), methods=get),
-            Route("/api/v1/destinations", g(self.destinations), methods=get),
-            Route("/api/v1/destinations/{name}/enable", g(self.enable), methods=post),
-            Route("/api/v1/destinations/{name}/disable", g(self.disable), methods=post),
-            Route("/api/v1/replay", g(self.replay), methods=post),
-            Route("/api/v1/events/{event_id}/replay", g(self.replay_event), methods=post),
-            Route("/api/v1/events/{event_id}/reprocess", g(self.reprocess), methods=post),
-            Route("/api/v1/rejections/{rejection_id}/rerun", g(self.rerun), methods=post),
-            Route("/api/v1/export", g(self.export), methods=get),
+            op(
+                "GET",
+                "/api/v1/charging-sessions",
+                self.sessions,
+                "listChargingSessions",
+                "List charging sessions",
+                "views",
+                query=sc.SessionsQuery,
+                answer=sc.Page[sc.ChargingSession],
+            ),
+            op(
+                "GET",
+                "/api/v1/charging-sessions/{id}",
+                self.session,
+                "getChargingSession",
+                "Get a charging session with its meter values",
+                "views",
+                answer=sc.ChargingSessionDetail,
+            ),
+            op(
+                "GET",
+                "/api/v1/parking-transactions",
+                self.parking,
+                "listParkingTransactions",
+                "List parking transactions",
+                "views",
+                query=sc.ParkingQuery,
+                answer=sc.Page[sc.ParkingTransaction],
+            ),
+            op(
+                "GET",
+                "/api/v1/parking-transactions/{id}",
+                self.parking_one,
+                "getParkingTransaction",
+                "Get a parking transaction",
+                "views",
+                answer=sc.ParkingTransaction,
+            ),
+            op(
+                "GET",
+                "/api/v1/payments",
+                self.payments,
+                "listPayments",
+                "List payment objects",
+                "views",
+                query=sc.PaymentsQuery,
+                answer=sc.Page[sc.PaymentObject],
+            ),
+            op(
+                "GET",
+                "/api/v1/payments/{id}",
+                self.payment,
+                "getPayment",
+                "Get a payment object with its state history",
+                "views",
+                answer=sc.PaymentObjectDetail,
+            ),
+            op(
+                "GET",
+                "/api/v1/charge-points",
+                self.charge_points,
+                "listChargePoints",
+                "List charge points",
+                "views",
+                query=sc.ChargePointsQuery,
+                answer=sc.Page[sc.ChargePoint],
+            ),
+            op(
+                "GET",
+                "/api/v1/charge-points/{id}",
+                self.charge_point,
+                "getChargePoint",
+                "Get a charge point with its EVSEs",
+                "views",
+                answer=sc.ChargePointDetail,
+            ),
+            op(
+                "GET",
+                "/api/v1/deliveries",
+                self.deliveries,
+                "listDeliveries",
+                "List deliveries",
+                "deliveries",
+                query=sc.DeliveriesQuery,
+                answer=sc.Page[sc.Delivery],
+            ),
+            op(
+                "GET",
+                "/api/v1/deliveries/{id}",
+                self.delivery,
+                "getDelivery",
+                "Get a delivery with its attempts",
+                "deliveries",
+                answer=sc.DeliveryDetail,
+            ),
+            op(
+                "GET",
+                "/api/v1/destinations",
+                self.destinations,
+                "listDestinations",
+                "List destinations (without secrets) and whether they are paused",
+                "deliveries",
+                query=sc.DestinationsQuery,
+                answer=sc.Page[sc.Destination],
+            ),
+            op(
+                "POST",
+                "/api/v1/destinations/{name}/enable",
+                self.enable,
+                "resumeDestination",
+                "Resume a paused destination",
+                "deliveries",
+                answer=sc.Destination,
+                description="Deliveries to it start again; what queued meanwhile is sent.",
+            ),
+            op(
+                "POST",
+                "/api/v1/destinations/{name}/disable",
+                self.disable,
+                "pauseDestination",
+                "Pause a destination",
+                "deliveries",
+                body=sc.DisableBody,
+                answer=sc.Destination,
+                description="Nothing is sent to it until it is resumed; deliveries queue.",
+            ),
+            op(
+                "POST",
+                "/api/v1/replay",
+                self.replay,
+                "replay",
+                "Deliver again by filter",
+                "deliveries",
+                body=sc.ReplayBody,
+                answer=sc.ReplayResult,
+                description="Named events, or every delivery matching source, since, status "
+                "and destination. With `dry_run: true` nothing is queued and `queued` says "
+                "how many would be.",
+            ),
+            op(
+                "POST",
+                "/api/v1/events/{event_id}/replay",
+                self.replay_event,
+                "replayEvent",
+                "Deliver one event again",
+                "events",
+                query=sc.ReplayEventQuery,
+                answer=sc.ReplayResult,
+            ),
+            op(
+                "POST",
+                "/api/v1/events/{event_id}/reprocess",
+                self.reprocess,
+                "reprocessEvent",
+                "Parse a quarantined event again and queue it",
+                "events",
+                answer=sc.RerunResult,
+                errors=(409,),
+                description="After a provider schema fix or a configuration change.",
+            ),
+            op(
+                "POST",
+                "/api/v1/rejections/{rejection_id}/rerun",
+                self.rerun,
+                "rerunRejection",
+                "Verify and store a refused call again",
+                "rejections",
+                answer=sc.RerunResult,
+                errors=(409,),
+                description="After a configuration fix (a rotated secret, a new source).",
+            ),
+            op(
+                "GET",
+                "/api/v1/export",
+                self.export,
+                "exportFleetCosts",
+                "Fleet cost export for one month",
+                "views",
+                query=sc.ExportQuery,
+                answer=dict[str, Any],
+                media=("text/csv", "application/json"),
+                description="CSV lines (or totals with `totals=true`), or JSON with `format=json`.",
+            ),
         ]
+
+
+def _position(index: int) -> str:
+    return base64.urlsafe_b64encode(f"at:{index}".encode()).decode().rstrip("=")
+
+
+def _position_cursor(cursor: str | None) -> int:
+    """The index a position cursor points at; BadCursor when it is not one of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor("cursor is not valid") from None
+    label, _, index = text.partition(":")
+    if label != "at" or not index.isdigit() or len(index) > 9:
+        raise BadCursor("cursor is not valid")
+    return int(index)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import click
 
+from hookgate.cli.audit import audited
 from hookgate.cli.common import _config, _print_json, _with_store, config_option, main
 from hookgate.timeutil import iso, utcnow
 
@@ -32,6 +33,7 @@ def parse_age(text: str) -> timedelta:
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be pruned; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@audited("prune")
 def prune(config_path: str | None, older_than: str, dry_run: bool, as_json: bool) -> None:
     """Clear raw bodies of old inbox events (row, document and body hash stay), delete old
     rejections and change-log entries. Decisions, sessions and consumption are kept."""

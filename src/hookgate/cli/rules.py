@@ -12,6 +12,7 @@ import click
 
 from hookgate.authorization.service import Entity
 from hookgate.bootstrap import Graph
+from hookgate.cli.audit import audited
 from hookgate.cli.common import _config, _print_json, _run, _table, config_option, main
 from hookgate.config import find_config
 from hookgate.domain.errors import Conflict, HookgateError
@@ -134,6 +135,7 @@ def groups_list(config_path: str | None, as_json: bool) -> None:
 @click.option("--charger", "chargers", multiple=True, help="Allowed charger id (repeatable).")
 @click.option("--blocked", is_flag=True, help="Add the group blocked.")
 @click.option("--replace", is_flag=True, help="Replace a group that exists.")
+@audited("groups.add", "group_id")
 def groups_add(
     config_path: str | None,
     group_id: str,
@@ -159,6 +161,7 @@ def groups_add(
 @groups.command("remove")
 @config_option
 @click.argument("group_id")
+@audited("groups.remove", "group_id")
 def groups_remove(config_path: str | None, group_id: str) -> None:
     """Delete a group and its budgets (refused while tokens or charger rules use it)."""
     click.echo(_remove(config_path, GROUPS, group_id))
@@ -182,6 +185,7 @@ def _group_status(config_path: str | None, group_id: str, status: str) -> None:
 @groups.command("block")
 @config_option
 @click.argument("group_id")
+@audited("groups.block", "group_id")
 def groups_block(config_path: str | None, group_id: str) -> None:
     """Refuse every start with a token of this group."""
     _group_status(config_path, group_id, "blocked")
@@ -190,6 +194,7 @@ def groups_block(config_path: str | None, group_id: str) -> None:
 @groups.command("unblock")
 @config_option
 @click.argument("group_id")
+@audited("groups.unblock", "group_id")
 def groups_unblock(config_path: str | None, group_id: str) -> None:
     """Let a blocked group's tokens charge again."""
     _group_status(config_path, group_id, "valid")
@@ -228,6 +233,7 @@ def chargers_list(config_path: str | None, as_json: bool) -> None:
 @click.option("--mode", type=click.Choice(["open", "reserved"]), required=True)
 @click.option("--group", "group_id", default=None, help="The group a reserved charger is for.")
 @click.option("--replace", is_flag=True, help="Replace the rule of a charger that has one.")
+@audited("chargers.add", "charger_id")
 def chargers_add(
     config_path: str | None, charger_id: str, mode: str, group_id: str | None, replace: bool
 ) -> None:
@@ -239,6 +245,7 @@ def chargers_add(
 @chargers.command("remove")
 @config_option
 @click.argument("charger_id")
+@audited("chargers.remove", "charger_id")
 def chargers_remove(config_path: str | None, charger_id: str) -> None:
     """Delete the rule of a charger (its tokens' own rules apply again)."""
     click.echo(_remove(config_path, RULES, charger_id))
@@ -314,6 +321,7 @@ def _amount(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
 @click.option("--currency", default=None, help="ISO 4217 code of a money budget, e.g. SEK.")
 @click.option("--id", "given_id", default=None, help="Default: SUBJECT-ID-METRIC-PERIOD.")
 @click.option("--replace", is_flag=True, help="Replace a budget that exists.")
+@audited("budgets.add", "subject_id")
 def budgets_add(
     config_path: str | None,
     subject: str,
@@ -342,6 +350,7 @@ def budgets_add(
 @budgets.command("remove")
 @config_option
 @click.argument("budget_id_", metavar="BUDGET_ID")
+@audited("budgets.remove", "budget_id_")
 def budgets_remove(config_path: str | None, budget_id_: str) -> None:
     """Delete a budget."""
     click.echo(_remove(config_path, BUDGETS, budget_id_))

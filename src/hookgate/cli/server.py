@@ -215,13 +215,13 @@ def check_config(config_path: str | None) -> None:
 def admin_token(config_path: str | None) -> None:
     """Print the first admin API token, for scripts: TOKEN=$(hookgate admin-token)."""
     config = _config(config_path, "admin")
-    tokens = [token for token in config.admin.tokens if token]
+    tokens = config.admin.named()
     if not tokens:
         raise click.ClickException(
             f"{find_config(config_path)} has no admin token: add one to [admin] tokens, "
             'e.g. tokens = ["${HOOKGATE_ADMIN_TOKEN}"]'
         )
-    click.echo(tokens[0])
+    click.echo(tokens[0].token)
 
 
 # Who issues the secret of a source whose value `init` cannot know.

@@ -19,6 +19,7 @@ from hookgate.authorization.csv_import import (
 from hookgate.authorization.outcome import Outcome
 from hookgate.authorization.service import AuthorizationService
 from hookgate.bootstrap import Graph
+from hookgate.cli.audit import audited
 from hookgate.cli.common import (
     READS,
     _config,
@@ -126,6 +127,7 @@ def tokens() -> None:
 @click.option("--max-sessions", type=click.IntRange(0), default=None)
 @click.option("--blocked", is_flag=True, help="Add the token blocked.")
 @click.option("--replace", is_flag=True, help="Replace a token that exists (and its kWh budgets).")
+@audited("tokens.add", "uid")
 def tokens_add(
     config_path: str | None,
     uid: str,
@@ -321,6 +323,7 @@ def _set_status(config_path: str | None, uid: str, status: str) -> None:
 @tokens.command("block")
 @config_option
 @click.argument("uid")
+@audited("tokens.block", "uid")
 def tokens_block(config_path: str | None, uid: str) -> None:
     """Refuse every start with this token (BLOCKED)."""
     _set_status(config_path, uid, "blocked")
@@ -329,6 +332,7 @@ def tokens_block(config_path: str | None, uid: str) -> None:
 @tokens.command("unblock")
 @config_option
 @click.argument("uid")
+@audited("tokens.unblock", "uid")
 def tokens_unblock(config_path: str | None, uid: str) -> None:
     """Let a blocked token charge again."""
     _set_status(config_path, uid, "valid")
@@ -337,6 +341,7 @@ def tokens_unblock(config_path: str | None, uid: str) -> None:
 @tokens.command("remove")
 @config_option
 @click.argument("uid")
+@audited("tokens.remove", "uid")
 def tokens_remove(config_path: str | None, uid: str) -> None:
     """Delete a token and its budgets (it becomes UNKNOWN)."""
     config = _config(config_path)
@@ -357,6 +362,7 @@ def tokens_remove(config_path: str | None, uid: str) -> None:
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@audited("tokens.import", "file")
 def tokens_import(config_path: str | None, file: str, dry_run: bool) -> None:
     """Create or update tokens from a CSV FILE (header row; see docs/authorization.md).
 

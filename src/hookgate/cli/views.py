@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from hookgate.bootstrap import Graph
+from hookgate.cli.audit import audited
 from hookgate.cli.common import (
     READS,
     _config,
@@ -491,6 +492,7 @@ def _named_destination(config: Config, name: str) -> None:
 @destinations.command("enable")
 @config_option
 @click.argument("name")
+@audited("destinations.enable", "name")
 def destinations_enable(config_path: str | None, name: str) -> None:
     """Deliver to NAME again (after a 410 Gone or an operator's disable)."""
     config = _config(config_path)
@@ -503,6 +505,7 @@ def destinations_enable(config_path: str | None, name: str) -> None:
 @config_option
 @click.argument("name")
 @click.option("--reason", default="disabled by an operator", show_default=True)
+@audited("destinations.disable", "name")
 def destinations_disable(config_path: str | None, name: str, reason: str) -> None:
     """Stop delivering to NAME; its deliveries wait until it is enabled."""
     config = _config(config_path)
@@ -521,6 +524,8 @@ def destinations_disable(config_path: str | None, name: str, reason: str) -> Non
 @click.option("--source", default=None, help="Deliveries of this source's events.")
 @click.option("--since", default=None, help="Deliveries created since (ISO 8601).")
 @click.option("--status", type=click.Choice(DELIVERY_STATUSES), default=None)
+@click.option("--dry-run", is_flag=True, help="Queue nothing; say how many would be queued.")
+@audited("replay")
 def replay(
     config_path: str | None,
     event_ids: tuple[str, ...],
@@ -528,6 +533,7 @@ def replay(
     source: str | None,
     since: str | None,
     status: str | None,
+    dry_run: bool,
 ) -> None:
     """Deliver again now, with a fresh retry budget: the named events, or the deliveries
     selected by --source/--since/--status (failed processing is queued again too)."""
@@ -544,8 +550,8 @@ def replay(
     except BadReplay as exc:
         hint = "EVENT_ID" if exc.param == "event_ids" else f"--{exc.param}"
         raise click.BadParameter(exc.detail, param_hint=hint) from None
-    queued = _run(config, lambda graph: graph.operations.replay(where))
-    click.echo(f"queued {queued}")
+    queued = _run(config, lambda graph: graph.operations.replay(where, dry_run=dry_run))
+    click.echo(f"would queue {queued}" if dry_run else f"queued {queued}")
 
 
 @main.command("export")
@@ -600,6 +606,7 @@ def _rerun(
 @config_option
 @click.argument("event_id")
 @click.option("--json", "as_json", is_flag=True)
+@audited("events.reprocess", "event_id")
 def events_reprocess(config_path: str | None, event_id: str, as_json: bool) -> None:
     """Parse a quarantined event again with the current code and configuration; queue it
     for processing when it is valid now."""
@@ -610,6 +617,7 @@ def events_reprocess(config_path: str | None, event_id: str, as_json: bool) -> N
 @config_option
 @click.argument("rejection_id")
 @click.option("--json", "as_json", is_flag=True)
+@audited("rejections.rerun", "rejection_id")
 def rejections_rerun(config_path: str | None, rejection_id: str, as_json: bool) -> None:
     """Verify a rejected call again with the current configuration and store it when it
     passes (only calls signed over the body keep a copy to verify)."""

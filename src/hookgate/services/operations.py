@@ -18,17 +18,21 @@ class Operations:
         self.store = store
         self.config = config
 
-    async def replay(self, where: ReplayFilter) -> int:
+    async def replay(self, where: ReplayFilter, *, dry_run: bool = False) -> int:
         """Make the selected deliveries due again with a fresh retry budget (and queue
-        failed processing again); how many were queued."""
+        failed processing again); how many were queued (with `dry_run`: would be, and
+        nothing changes)."""
         check_replay(self.config, where)
-        return await self.store.replay(where)
+        return await self.store.replay(where, dry_run=dry_run)
 
-    async def replay_event(self, event_id: str, destination: str | None = None) -> int:
+    async def replay_event(
+        self, event_id: str, destination: str | None = None, *, dry_run: bool = False
+    ) -> int:
         """Deliver one event again (to one destination, or to all it was meant for)."""
         if await self.store.get_event(event_id) is None:
             raise NotFound("no event with this id")
-        return await self.replay(ReplayFilter(event_ids=[event_id], destination=destination))
+        where = ReplayFilter(event_ids=[event_id], destination=destination)
+        return await self.replay(where, dry_run=dry_run)
 
     async def export(self, month: str) -> FleetReport:
         """The fleet costs of a month (YYYY-MM in the [authorization] timezone)."""

@@ -226,10 +226,11 @@ class Store(Protocol):
         """Record the attempt and the delivery's new state, if `owner` still holds the lease
         (False otherwise: another worker took it over)."""
 
-    async def replay(self, where: ReplayFilter) -> int:
+    async def replay(self, where: ReplayFilter, *, dry_run: bool = False) -> int:
         """Make matching deliveries due now with a fresh retry budget (creating the delivery
         for an explicitly named event and destination); failed processing is queued again.
-        Returns how many deliveries (and events) were queued."""
+        Returns how many deliveries (and events) were queued; with `dry_run` the same work
+        is rolled back, so the count is what a real replay would queue now."""
 
     async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
         """Deliveries newest first (filters on event_id, destination, status)."""

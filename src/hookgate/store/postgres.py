@@ -1384,7 +1384,7 @@ class PostgresStore(QueryMethods):
         result: bool = await self._write(run)
         return result
 
-    async def replay(self, where: ReplayFilter) -> int:
+    async def replay(self, where: ReplayFilter, *, dry_run: bool = False) -> int:
         async def run(tx: _Tx) -> int:
             now = utcnow()
             queued = 0
@@ -1419,7 +1419,15 @@ class PostgresStore(QueryMethods):
                 )
             return queued
 
-        result: int = await self._write(run)
+        async def rehearse(tx: _Tx) -> int:
+            await tx.execute(b"SAVEPOINT replay_dry_run")
+            try:
+                return await run(tx)
+            finally:
+                await tx.execute(b"ROLLBACK TO SAVEPOINT replay_dry_run")
+                await tx.execute(b"RELEASE SAVEPOINT replay_dry_run")
+
+        result: int = await self._write(rehearse if dry_run else run)
         return result
 
     async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:

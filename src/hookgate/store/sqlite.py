@@ -1347,7 +1347,7 @@ class SqliteStore(QueryMethods):
 
         return await self._write(run)
 
-    async def replay(self, where: ReplayFilter) -> int:
+    async def replay(self, where: ReplayFilter, *, dry_run: bool = False) -> int:
         def run(conn: sqlite3.Connection) -> int:
             now = iso(utcnow())
             queued = 0
@@ -1379,7 +1379,15 @@ class SqliteStore(QueryMethods):
                 queued += cur.rowcount
             return queued
 
-        return await self._write(run)
+        def rehearse(conn: sqlite3.Connection) -> int:
+            conn.execute("SAVEPOINT replay_dry_run")
+            try:
+                return run(conn)
+            finally:
+                conn.execute("ROLLBACK TO replay_dry_run")
+                conn.execute("RELEASE replay_dry_run")
+
+        return await self._write(rehearse if dry_run else run)
 
     async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
         clauses, params = _filters(
