@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from hookgate.providers import build_providers
 from hookgate.store import alerting, make_store
 from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
+from support import polling
 from support.delivery_receiver import Receiver, closed_port, serve
 from support.gateway import (
     EASYPARK_PASSWORD,
@@ -39,6 +39,7 @@ from support.gateway import (
     Running,
     base_config,
 )
+from support.polling import Timeout, until_async
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -106,26 +107,25 @@ async def until(
     evaluator: AlertEvaluator, what: Callable[[Report], bool], timeout: float = 20
 ) -> Report:
     """Evaluate until `what` holds for a report (the gateway writes counts every 2 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = await evaluator.evaluate_once()
-        if what(report):
-            return report
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met; last report {report}")
-        await asyncio.sleep(0.1)
+
+    async def report() -> Report | None:
+        evaluated = await evaluator.evaluate_once()
+        return evaluated if what(evaluated) else None
+
+    return await until_async(report, "an alert report", timeout)
 
 
 async def notified(inbox: Receiver, count: int, timeout: float = 10) -> list[dict[str, Any]]:
     """The first `count` verified notifications (waits for them)."""
-    deadline = time.monotonic() + timeout
-    while len([r for r in inbox.received if r.verified]) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{len(inbox.received)} notifications arrived, {count} expected: "
-                f"{[r.error for r in inbox.received]}"
-            )
-        await asyncio.sleep(0.02)
+    try:
+        await until_async(
+            lambda: len([r for r in inbox.received if r.verified]) >= count, "notices", timeout
+        )
+    except Timeout:
+        raise AssertionError(
+            f"{len(inbox.received)} notifications arrived, {count} expected: "
+            f"{[r.error for r in inbox.received]}"
+        ) from None
     return [r.payload for r in inbox.received if r.verified]
 
 
@@ -386,10 +386,8 @@ def _listening(port: int) -> Iterator[Receiver]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "receiver did not start"
-        time.sleep(0.01)
+    polling.until(lambda: server.started or not thread.is_alive(), "the receiver to start")
+    assert server.started, "receiver did not start"
     try:
         yield receiver
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,10 @@ def zaptec_sources(on_error: str) -> list[dict[str, Any]]:
 
 
 class SlowDecider:
+    """A decision that never comes: any answer the gateway gives is its deadline's."""
+
     async def decide(self, source: Any, request: Any) -> Outcome:
-        await asyncio.sleep(1.0)
+        await asyncio.Event().wait()
         return Outcome("ALLOWED", ["slow"])
 
 
@@ -55,11 +56,8 @@ def test_blown_deadline_answers_by_on_error_and_is_audited(
 ) -> None:
     running = make_gateway(base_config(tmp_path / "d.db", sources=zaptec_sources(on_error)))
     running.app.gateway.ingress.sessions.decider = SlowDecider()
-    began = time.monotonic()
     response = start(running)
-    elapsed = time.monotonic() - began
     assert response.status_code == status
-    assert elapsed < 0.9, "the answer must come at the deadline, not after the slow decision"
     if status == 403:
         assert response.json()["authorized"] is False
     else:
