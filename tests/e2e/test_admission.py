@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pytest
 from hookgate.emulate.ampeco_samples import NAMES, sample
 from support.e2e import LOOPBACK, Server, migrate, query, serving, write_config
 from support.gateway import AMPECO_NEW, ZAPTEC_PASSWORD, ZAPTEC_USER
+from support.polling import until_async
 
 pytestmark = pytest.mark.e2e
 
@@ -115,10 +115,8 @@ async def _run(server: Server) -> tuple[_Flood, list[httpx.Response]]:
     flooders = [asyncio.create_task(_flooder(server.port, flood, stop)) for _ in range(FLOODERS)]
     try:
         starts = await _starts(server.url)
-        # Go on until the cap has refused something (polled, with a deadline).
-        deadline = time.monotonic() + 30
-        while not flood.statuses[503] and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        # Go on until the cap has refused something.
+        await until_async(lambda: flood.statuses[503], "the cap to refuse a flood call", 30)
     finally:
         stop.set()
         await asyncio.gather(*flooders)
