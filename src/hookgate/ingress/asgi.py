@@ -441,12 +441,14 @@ class Ingress:
         task = asyncio.ensure_future(self._record_shed(request, source, provider, rejection, body))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return (
-            503,
-            problem(503, "overloaded", detail, instance=request.path, request_id=request.id),
-            _PROBLEM,
-            {"Retry-After": retry},
+        status, document, headers = error_answer(
+            exc,
+            retry_after=exc.retry_after,
+            detail=detail,
+            instance=request.path,
+            request_id=request.id,
         )
+        return status, document, _PROBLEM, headers
 
     async def _record_shed(
         self,
