@@ -24,7 +24,7 @@ from hookgate.ingress.pipeline import Pipeline
 from hookgate.metrics import Metrics
 from hookgate.oauth import TokenIssuer
 from hookgate.processing.worker import Workers
-from hookgate.providers import build_providers, zaptec_sources
+from hookgate.providers import build_providers, deciding_sources
 from hookgate.providers.base import Provider
 from hookgate.services.operations import Operations
 from hookgate.services.rerun import Reruns
@@ -55,7 +55,7 @@ class Graph:
             config, self.store, self.authorization, self.metrics, self._event_stored
         )
         self.sessions = ChargingSessions(self.store, self.authorization, self.metrics)
-        self.rules = RulesService(self.store, config.authorization, zaptec_sources(config))
+        self.rules = RulesService(self.store, config.authorization, deciding_sources(config))
         self.reruns = Reruns(self.store, config, self.providers, self.pipeline)
         self.operations = Operations(self.store, config)
         # Set once serving: the hot path of provider calls (app.py routes to it).

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import json
 import os
 import secrets
 import signal
 import socket
 import sys
-import textwrap
 from typing import IO
 from urllib.parse import urlsplit
 
@@ -33,6 +31,7 @@ from hookgate.config import (
     load_config,
 )
 from hookgate.domain.errors import StoreError
+from hookgate.providers import REGISTRY, provider_of
 from hookgate.store import make_store
 
 
@@ -200,7 +199,8 @@ def check_config(config_path: str | None) -> None:
                 "would be refused"
             )
         elif any(secret.startswith(PLACEHOLDER) for secret in credentials):
-            state = f"PLACEHOLDER secret: replace {PLACEHOLDER}... with {_ISSUER[source.provider]}"
+            issuer = provider_of(source).secret_issuer
+            state = f"PLACEHOLDER secret: replace {PLACEHOLDER}... with {issuer}"
         else:
             state = "ok"
         click.echo(f"  {source.name:<20} {source.provider:<9} {state}")
@@ -223,14 +223,6 @@ def admin_token(config_path: str | None) -> None:
         )
     click.echo(tokens[0].token)
 
-
-# Who issues the secret of a source whose value `init` cannot know.
-_ISSUER = {
-    "ampeco": "the AMPECO API token the notification subscription is created with",
-    "ztlment": "the secret ZTLment returns when the webhook is created",
-    "zaptec": "the password entered in the Zaptec Portal",
-    "easypark": "the credentials agreed with EasyPark",
-}
 
 PLACEHOLDER_URL = "https://hookgate.example.com"
 
@@ -259,37 +251,7 @@ format = "console"
 # One line per accepted webhook (source, event id, status, duration).
 access_log = false
 
-[[sources]]
-name = "zaptec"
-provider = "zaptec"
-auth = "oauth"
-username = "zaptec"
-password = "{zaptec}"
-unknown_token = "deny"
-on_error = "deny"
-
-[[sources]]
-name = "ampeco"
-provider = "ampeco"
-# PLACEHOLDER: the AMPECO API token you create the notification subscription with;
-# AMPECO signs every notification with it (X-Signature).
-secrets = ["{ampeco}"]
-
-[[sources]]
-name = "easypark"
-provider = "easypark"
-auth = "basic"
-username = "easypark"
-password = "{easypark}"
-on_invalid = "reject"
-
-[[sources]]
-name = "ztlment"
-provider = "ztlment"
-# PLACEHOLDER: the secret ZTLment returns when the webhook is created.
-secrets = ["{ztlment}"]
-
-# Events are projected into the views and delivered by workers inside `hookgate serve`;
+{sources}# Events are projected into the views and delivered by workers inside `hookgate serve`;
 # set in_process = false and run `hookgate worker` to keep that work in its own process.
 [processing]
 in_process = true
@@ -308,79 +270,29 @@ in_process = true
 """
 
 
-def ampeco_notifications() -> list[str]:
-    """The notification types to subscribe to: every type hookgate reads, less the ones
-    AMPECO deprecated in favour of a newer name."""
-    from hookgate.providers import ampeco_catalog
-
-    return sorted(set(ampeco_catalog.EVENTS) - set(ampeco_catalog.DEPRECATED))
-
-
-def ampeco_subscription(url: str) -> dict[str, object]:
-    """The body of AMPECO's `POST /public-api/notifications/v2.0` (Notifications /
-    Subscribe) for a webhook to this gateway."""
-    return {
-        "via": "webhook",
-        "webhook": {"callbackUrl": f"{url}/hooks/ampeco"},
-        "notifications": ampeco_notifications(),
-    }
-
-
-def ztlment_webhook(url: str) -> dict[str, object]:
-    """The body of ZTLment's Create Payment Webhook (`POST /v1/webhooks`)."""
-    return {"url": f"{url}/hooks/ztlment", "object_type": ["PAYMENT_OBJECT", "APPROVAL_OBJECT"]}
-
-
-def _json_block(document: dict[str, object], indent: str) -> str:
-    """A JSON object to copy from a terminal: one key per line, long lists wrapped."""
-    lines = ["{"]
-    for index, (key, value) in enumerate(document.items()):
-        comma = "," if index < len(document) - 1 else ""
-        text = json.dumps(value)
-        if isinstance(value, list) and len(text) > 60:
-            items = textwrap.wrap(", ".join(json.dumps(item) for item in value), 76)
-            lines += [f'  "{key}": [', *(f"    {line}" for line in items), f"  ]{comma}"]
-        else:
-            lines.append(f'  "{key}": {text}{comma}')
-    lines.append("}")
-    return "\n".join(indent + line for line in lines)
-
-
 def portal_steps(url: str, values: dict[str, str], config_name: str) -> str:
     """What to enter at each provider, with this gateway's URL and secrets."""
-    ampeco_body = _json_block(ampeco_subscription(url), "       ")
-    ztlment_body = _json_block(ztlment_webhook(url), "       ")
-    return f"""\
-1. Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authentication
-     Authentication URL      {url}/hooks/zaptec/oauth/token
-     Authentication payload  grant_type=password&username=zaptec&password={values["zaptec"]}
-     Session start URL       {url}/hooks/zaptec/session-start
-     Session end URL         {url}/hooks/zaptec/session-end
+    steps = [
+        f"{number}. {cls.portal(url, values[name], config_name)}"
+        for number, (name, cls) in enumerate(REGISTRY.items(), 1)
+    ]
+    return (
+        "\n\n".join(steps)
+        + f"\n\nAdmin API token  {values['admin']}   (later: hookgate admin-token)"
+    )
 
-2. AMPECO: a notification subscription (API: Notifications / Subscribe).
-   a. Put the AMPECO API token you subscribe with into {config_name},
-      sources "ampeco", secrets = ["<the token>"] (replacing the REPLACE-ME-... value):
-      AMPECO signs every notification with it. Restart hookgate.
-   b. With that same token:
-     curl -X POST "https://<your AMPECO tenant>/public-api/notifications/v2.0" \\
-       -H "Authorization: Bearer <the token>" -H "Content-Type: application/json" \\
-       -d @- <<'JSON'
-{ampeco_body}
-JSON
-      AMPECO answers 201 with the subscription. (In the back office: Notifications,
-      callback URL {url}/hooks/ampeco, the same types, the same API token.)
 
-3. EasyPark Fleet: give your EasyPark partner contact the endpoint and its credentials.
-     Endpoint                {url}/hooks/easypark
-     HTTP Basic              easypark / {values["easypark"]}
-
-4. ZTLment: Create Payment Webhook (POST /v1/webhooks of the ZTLment API, with your
-   ZTLment API credentials), body:
-{ztlment_body}
-   Put the secret in ZTLment's answer into {config_name}, sources "ztlment",
-   secrets = ["<the secret>"] (replacing the REPLACE-ME-... value). Restart hookgate.
-
-Admin API token  {values["admin"]}   (later: hookgate admin-token)"""
+def starter(port: int, db: str, public_url: str, values: dict[str, str]) -> str:
+    """The configuration `hookgate init` writes: STARTER with every provider's source."""
+    sources = "".join(cls.starter(values[name]) + "\n" for name, cls in REGISTRY.items())
+    return STARTER.format(
+        port=port,
+        db=db,
+        public_url=public_url,
+        placeholder=PLACEHOLDER,
+        admin=values["admin"],
+        sources=sources,
+    )
 
 
 def _interactive() -> bool:
@@ -437,12 +349,17 @@ def init(
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists: pass --force to overwrite it")
     url, placeholder = _ask_public_url(public_url)
-    values = {name: secrets.token_urlsafe(24) for name in ("admin", "zaptec", "easypark")}
-    values["ampeco"] = f"{PLACEHOLDER}ampeco-api-token-{secrets.token_urlsafe(12)}"
-    values["ztlment"] = f"{PLACEHOLDER}ztlment-webhook-secret-{secrets.token_urlsafe(12)}"
+    values = {"admin": secrets.token_urlsafe(24)}
+    for name, cls in REGISTRY.items():
+        label = cls.init_placeholder
+        values[name] = (
+            secrets.token_urlsafe(24)
+            if label is None
+            else f"{PLACEHOLDER}{label}-{secrets.token_urlsafe(12)}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(
-        STARTER.format(port=port, db=db, public_url=url, placeholder=PLACEHOLDER, **values),
+        starter(port, db, url, values),
         encoding="utf-8",
     )
     os.chmod(target, 0o600)

@@ -37,7 +37,7 @@ from hookgate.config import (
 )
 from hookgate.domain.errors import HookgateError
 from hookgate.domain.rules import Budget, Token, normalise_uid
-from hookgate.providers import zaptec_sources
+from hookgate.providers import deciding_sources
 from hookgate.providers.base import StartRequest
 from hookgate.services.rules import TOKENS, document, kwh_budgets, validate
 
@@ -377,7 +377,7 @@ def tokens_import(config_path: str | None, file: str, dry_run: bool) -> None:
         raise click.ClickException(
             f"{file} is not UTF-8 (byte {exc.start}): save it as 'CSV UTF-8'"
         ) from None
-    parsed = read_csv(text, known_sources=zaptec_sources(config))
+    parsed = read_csv(text, known_sources=deciding_sources(config))
 
     async def work(graph: Graph) -> ImportReport:
         return await import_tokens(
@@ -431,7 +431,7 @@ def decide(
     """What a session start would get now, and why; records nothing, reserves nothing."""
     config = _config(config_path, *READS, source_key(source_name))
     source = config.source(source_name)
-    names = ", ".join(zaptec_sources(config)) or "none"
+    names = ", ".join(deciding_sources(config)) or "none"
     if source is None:
         raise click.ClickException(
             f"there is no source {source_name!r} in {find_config(config_path)} "

@@ -17,7 +17,7 @@ import structlog
 from structlog.contextvars import bind_contextvars
 
 from hookgate.authorization.decider import Decider
-from hookgate.config import AmpecoSource, Config, EasyParkSource, SourceConfig, ZaptecSource
+from hookgate.config import Config, SourceConfig, ZaptecSource
 from hookgate.domain.errors import HookgateError, Overloaded, StoreError
 from hookgate.domain.events import InboundEvent
 from hookgate.ingress.pipeline import Pipeline
@@ -87,19 +87,6 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def _guessable(source: SourceConfig) -> bool:
-    """Whether the source's credential failures are throttled: a password or an API key can
-    be guessed. A bearer token hookgate signed or an HMAC signature cannot, and the 401 of a
-    stale bearer token is what makes Zaptec fetch a new one, so those always get 401."""
-    if isinstance(source, EasyParkSource):
-        return True
-    return isinstance(source, ZaptecSource) and source.auth == "basic"
-
-
-def _by_kafka(source: SourceConfig) -> bool:
-    return isinstance(source, AmpecoSource) and source.transport == "kafka"
-
-
 class Ingress:
     """ASGI app for provider calls; built by the composition root once storage is open."""
 
@@ -128,7 +115,9 @@ class Ingress:
         self.sources = {source.name: source for source in config.sources}
         # A source that receives through Kafka has no HTTP routes.
         self.routes: dict[str, dict[str, RouteKind]] = {
-            source.name: {} if _by_kafka(source) else providers[source.provider].routes
+            source.name: {}
+            if providers[source.provider].via_kafka(source)
+            else providers[source.provider].routes
             for source in config.sources
             if source.provider in providers
         }
@@ -255,7 +244,7 @@ class Ingress:
                     "unknown-route",
                     "Not Found",
                     f"source {name!r} receives through Kafka"
-                    if _by_kafka(source)
+                    if provider.via_kafka(source)
                     else f"source {name!r} ({source.provider}) has no route /{route}",
                 )
             if request.method != "POST":
@@ -375,7 +364,12 @@ class Ingress:
             timing = {"Server-Timing": f"app;dur={elapsed * 1000:.3f}"}
             return answer.status, answer.body, answer.content_type.encode(), timing
         except Reject as exc:
-            if exc.status == 401 and source is not None and _guessable(source):
+            if (
+                exc.status == 401
+                and source is not None
+                and provider is not None
+                and provider.guessable(source)
+            ):
                 exc = self._throttled(request, source, exc)
             await self._reject(request, source, provider, name, exc, body, declared)
             return (

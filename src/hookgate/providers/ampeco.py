@@ -21,7 +21,15 @@ from hookgate.domain.facts import (
 )
 from hookgate.providers import ampeco_catalog as catalog
 from hookgate.providers._hmac import SignedProvider
-from hookgate.providers.base import Answer, Call, Parsed, body_hash, decode, json_answer
+from hookgate.providers.base import (
+    Answer,
+    Call,
+    Parsed,
+    body_hash,
+    decode,
+    json_answer,
+    json_block,
+)
 from hookgate.timeutil import parse_iso, utcnow
 
 _KWH = Decimal(1000)
@@ -104,6 +112,57 @@ class Ampeco(SignedProvider):
         "x-webhook-id",
         "x-webhook-type",
     }
+    secret_issuer = "the AMPECO API token the notification subscription is created with"
+    resend = (
+        "AMPECO retries a refused notification a few times and can resend failed "
+        "notifications in bulk from its back office"
+    )
+    init_placeholder = "ampeco-api-token"
+
+    @staticmethod
+    def notifications() -> list[str]:
+        """The notification types to subscribe to: every type hookgate reads, less the
+        ones AMPECO deprecated in favour of a newer name."""
+        return sorted(set(catalog.EVENTS) - set(catalog.DEPRECATED))
+
+    @classmethod
+    def subscription(cls, url: str) -> dict[str, object]:
+        """The body of AMPECO's `POST /public-api/notifications/v2.0` (Notifications /
+        Subscribe) for a webhook to this gateway."""
+        return {
+            "via": "webhook",
+            "webhook": {"callbackUrl": f"{url}/hooks/ampeco"},
+            "notifications": cls.notifications(),
+        }
+
+    @classmethod
+    def starter(cls, secret: str) -> str:
+        return (
+            '[[sources]]\nname = "ampeco"\nprovider = "ampeco"\n'
+            "# PLACEHOLDER: the AMPECO API token you create the notification subscription with;\n"
+            "# AMPECO signs every notification with it (X-Signature).\n"
+            f'secrets = ["{secret}"]\n'
+        )
+
+    @classmethod
+    def portal(cls, url: str, secret: str, config_name: str) -> str:
+        body = json_block(cls.subscription(url), "       ")
+        return f"""\
+AMPECO: a notification subscription (API: Notifications / Subscribe).
+   a. Put the AMPECO API token you subscribe with into {config_name},
+      sources "ampeco", secrets = ["<the token>"] (replacing the REPLACE-ME-... value):
+      AMPECO signs every notification with it. Restart hookgate.
+   b. With that same token:
+     curl -X POST "https://<your AMPECO tenant>/public-api/notifications/v2.0" \\
+       -H "Authorization: Bearer <the token>" -H "Content-Type: application/json" \\
+       -d @- <<'JSON'
+{body}
+JSON
+      AMPECO answers 201 with the subscription. (In the back office: Notifications,
+      callback URL {url}/hooks/ampeco, the same types, the same API token.)"""
+
+    def via_kafka(self, source: Any) -> bool:
+        return bool(source.transport == "kafka")
 
     def parse(self, source: Any, call: Call) -> Parsed:
         head = decode(call.body, _Head)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import operator
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate, count
@@ -212,6 +214,21 @@ def read_replay_copy(raw: bytes) -> ReplayCopy:
     return msgspec.json.decode(raw, type=ReplayCopy)
 
 
+def json_block(document: dict[str, object], indent: str) -> str:
+    """A JSON object to copy from a terminal: one key per line, long lists wrapped."""
+    lines = ["{"]
+    for index, (key, value) in enumerate(document.items()):
+        comma = "," if index < len(document) - 1 else ""
+        text = json.dumps(value)
+        if isinstance(value, list) and len(text) > 60:
+            items = textwrap.wrap(", ".join(json.dumps(item) for item in value), 76)
+            lines += [f'  "{key}": [', *(f"    {line}" for line in items), f"  ]{comma}"]
+        else:
+            lines.append(f'  "{key}": {text}{comma}')
+    lines.append("}")
+    return "\n".join(indent + line for line in lines)
+
+
 def body_hash(body: bytes) -> str:
     """SHA-256 hex of the raw body."""
     return hashlib.sha256(body).hexdigest()
@@ -230,6 +247,46 @@ class Provider(Generic[S]):
     # Its routes may be sent credentials in the body (a token form, or an authentication
     # payload posted to the wrong URL): a refused body is kept only as redacted JSON.
     credential_bodies: ClassVar[bool] = False
+
+    # -- what the rest of hookgate asks of a provider (setup, edge, operations) --------
+
+    @classmethod
+    def create(cls, issuer: Any) -> Provider[Any]:
+        """The receiver, given the token issuer of a gateway (most providers ignore it)."""
+        return cls()
+
+    @classmethod
+    def decides_starts(cls) -> bool:
+        """Whether this provider asks hookgate to authorize charging sessions live."""
+        return "authorize" in cls.routes.values()
+
+    # Who issues a secret of the source that `hookgate init` cannot know.
+    secret_issuer: ClassVar[str] = "the provider"
+    # What becomes of a refused call hookgate cannot verify again (`rejections rerun`).
+    resend: ClassVar[str] = "the provider has to send the call again"
+    # None: `hookgate init` makes the source's secret up; else the name of the
+    # placeholder it writes instead (the provider issues that secret).
+    init_placeholder: ClassVar[str | None] = None
+
+    @classmethod
+    def starter(cls, secret: str) -> str:
+        """The `[[sources]]` table `hookgate init` writes for this provider."""
+        return f'[[sources]]\nname = "{cls.name}"\nprovider = "{cls.name}"\n'
+
+    @classmethod
+    def portal(cls, url: str, secret: str, config_name: str) -> str:
+        """What to enter at the provider so that it calls this gateway at `url`."""
+        return f"{cls.name}: send calls to {url}/hooks/{cls.name}"
+
+    def guessable(self, source: S) -> bool:
+        """Whether the source's credentials could be guessed online (a password, an API
+        key), so that failures are throttled per address; a signature or a bearer token
+        this gateway signed cannot be."""
+        return False
+
+    def via_kafka(self, source: S) -> bool:
+        """Whether the source receives through a Kafka topic instead of HTTP."""
+        return False
 
     def secret_headers(self, source: S) -> frozenset[str]:
         """Header names whose whole value is a secret."""

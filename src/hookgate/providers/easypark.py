@@ -96,6 +96,28 @@ class EasyPark(Provider[EasyParkSource]):
     """Dedup on parkingId; a duplicate answers 409 so EasyPark stops retrying."""
 
     name = "easypark"
+    secret_issuer = "the credentials agreed with EasyPark"
+    resend = (
+        "EasyPark retries a refused delivery every hour until it is accepted, so it arrives "
+        "again once the configuration is fixed"
+    )
+
+    @classmethod
+    def starter(cls, secret: str) -> str:
+        return (
+            '[[sources]]\nname = "easypark"\nprovider = "easypark"\nauth = "basic"\n'
+            f'username = "easypark"\npassword = "{secret}"\non_invalid = "reject"\n'
+        )
+
+    @classmethod
+    def portal(cls, url: str, secret: str, config_name: str) -> str:
+        return f"""\
+EasyPark Fleet: give your EasyPark partner contact the endpoint and its credentials.
+     Endpoint                {url}/hooks/easypark
+     HTTP Basic              easypark / {secret}"""
+
+    def guessable(self, source: EasyParkSource) -> bool:
+        return True
 
     def secret_headers(self, source: EasyParkSource) -> frozenset[str]:
         return (

@@ -106,9 +106,39 @@ class Zaptec(Provider[ZaptecSource]):
     }
 
     credential_bodies = True
+    secret_issuer = "the password entered in the Zaptec Portal"
+    resend = (
+        "Zaptec does not send a session start or end again: a refused start meant no "
+        "charging (the driver plugs in again), and a refused end's data stays in the Zaptec "
+        "Portal"
+    )
 
     def __init__(self, issuer: TokenIssuer) -> None:
         self.issuer = issuer
+
+    @classmethod
+    def create(cls, issuer: Any) -> Zaptec:
+        return cls(issuer)
+
+    @classmethod
+    def starter(cls, secret: str) -> str:
+        return (
+            '[[sources]]\nname = "zaptec"\nprovider = "zaptec"\nauth = "oauth"\n'
+            f'username = "zaptec"\npassword = "{secret}"\nunknown_token = "deny"\n'
+            'on_error = "deny"\n'
+        )
+
+    @classmethod
+    def portal(cls, url: str, secret: str, config_name: str) -> str:
+        return f"""\
+Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authentication
+     Authentication URL      {url}/hooks/zaptec/oauth/token
+     Authentication payload  grant_type=password&username=zaptec&password={secret}
+     Session start URL       {url}/hooks/zaptec/session-start
+     Session end URL         {url}/hooks/zaptec/session-end"""
+
+    def guessable(self, source: ZaptecSource) -> bool:
+        return source.auth == "basic"
 
     def authenticate(self, source: ZaptecSource, call: Call) -> None:
         # Without credentials every call fails as a wrong credential would: the caller is

@@ -9,7 +9,7 @@ import msgspec
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.facts import Fact, ObjectStateFact
 from hookgate.providers._hmac import SignedProvider
-from hookgate.providers.base import Call, Parsed, decode
+from hookgate.providers.base import Call, Parsed, decode, json_block
 
 STATES = frozenset(
     {
@@ -91,6 +91,35 @@ class Ztlment(SignedProvider):
     name = "ztlment"
     algorithm = "sha512"
     keep_headers: ClassVar[frozenset[str]] = SignedProvider.keep_headers | {"x-payload-signature"}
+    secret_issuer = "the secret ZTLment returns when the webhook is created"
+    resend = "ZTLment has to send the state change again"
+    init_placeholder = "ztlment-webhook-secret"
+
+    @staticmethod
+    def webhook(url: str) -> dict[str, object]:
+        """The body of ZTLment's Create Payment Webhook (`POST /v1/webhooks`)."""
+        return {
+            "url": f"{url}/hooks/ztlment",
+            "object_type": ["PAYMENT_OBJECT", "APPROVAL_OBJECT"],
+        }
+
+    @classmethod
+    def starter(cls, secret: str) -> str:
+        return (
+            '[[sources]]\nname = "ztlment"\nprovider = "ztlment"\n'
+            "# PLACEHOLDER: the secret ZTLment returns when the webhook is created.\n"
+            f'secrets = ["{secret}"]\n'
+        )
+
+    @classmethod
+    def portal(cls, url: str, secret: str, config_name: str) -> str:
+        body = json_block(cls.webhook(url), "       ")
+        return f"""\
+ZTLment: Create Payment Webhook (POST /v1/webhooks of the ZTLment API, with your
+   ZTLment API credentials), body:
+{body}
+   Put the secret in ZTLment's answer into {config_name}, sources "ztlment",
+   secrets = ["<the secret>"] (replacing the REPLACE-ME-... value). Restart hookgate."""
 
     def parse(self, source: Any, call: Call) -> Parsed:
         obj = decode(call.body, ObjectState)

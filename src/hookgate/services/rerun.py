@@ -85,25 +85,6 @@ def _still_invalid(exc: Reject) -> Unprocessable:
     return Unprocessable(exc.detail)
 
 
-# What happens to a refused call that hookgate cannot verify again, per provider.
-RESEND = {
-    "easypark": (
-        "EasyPark retries a refused delivery every hour until it is accepted, so it arrives "
-        "again once the configuration is fixed"
-    ),
-    "zaptec": (
-        "Zaptec does not send a session start or end again: a refused start meant no "
-        "charging (the driver plugs in again), and a refused end's data stays in the Zaptec "
-        "Portal"
-    ),
-    "ampeco": (
-        "AMPECO retries a refused notification a few times and can resend failed "
-        "notifications in bulk from its back office"
-    ),
-    "ztlment": "ZTLment has to send the state change again",
-}
-
-
 def _no_copy_reason(rejection: dict[str, Any], config: Config, providers: Providers) -> str:
     if rejection["reason"] == "body-too-large":
         return "the body was over the size limit and was not kept whole"
@@ -114,8 +95,7 @@ def _no_copy_reason(rejection: dict[str, Any], config: Config, providers: Provid
     if source is not None and provider is not None and not provider.replay_headers(source):
         return (
             f"source {source.name!r} authenticates with credentials in headers (Basic, API "
-            "key or bearer token), which are never stored; "
-            + RESEND.get(source.provider, "the provider has to send the call again")
+            "key or bearer token), which are never stored; " + provider.resend
         )
     return (
         "no replay copy was kept for this request (an unsigned call, or one refused before "
