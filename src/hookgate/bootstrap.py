@@ -135,7 +135,7 @@ class Graph:
             self.providers,
             self.metrics,
             self.authorization,
-            self._event_stored,
+            pipeline=self.pipeline,
         )
         self.start_alerts()
         # What start-up loaded (rules, tokens, code) lives as long as the process: keep it

@@ -11,7 +11,6 @@ import msgspec
 
 from hookgate.authorization.csv_import import (
     ImportReport,
-    import_tokens,
     parse_instant,
     parse_kwh,
     read_csv,
@@ -380,16 +379,7 @@ def tokens_import(config_path: str | None, file: str, dry_run: bool) -> None:
     parsed = read_csv(text, known_sources=deciding_sources(config))
 
     async def work(graph: Graph) -> ImportReport:
-        return await import_tokens(
-            graph.store,
-            parsed.tokens,
-            parsed.budgets,
-            lines=parsed.lines,
-            columns=parsed.columns,
-            config_uids=[t.uid for t in config.authorization.tokens],
-            config_groups=[g.id for g in config.authorization.groups],
-            dry_run=dry_run or bool(parsed.errors),
-        )
+        return await graph.rules.import_tokens(parsed, dry_run=dry_run)
 
     report = _run(config, work)
     errors = sorted(parsed.errors + report.errors, key=lambda e: e.line)

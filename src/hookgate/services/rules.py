@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from hookgate.authorization.csv_import import ImportReport, ParsedCsv, import_tokens
 from hookgate.authorization.service import AuthorizationService, Entity, from_entity, to_entity
 from hookgate.config import AuthorizationConfig
 from hookgate.domain.errors import AlreadyExists, Conflict, NotFound, Unprocessable
@@ -419,6 +420,24 @@ class RulesService:
             delete=[("budget", key) for key in stale],
         )
         return stale
+
+    async def import_tokens(self, parsed: ParsedCsv, *, dry_run: bool) -> ImportReport:
+        """Create or update the tokens and kWh budgets of a parsed CSV file in one write,
+        under the same checks (the file's entities read-only, groups must exist); with any
+        bad row, or as a dry run, nothing is written."""
+        report = await import_tokens(
+            self.store,
+            parsed.tokens,
+            parsed.budgets,
+            lines=parsed.lines,
+            columns=parsed.columns,
+            config_uids=[t.uid for t in self.settings.tokens],
+            config_groups=[g.id for g in self.settings.groups],
+            dry_run=dry_run or bool(parsed.errors),
+        )
+        if report.written:
+            await self._applied()
+        return report
 
     async def _write(
         self,

@@ -489,13 +489,16 @@ async def start_kafka_sources(
     metrics: Metrics,
     decider: Decider,
     on_stored: Callable[[], None] | None = None,
+    pipeline: Pipeline | None = None,
 ) -> list[KafkaSource]:
-    """Start a consumer for every `transport = "kafka"` source (none: an empty list)."""
-    pipeline = Pipeline(config, store, decider, metrics, on_stored)
+    """Start a consumer for every source that reads a Kafka topic (none: an empty list);
+    `pipeline`: the one the HTTP edge uses, so both count refusals together."""
+    pipeline = pipeline or Pipeline(config, store, decider, metrics, on_stored)
     started: list[KafkaSource] = []
     try:
         for source in config.sources:
-            if isinstance(source, AmpecoSource) and source.transport == "kafka":
+            if providers[source.provider].via_kafka(source):
+                assert isinstance(source, AmpecoSource)
                 kafka = KafkaSource(
                     source,
                     providers[source.provider],
