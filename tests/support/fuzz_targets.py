@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 import msgspec
 from hypothesis import strategies as st
 
-from hookgate.admin.rules import _decode_cursor as decode_rules_cursor
 from hookgate.authorization.csv_import import read_csv
 from hookgate.config import ConfigError, SourceConfig, ZaptecSource, parse_config
 from hookgate.domain.errors import BadCursor
@@ -29,7 +28,7 @@ from hookgate.domain.events import StoredEvent
 from hookgate.oauth import TokenIssuer, redact_form
 from hookgate.providers import build_providers
 from hookgate.providers.base import Call, Parsed, Reject, SessionAuthority, nesting_depth
-from hookgate.store.rows import decode_cursor
+from hookgate.store.paging import decode_cursor, decode_id_cursor
 from hookgate.store.views import VIEWS
 from hookgate.store.viewtx import _order_values, cursor_value
 from hookgate.timeutil import iso
@@ -514,7 +513,7 @@ cursor_texts = st.one_of(
 def check_cursor(text: str) -> None:
     """Every cursor decoder answers BadCursor or a value the query can use."""
     with contextlib.suppress(BadCursor):
-        decode_cursor(text)
+        decode_id_cursor(text)
     for table in VIEWS:
         try:
             value = cursor_value(table, text)
@@ -523,7 +522,7 @@ def check_cursor(text: str) -> None:
         _order_values(VIEWS[table], value, "sqlite")
         _order_values(VIEWS[table], value, "postgresql")
     with contextlib.suppress(BadCursor):
-        decode_rules_cursor(text)
+        decode_cursor(text)
 
 
 # -- admin API query parameters ----------------------------------------------------------

@@ -21,8 +21,7 @@ def probe_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """Readiness probes a write on every call (not only after 5 s without a commit), and
     gives it 0.5 s."""
     monkeypatch.setattr("hookgate.store.health.FRESH_SECONDS", 0.0)
-    monkeypatch.setattr("hookgate.store.sqlite.PROBE_TIMEOUT_SECONDS", 0.5)
-    monkeypatch.setattr("hookgate.store.postgres.PROBE_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("hookgate.store.sqlstore.PROBE_TIMEOUT_SECONDS", 0.5)
 
 
 @contextlib.contextmanager

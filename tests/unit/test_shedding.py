@@ -363,7 +363,7 @@ async def test_a_long_sqlite_batch_is_cut_short_for_a_zaptec_start(storage_url: 
     try:
         started = threading.Event()
 
-        def slow(conn: sqlite3.Connection) -> None:
+        async def slow(tx: Any) -> None:
             # A write that holds the batch (as a large processing step would).
             started.set()
             time.sleep(0.05)

@@ -125,16 +125,13 @@ async def test_a_failing_write_does_not_lose_its_neighbours(store: Store) -> Non
     await store.ingest(bad)
     clash = event("other-key", id=bad.id)  # same primary key: ignored, not an error
 
-    def explode(_: Any) -> None:
-        raise RuntimeError("boom")
-
-    async def explode_async(_: Any) -> None:
+    async def explode(_: Any) -> None:
         raise RuntimeError("boom")
 
     write = store._write  # type: ignore[attr-defined]
     results = await asyncio.gather(
         *(store.ingest(e) for e in good[:5]),
-        write(explode if store.__class__.__name__ == "SqliteStore" else explode_async),
+        write(explode),
         store.ingest(clash),
         *(store.ingest(e) for e in good[5:]),
         return_exceptions=True,

@@ -13,7 +13,7 @@ from hookgate.admin.contract import Operation, query_of
 from hookgate.admin.schemas import Page, PageQuery
 from hookgate.store import alerting
 from hookgate.store.base import Store
-from hookgate.store.rows import decode_cursor, encode_cursor
+from hookgate.store.paging import decode_id_cursor, encode_cursor
 
 
 class AlertsApi:
@@ -25,7 +25,7 @@ class AlertsApi:
 
     async def listing(self, request: Request) -> Response:
         q: AlertsQuery = query_of(request, AlertsQuery)
-        before = decode_cursor(q.cursor) if q.cursor else None
+        before = decode_id_cursor(q.cursor) if q.cursor else None
         rows = await self._store.sql_read(
             functools.partial(
                 alerting.list_alerts, status=q.status, rule=q.rule, before=before, limit=q.limit

@@ -8,8 +8,6 @@ refusals are answered by the admin guard (`409 managed-by-config`, `422 unknown-
 
 from __future__ import annotations
 
-import base64
-import binascii
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -23,7 +21,7 @@ from hookgate.admin import schemas
 from hookgate.admin.api import QUERY, AdminApi, ApiError, json_response
 from hookgate.admin.contract import Operation
 from hookgate.authorization.service import Entity
-from hookgate.domain.errors import BadCursor, Conflict, Unprocessable
+from hookgate.domain.errors import Conflict, Unprocessable
 from hookgate.domain.rules import Budget, Group, Token
 from hookgate.services.rules import (
     GROUPS,
@@ -34,20 +32,10 @@ from hookgate.services.rules import (
     document,
     validate,
 )
-from hookgate.store.rows import encode_cursor
+from hookgate.store.paging import decode_cursor, encode_cursor
 
 MAX_BODY = 256 * 1024
 _decoder = msgspec.json.Decoder(float_hook=Decimal)  # keep "12.5" exact for Decimal fields
-
-
-def _decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("cursor is not valid") from None
 
 
 class RulesApi:
@@ -105,7 +93,7 @@ class RulesApi:
 
     async def _list(self, spec: Kind, request: Request) -> Response:
         q: Any = request.scope[QUERY]
-        after = _decode_cursor(q.cursor)
+        after = decode_cursor(q.cursor) if q.cursor else None
         wanted = {name: str(getattr(q, name)) for name in spec.filters if getattr(q, name)}
         page, following = await self._rules.page(spec, wanted, after, q.limit)
         cursor = encode_cursor(following) if following is not None else None

@@ -17,7 +17,7 @@ import msgspec
 from hookgate.domain.queries import Page
 from hookgate.store.alerting import dialect_of
 from hookgate.store.base import Store
-from hookgate.store.rows import decode_cursor, encode_cursor
+from hookgate.store.paging import decode_id_cursor, encode_cursor
 from hookgate.store.viewtx import Dialect
 from hookgate.timeutil import iso
 
@@ -123,7 +123,7 @@ def list_audit(
         params.append(_instant(where.until, dialect))
     if cursor:
         clauses.append(f"id < {mark}")
-        params.append(decode_cursor(cursor))
+        params.append(decode_id_cursor(cursor))
     sql = f"SELECT {_COLUMNS} FROM audit_log"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)

@@ -30,7 +30,7 @@ from hookgate.domain.errors import BadCursor
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.search import EventHit, EventPage, EventSearch, FieldMatch, InvalidQuery
 from hookgate.ids import floor_id
-from hookgate.store.rows import decode_cursor, encode_cursor
+from hookgate.store.paging import decode_id_cursor, encode_cursor
 from hookgate.timeutil import iso, parse_iso
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -324,7 +324,7 @@ def search_events(
     inbox (in id order). `cursor` is the `next` of the previous page."""
     check_search(where)
     terms = query_terms(where)
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_id_cursor(cursor) if cursor else None
     length = "length" if dialect == "sqlite" else "octet_length"
     clauses: list[str] = []
     params: list[Any] = []

@@ -1,28 +1,31 @@
 """Generic row access to the domain views (`ViewTx`) and their listings, for SQLite and
-PostgreSQL over a DB-API connection.
+PostgreSQL over a DB-API connection (the projections) or any `Tx` (the listings).
 
 Table and column names come only from `store/views.py` (every name is checked before it
-reaches SQL text); values always travel as parameters. Instants are ISO text in SQLite
-(`timeutil.iso`, which sorts as time) and TIMESTAMPTZ in PostgreSQL; JSON is text in
-SQLite and JSONB in PostgreSQL; booleans are 0/1 in SQLite.
+reaches SQL text); values always travel as parameters. What differs between the backends
+comes from the dialect object (store/dialect.py); cursors are the one codec of
+store/paging.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 
-from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import Page, ViewFilter
+from hookgate.store.dialect import Dialect as SqlDialect
+from hookgate.store.dialect import dialect_of
+from hookgate.store.paging import BadCursor, decode_cursor, encode_cursor, is_id
+from hookgate.store.tx import DbApiTx, Tx, run_sync
 from hookgate.store.views import ViewTable, check_columns, view
 from hookgate.timeutil import iso, parse_iso
 
+# A backend by name, as tests and tools pass it; the dialect object is accepted too.
 Dialect = Literal["sqlite", "postgresql"]
+AnyDialect = Dialect | SqlDialect
 
 __all__ = [
     "Dialect",
@@ -33,16 +36,14 @@ __all__ = [
     "export_sql",
     "fetch_page",
     "fetch_rows",
+    "list_page",
+    "list_rows",
     "list_sql",
     "page_cursor",
 ]
 
 
-def _mark(dialect: Dialect) -> str:
-    return "?" if dialect == "sqlite" else "%s"
-
-
-def _encode(shape: ViewTable, column: str, value: Any, dialect: Dialect) -> Any:
+def _encode(shape: ViewTable, column: str, value: Any, d: SqlDialect) -> Any:
     if value is None:
         return None
     if column in shape.instants:
@@ -50,26 +51,23 @@ def _encode(shape: ViewTable, column: str, value: Any, dialect: Dialect) -> Any:
             raise TypeError(f"{column} must be a datetime, not {type(value).__name__}")
         if value.tzinfo is None:
             raise ValueError(f"{column} must be timezone-aware")
-        return iso(value) if dialect == "sqlite" else value.astimezone(UTC)
+        return d.instant(value.astimezone(UTC))
     if column in shape.json:
-        if dialect == "sqlite":
-            return msgspec.json.encode(value).decode()
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value)
+        return msgspec.json.encode(value).decode()
     if column in shape.booleans:
-        return int(bool(value)) if dialect == "sqlite" else bool(value)
+        return d.flag(bool(value))
     return value
 
 
-def encode_row(table: str, row: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
+def encode_row(table: str, row: Mapping[str, Any], dialect: AnyDialect) -> dict[str, Any]:
     """`row` as database parameters (unknown columns refused)."""
     shape = view(table)
     check_columns(shape, row)
-    return {column: _encode(shape, column, value, dialect) for column, value in row.items()}
+    d = dialect_of(dialect)
+    return {column: _encode(shape, column, value, d) for column, value in row.items()}
 
 
-def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api: bool) -> Any:
+def _decode(shape: ViewTable, column: str, value: Any, for_api: bool) -> Any:
     if value is None:
         return None
     if column in shape.instants:
@@ -86,28 +84,17 @@ def _decode(shape: ViewTable, column: str, value: Any, dialect: Dialect, for_api
 
 
 def decode_row(
-    table: str, row: Mapping[str, Any], dialect: Dialect, *, for_api: bool = False
+    table: str, row: Mapping[str, Any], dialect: AnyDialect | None = None, *, for_api: bool = False
 ) -> dict[str, Any]:
     """A database row in Python types: instants as aware UTC datetimes (`for_api`: as ISO
-    text, ready for JSON), JSON columns decoded, booleans as bool."""
+    text, ready for JSON), JSON columns decoded, booleans as bool. (Every backend's
+    values decode alike; `dialect` is not needed.)"""
     shape = view(table)
-    return {
-        column: _decode(shape, column, value, dialect, for_api) for column, value in row.items()
-    }
-
-
-def _dicts(cursor: Any) -> list[dict[str, Any]]:
-    rows = cursor.fetchall()
-    if not rows:
-        return []
-    if isinstance(rows[0], Mapping):
-        return [dict(row) for row in rows]
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return {column: _decode(shape, column, row[column], for_api) for column in row.keys()}  # noqa: SIM118 (sqlite3.Row iterates values)
 
 
 def _equal(
-    shape: ViewTable, where: Mapping[str, Any], dialect: Dialect
+    shape: ViewTable, where: Mapping[str, Any], dialect: SqlDialect
 ) -> tuple[list[str], list[Any]]:
     check_columns(shape, where)
     clauses, params = [], []
@@ -117,7 +104,7 @@ def _equal(
         if value is None:
             clauses.append(f"{column} IS NULL")
         else:
-            clauses.append(f"{column} = {_mark(dialect)}")
+            clauses.append(f"{column} = ?")
             params.append(_encode(shape, column, value, dialect))
     return clauses, params
 
@@ -126,22 +113,26 @@ class SqlViewTx:
     """`ViewTx` over an open DB-API connection inside the caller's transaction (sqlite3,
     or a synchronous psycopg 3 connection). It never commits."""
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: AnyDialect) -> None:
         self.conn = conn
-        self.dialect = dialect
+        self.dialect = dialect_of(dialect)
+        self._tx = DbApiTx(conn, self.dialect)
 
     def _run(self, sql: str, params: Sequence[Any]) -> Any:
         cursor = self.conn.cursor()
-        cursor.execute(sql, list(params))
+        cursor.execute(self.dialect.sql(sql), list(params))
         return cursor
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return run_sync(self._tx.all(sql, params))
 
     def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         shape = view(table)
         if set(key) != set(shape.key):
             raise KeyError(f"{table} is keyed by {shape.key}, not {tuple(key)}")
         clauses, params = _equal(shape, key, self.dialect)
-        rows = _dicts(self._run(f"SELECT * FROM {table} WHERE {' AND '.join(clauses)}", params))
-        return decode_row(table, rows[0], self.dialect) if rows else None
+        rows = self._rows(f"SELECT * FROM {table} WHERE {' AND '.join(clauses)}", params)
+        return decode_row(table, rows[0]) if rows else None
 
     def _insert_sql(self, table: str, row: Mapping[str, Any]) -> tuple[str, list[Any], str]:
         shape = view(table)
@@ -150,7 +141,7 @@ class SqlViewTx:
             raise KeyError(f"{table} row lacks its key columns {missing}")
         encoded = encode_row(table, row, self.dialect)
         columns = list(encoded)
-        marks = ", ".join([_mark(self.dialect)] * len(columns))
+        marks = ", ".join(["?"] * len(columns))
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
             f"ON CONFLICT ({', '.join(shape.key)}) DO "
@@ -165,11 +156,10 @@ class SqlViewTx:
         sql, params, updates = self._insert_sql(table, row)
         if set(row) != shape.columns and updates:
             encoded = dict(zip(row, params, strict=True))  # as _insert_sql encoded them
-            mark = _mark(self.dialect)
             sets = [column for column in encoded if column not in shape.key]
             key_clauses, key_params = _equal(shape, {k: row[k] for k in shape.key}, self.dialect)
             done = self._run(
-                f"UPDATE {table} SET {', '.join(f'{c} = {mark}' for c in sets)} "
+                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in sets)} "
                 f"WHERE {' AND '.join(key_clauses)}",
                 [encoded[c] for c in sets] + key_params,
             )
@@ -197,15 +187,17 @@ class SqlViewTx:
             if direction not in ("ASC", "DESC"):
                 raise ValueError(f"order direction must be asc or desc, not {direction!r}")
             sql += f" ORDER BY {column} {direction}"
-        sql += f" LIMIT {_mark(self.dialect)}"
+        sql += " LIMIT ?"
         params.append(int(limit))
-        return [decode_row(table, row, self.dialect) for row in _dicts(self._run(sql, params))]
+        return [decode_row(table, row) for row in self._rows(sql, params)]
 
 
 # -- listings -------------------------------------------------------------------------
 
 
-def _filter(shape: ViewTable, where: ViewFilter, dialect: Dialect) -> tuple[list[str], list[Any]]:
+def _filter(
+    shape: ViewTable, where: ViewFilter, dialect: SqlDialect
+) -> tuple[list[str], list[Any]]:
     clauses, params = _equal(shape, where.equal, dialect)
     if where.since is not None or where.until is not None:
         column = where.time_column
@@ -213,29 +205,30 @@ def _filter(shape: ViewTable, where: ViewFilter, dialect: Dialect) -> tuple[list
             raise KeyError(f"time filters need an instant column, not {column!r}")
         for bound, operator in ((where.since, ">="), (where.until, "<")):
             if bound is not None:
-                clauses.append(f"{column} {operator} {_mark(dialect)}")
+                clauses.append(f"{column} {operator} ?")
                 params.append(_encode(shape, column, bound, dialect))
     return clauses, params
 
 
-def _order_values(shape: ViewTable, cursor_id: str, dialect: Dialect) -> list[Any]:
+def _order_values(shape: ViewTable, cursor_id: str, dialect: AnyDialect) -> list[Any]:
     if len(shape.order) == 1:
         return [cursor_id]
     values = msgspec.json.decode(cursor_id, type=list[str])
+    d = dialect_of(dialect)
     return [
-        _encode(shape, column, parse_iso(value) if column in shape.instants else value, dialect)
+        _encode(shape, column, parse_iso(value) if column in shape.instants else value, d)
         for column, value in zip(shape.order, values, strict=True)
     ]
 
 
 def _select(
-    table: str, where: ViewFilter, cursor_id: str | None, dialect: Dialect, direction: str
+    table: str, where: ViewFilter, cursor_id: str | None, dialect: SqlDialect, direction: str
 ) -> tuple[str, list[Any]]:
     shape = view(table)
     clauses, params = _filter(shape, where, dialect)
     if cursor_id is not None:
         values = _order_values(shape, cursor_id, dialect)
-        marks = ", ".join([_mark(dialect)] * len(values))
+        marks = ", ".join(["?"] * len(values))
         clauses.append(f"({', '.join(shape.order)}) < ({marks})")
         params.extend(values)
     sql = f"SELECT * FROM {table}"
@@ -246,18 +239,22 @@ def _select(
 
 
 def list_sql(
-    table: str, where: ViewFilter, cursor_id: str | None, limit: int, dialect: Dialect
+    table: str, where: ViewFilter, cursor_id: str | None, limit: int, dialect: AnyDialect
 ) -> tuple[str, list[Any]]:
     """`SELECT` of a listing page, newest first: rows older than `cursor_id` (a value of
-    `cursor_value`), at most `limit` of them (ask for one more to learn if a page follows)."""
-    sql, params = _select(table, where, cursor_id, dialect, "DESC")
+    `cursor_value`), at most `limit` of them (ask for one more to learn if a page follows).
+    In the dialect's placeholder style."""
+    d = dialect_of(dialect)
+    sql, params = _select(table, where, cursor_id, d, "DESC")
     params.append(int(limit))
-    return f"{sql} LIMIT {_mark(dialect)}", params
+    return d.sql(f"{sql} LIMIT ?"), params
 
 
-def export_sql(table: str, where: ViewFilter, dialect: Dialect) -> tuple[str, list[Any]]:
+def export_sql(table: str, where: ViewFilter, dialect: AnyDialect) -> tuple[str, list[Any]]:
     """`SELECT` of every matching row, oldest first."""
-    return _select(table, where, None, dialect, "ASC")
+    d = dialect_of(dialect)
+    sql, params = _select(table, where, None, d, "ASC")
+    return d.sql(sql), params
 
 
 def page_cursor(table: str, row: Mapping[str, Any]) -> str:
@@ -265,25 +262,20 @@ def page_cursor(table: str, row: Mapping[str, Any]) -> str:
     shape = view(table)
     values = [row[column] for column in shape.order]
     if len(values) == 1:
-        text = str(values[0])
-    else:
-        text = msgspec.json.encode(
+        return encode_cursor(str(values[0]))
+    return encode_cursor(
+        msgspec.json.encode(
             [iso(v) if isinstance(v, datetime) else str(v) for v in values]
         ).decode()
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    )
 
 
 def cursor_value(table: str, cursor: str) -> str:
     """The `cursor_id` inside a cursor from `page_cursor`; BadCursor when it is not one."""
     shape = view(table)
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("cursor is not valid") from None
     if len(shape.order) == 1:
-        if not text.isalnum() or len(text) != 26:
-            raise BadCursor("cursor is not valid")
-        return text
+        return decode_cursor(cursor, is_id)
+    text = decode_cursor(cursor)
     try:
         values = msgspec.json.decode(text, type=list[str])
         if len(values) != len(shape.order):
@@ -296,23 +288,32 @@ def cursor_value(table: str, cursor: str) -> str:
     return text
 
 
-def fetch_page(
-    conn: Any, table: str, where: ViewFilter, cursor: str | None, limit: int, dialect: Dialect
-) -> Page:
-    """One listing page over a DB-API connection, rows ready for JSON."""
+async def list_page(tx: Tx, table: str, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+    """One listing page of a view, newest first, rows ready for JSON."""
     cursor_id = cursor_value(table, cursor) if cursor else None
-    sql, params = list_sql(table, where, cursor_id, limit + 1, dialect)
-    db_cursor = conn.cursor()
-    db_cursor.execute(sql, params)
-    rows = [decode_row(table, row, dialect, for_api=True) for row in _dicts(db_cursor)]
+    sql, params = _select(table, where, cursor_id, tx.dialect, "DESC")
+    params.append(int(limit) + 1)
+    rows = [decode_row(table, row, for_api=True) for row in await tx.all(f"{sql} LIMIT ?", params)]
     items = rows[:limit]
     more = len(rows) > limit and bool(items)
     return Page(items, page_cursor(table, items[-1]) if more else None)
 
 
-def fetch_rows(conn: Any, table: str, where: ViewFilter, dialect: Dialect) -> list[dict[str, Any]]:
-    """Every matching row, oldest first, ready for JSON."""
-    sql, params = export_sql(table, where, dialect)
-    db_cursor = conn.cursor()
-    db_cursor.execute(sql, params)
-    return [decode_row(table, row, dialect, for_api=True) for row in _dicts(db_cursor)]
+async def list_rows(tx: Tx, table: str, where: ViewFilter) -> list[dict[str, Any]]:
+    """Every matching row of a view, oldest first, ready for JSON."""
+    sql, params = _select(table, where, None, tx.dialect, "ASC")
+    return [decode_row(table, row, for_api=True) for row in await tx.all(sql, params)]
+
+
+def fetch_page(
+    conn: Any, table: str, where: ViewFilter, cursor: str | None, limit: int, dialect: AnyDialect
+) -> Page:
+    """`list_page` over a DB-API connection."""
+    return run_sync(list_page(DbApiTx(conn, dialect_of(dialect)), table, where, cursor, limit))
+
+
+def fetch_rows(
+    conn: Any, table: str, where: ViewFilter, dialect: AnyDialect
+) -> list[dict[str, Any]]:
+    """`list_rows` over a DB-API connection."""
+    return run_sync(list_rows(DbApiTx(conn, dialect_of(dialect)), table, where))
