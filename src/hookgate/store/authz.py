@@ -188,7 +188,7 @@ async def record_session_end(tx: Tx, event: InboundEvent, end: SessionEnd) -> Se
     if end.energy_kwh is not None:
         report = ConsumptionReport(
             session_key=f"session:{session_id}",
-            origin="zaptec",
+            origin=event.provider,  # the provider that reported the end
             token=(found["token"] if found else None) or end.token,
             group_id=(found["group_id"] if found else None) or end.group_id,
             kwh=end.energy_kwh,
