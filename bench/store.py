@@ -1,7 +1,7 @@
 """Store write throughput: the inbox write path of each backend, without HTTP.
 
     .venv/bin/python bench/store.py [--seconds 5] [--concurrency 1,16,64,256]
-        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--instances 1]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--instances 1] [--process]
 
 For each backend x concurrency: a fresh database (a SQLite file in a temporary directory, or
 a fresh schema in the PostgreSQL database of `--pg-url`), `migrate`, then `concurrency`
@@ -10,6 +10,9 @@ through `Store.ingest` (each call returns after COMMIT). With `--instances N` th
 PostgreSQL run opens N stores on one schema (as N gateways would) and spreads the
 coroutines over them. Reports events/s, mean commit batch size and p50/p99 latency, and
 checks the row count against the acknowledged writes. Writes bench/results/store.{json,md}.
+With `--process` each store also runs processing (a projection that does nothing) as the
+gateway's worker does, so what processing adds to the acknowledgement (SQLite's one writer
+is shared) shows in the latencies; events processed per second are reported too.
 This isolates what the database costs; bench/ingest.py measures the whole gateway.
 """
 
@@ -59,10 +62,25 @@ def _event(n: int) -> InboundEvent:
     )
 
 
-async def _run(stores: list[Store], concurrency: int, seconds: float) -> dict[str, Any]:
+def _project(tx: Any, event: Any) -> list[str]:
+    return []
+
+
+async def _run(
+    stores: list[Store], concurrency: int, seconds: float, process: bool = False
+) -> dict[str, Any]:
     counter = iter(range(10**9))
     latencies: list[float] = []
+    processed = [0]
     deadline = time.perf_counter() + seconds
+
+    async def processing(store: Store) -> None:
+        # As the gateway's processing worker does: take what was stored, pause when idle.
+        while time.perf_counter() < deadline:
+            done = await store.process_pending(_project, 100)
+            processed[0] += done.processed
+            if not done.processed:
+                await asyncio.sleep(0.005)
 
     async def one(store: Store) -> None:
         while time.perf_counter() < deadline:
@@ -73,10 +91,12 @@ async def _run(stores: list[Store], concurrency: int, seconds: float) -> dict[st
             assert result.stored
 
     began = time.perf_counter()
-    await asyncio.gather(*(one(stores[i % len(stores)]) for i in range(concurrency)))
+    workers = [processing(store) for store in stores] if process else []
+    await asyncio.gather(*(one(stores[i % len(stores)]) for i in range(concurrency)), *workers)
     elapsed = time.perf_counter() - began
     latencies.sort()
     return {
+        "processed_per_s": processed[0] / elapsed,
         "events": len(latencies),
         "events_per_s": len(latencies) / elapsed,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
@@ -84,7 +104,9 @@ async def _run(stores: list[Store], concurrency: int, seconds: float) -> dict[st
     }
 
 
-async def _measure(url: str, instances: int, concurrency: int, seconds: float) -> dict[str, Any]:
+async def _measure(
+    url: str, instances: int, concurrency: int, seconds: float, process: bool = False
+) -> dict[str, Any]:
     batches: list[int] = []
     stores = [
         make_store(StorageConfig(url=url, auto_migrate=(i == 0)), batches.append)
@@ -93,7 +115,7 @@ async def _measure(url: str, instances: int, concurrency: int, seconds: float) -
     for store in stores:
         await store.open()
     try:
-        result = await _run(stores, concurrency, seconds)
+        result = await _run(stores, concurrency, seconds, process)
         page = await stores[0].list_events(_all(), None, 1)
         assert page.items, "nothing stored"
     finally:
@@ -128,6 +150,9 @@ def main() -> int:
         "--pg-url", default=os.environ.get("HOOKGATE_BENCH_PG_URL", ""), help="PostgreSQL URL"
     )
     parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument(
+        "--process", action="store_true", help="run processing alongside, as the gateway does"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -146,7 +171,9 @@ def main() -> int:
                 backends.append(("postgresql", url, args.instances))
             for name, url, instances in backends:
                 try:
-                    result = asyncio.run(_measure(url, instances, concurrency, args.seconds))
+                    result = asyncio.run(
+                        _measure(url, instances, concurrency, args.seconds, args.process)
+                    )
                     result["rows"] = _count(url)
                     result["check"] = "ok" if result["rows"] == result["events"] else "MISMATCH"
                 finally:
@@ -162,12 +189,14 @@ def main() -> int:
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python "
         f"{sys.version.split()[0]}, {args.seconds:.0f} s per run, EasyPark-shaped events, "
         f"load average {os.getloadavg()[0]:.1f} at the end.\n\n"
-        "| backend | instances | concurrency | events/s | mean batch | p50 ms | p99 ms | rows |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---|\n"
+        "| backend | instances | concurrency | events/s | processed/s | mean batch | p50 ms | "
+        "p99 ms | rows |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = [
         f"| {r['backend']} | {r['instances']} | {r['concurrency']} | {r['events_per_s']:.0f} | "
-        f"{r['mean_batch']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['check']} |"
+        f"{r['processed_per_s']:.0f} | {r['mean_batch']:.1f} | {r['p50_ms']:.2f} | "
+        f"{r['p99_ms']:.2f} | {r['check']} |"
         for r in runs
     ]
     args.out.mkdir(parents=True, exist_ok=True)

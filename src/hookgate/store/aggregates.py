@@ -140,12 +140,7 @@ def event_counts(conn: Any, dialect: Dialect, q: EventCountQuery) -> list[EventC
             raise InvalidQuery(f"events are split by source, event_type or status, not {name}")
     start = truncate(q.since, q.grain)
     totals: dict[tuple[Any, ...], int] = {}
-
-    def add(bucket: datetime, source: str, event_type: str, status: str, n: int) -> None:
-        values = {"source": source, "event_type": event_type, "status": status}
-        key = (bucket, *(values[name] if name in by else None for name in _DIMS))
-        totals[key] = totals.get(key, 0) + n
-
+    moments: dict[Any, datetime] = {}
     filters, params = [], []
     for column, value in (
         ("source", q.source),
@@ -155,39 +150,45 @@ def event_counts(conn: Any, dialect: Dialect, q: EventCountQuery) -> list[EventC
         if value is not None:
             filters.append(f" AND {column} = ?")
             params.append(value)
-    group = ", ".join(["bucket", *by])
-    select = ", ".join(["bucket", *(name if name in by else "''" for name in _DIMS)])
-    # Processed and failed events: the rollup processing keeps.
-    for row in _rows(
-        conn,
-        dialect,
-        f"SELECT {select}, sum(total) FROM event_counts WHERE grain = ? AND bucket >= ? "
-        f"AND bucket < ?{''.join(filters)} GROUP BY {group}",
-        [q.grain, _instant(dialect, start), _instant(dialect, q.until), *params],
-    ):
-        if int(row[4]):
-            add(_moment(row[0]), row[1], row[2], row[3], int(row[4]))
-    # Received and quarantined events have not been through processing: read them live
-    # (the status index holds them; there are few unless processing is stopped).
+    dims = ", ".join(name if name in by else "NULL" for name in _DIMS)
+    group = ", ".join(["b", *by])
+    # Processed and failed events: the rollup processing keeps. Received and quarantined
+    # ones have not been through processing: counted live (the status index holds them;
+    # there are few unless processing is stopped).
     live = [s for s in ("received", "quarantined") if q.status in (None, s)]
+    reads = [
+        (
+            f"SELECT bucket AS b, {dims}, sum(total) FROM event_counts WHERE grain = ? "
+            f"AND bucket >= ? AND bucket < ?{''.join(filters)} GROUP BY {group}",
+            [q.grain, _instant(dialect, start), _instant(dialect, q.until), *params],
+        )
+    ]
     if live:
-        marks = ", ".join("?" * len(live))
-        for row in _rows(
-            conn,
-            dialect,
-            f"SELECT received_at, source, event_type, status FROM inbox WHERE status IN "
-            f"({marks}) AND id >= ? AND id < ? AND received_at >= ? AND received_at < ?"
-            f"{''.join(filters)}",
-            [
-                *live,
-                floor_id(start),
-                floor_id(q.until),
-                _instant(dialect, start),
-                _instant(dialect, q.until),
-                *params,
-            ],
-        ):
-            add(truncate(_moment(row[0]), q.grain), row[1], row[2], row[3], 1)
+        reads.append(
+            (
+                f"SELECT {_bucket(dialect, q.grain, 'received_at')} AS b, {dims}, count(*) "
+                f"FROM inbox WHERE status IN ({', '.join('?' * len(live))}) AND id >= ? "
+                f"AND id < ? AND received_at >= ? AND received_at < ?{''.join(filters)} "
+                f"GROUP BY {group}",
+                [
+                    *live,
+                    floor_id(start),
+                    floor_id(q.until),
+                    _instant(dialect, start),
+                    _instant(dialect, q.until),
+                    *params,
+                ],
+            )
+        )
+    for sql, values in reads:
+        for row in _rows(conn, dialect, sql, values):
+            if not int(row[4]):
+                continue
+            bucket = moments.get(row[0])
+            if bucket is None:
+                bucket = moments[row[0]] = _moment(row[0])
+            key = (bucket, row[1], row[2], row[3])
+            totals[key] = totals.get(key, 0) + int(row[4])
     return [
         EventCount(bucket=key[0], source=key[1], event_type=key[2], status=key[3], count=n)
         for key, n in sorted(totals.items(), key=lambda item: tuple(str(v) for v in item[0]))
@@ -228,17 +229,12 @@ def delivery_stats(conn: Any, dialect: Dialect, q: DeliveryQuery) -> list[Delive
     """Per (bucket,) destination and status, oldest bucket first."""
     _range(q.since, q.until, q.grain)
     bucket = _bucket(dialect, q.grain, "created_at") if q.grain else "NULL"
-    # Delivery ids are made when processing creates them: the time range is an id range.
+    # deliveries_created covers the range, the buckets and the groups: an index-only read.
     sql = (
         f"SELECT {bucket} AS b, destination, status, count(*) FROM deliveries "
-        "WHERE id >= ? AND id < ? AND created_at >= ? AND created_at < ?"
+        "WHERE created_at >= ? AND created_at < ?"
     )
-    params: list[Any] = [
-        floor_id(q.since),
-        floor_id(q.until),
-        _instant(dialect, q.since),
-        _instant(dialect, q.until),
-    ]
+    params: list[Any] = [_instant(dialect, q.since), _instant(dialect, q.until)]
     if q.destination is not None:
         sql += " AND destination = ?"
         params.append(q.destination)
@@ -343,9 +339,10 @@ def energy_per_day(conn: Any, dialect: Dialect, q: EnergyQuery) -> list[EnergyDa
             sql += f" AND {column} = ?"
             params.append(value)
     sql += " GROUP BY d, token, group_id"
+    days: dict[Any, datetime] = {}
     found = [
         EnergyDay(
-            day=_moment(row[0]),
+            day=days.get(row[0]) or days.setdefault(row[0], _moment(row[0])),
             token=row[1],
             group_id=row[2],
             kwh=_decimal(row[3], _KWH),

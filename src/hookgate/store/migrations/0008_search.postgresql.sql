@@ -1,6 +1,6 @@
 -- PostgreSQL: the terms (search.py makes them) as a tsvector beside the event, under a
 -- GIN index; no text search configuration is involved, so both backends index the same
--- terms.
+-- terms. `event_counts` carries its totals in its key's index.
 
 CREATE TABLE event_docs (
     seq BIGINT PRIMARY KEY,
@@ -9,3 +9,13 @@ CREATE TABLE event_docs (
     terms TSVECTOR NOT NULL
 );
 CREATE INDEX event_docs_terms ON event_docs USING gin (terms);
+
+CREATE TABLE event_counts (
+    grain TEXT NOT NULL,
+    bucket TIMESTAMPTZ NOT NULL,
+    source TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    PRIMARY KEY (grain, bucket, source, event_type, status) INCLUDE (total)
+);

@@ -3,14 +3,16 @@
 -- search document (`seq`, its id's millisecond and 15 random bits, so newest first is
 -- descending `seq`) and remembers the status it was counted under in `event_counts`,
 -- the per minute, hour and day totals of processed and failed events the charts read.
--- The full-text side differs per backend: 0008_search.sqlite.sql, .postgresql.sql.
+-- The full-text side and `event_counts` differ per backend: 0008_search.sqlite.sql,
+-- 0008_search.postgresql.sql.
+--
+-- Chart reads by time range are index-only: deliveries by creation time (written by
+-- processing), and the time indexes of consumption and parking transactions widened to
+-- carry what their sums read (the same number of index writes as before).
 
-CREATE TABLE event_counts (
-    grain TEXT NOT NULL,
-    bucket {ts} NOT NULL,
-    source TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    total BIGINT NOT NULL,
-    PRIMARY KEY (grain, bucket, source, event_type, status)
-);
+CREATE INDEX deliveries_created ON deliveries (created_at, destination, status);
+DROP INDEX consumption_occurred_at;
+CREATE INDEX consumption_occurred_at ON consumption (occurred_at, token, group_id, kwh);
+DROP INDEX parking_transactions_ended_at;
+CREATE INDEX parking_transactions_ended_at ON parking_transactions
+    (ended_at, license_number, currency, price);
