@@ -626,22 +626,3 @@ def test_cli_searches_and_charts(storage_url: str, tmp_path: Path) -> None:
     backlog = _cli(tmp_path, storage_url, "stats", "backlog")
     assert "events received, not yet processed  4" in backlog.output
     assert "deliveries waiting for an attempt   11" in backlog.output
-
-
-async def test_postgresql_walks_the_newest_first_when_matches_are_many(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Above FEW matches PostgreSQL walks `seq` backwards instead of fetching them all:
-    both ways give the same pages."""
-    from hookgate.store import search
-
-    await _fill(store)
-    wheres = [
-        EventSearch(text="europark"),
-        EventSearch(fields=[FieldMatch("licenseNumber", "ABC123")], status="processed"),
-        EventSearch(text="sek", since=T0 + timedelta(minutes=2)),
-    ]
-    few = [await _ids(store, where, limit=2) for where in wheres]
-    monkeypatch.setattr(search, "FEW", 1)
-    assert [await _ids(store, where, limit=2) for where in wheres] == few
-    assert [len(ids) for ids in few] == [6, 3, 4]

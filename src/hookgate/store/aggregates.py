@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from hookgate.domain.stats import (
@@ -121,9 +121,19 @@ def _rows(conn: Any, dialect: Dialect, sql: str, params: Sequence[Any]) -> list[
 
 
 def _decimal(value: Any, step: Decimal) -> str:
-    # SQLite sums decimal text as REAL; its error is far below the step rounded to.
+    """A sum as decimal text to `step`, halves rounded up: PostgreSQL rounds its numeric
+    sum itself (and hands text); SQLite sums decimal text as REAL, whose error is far
+    below the step."""
+    if isinstance(value, str):
+        return value
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value or 0)
-    return str(number.quantize(step))
+    return str(number.quantize(step, rounding=ROUND_HALF_UP))
+
+
+def _sum(dialect: Dialect, column: str, places: int) -> str:
+    if dialect == "sqlite":
+        return f"sum(CAST({column} AS REAL))"
+    return f"round(sum({column}::numeric), {places})::text"
 
 
 # -- aggregates --------------------------------------------------------------------------
@@ -328,9 +338,8 @@ def energy_per_day(conn: Any, dialect: Dialect, q: EnergyQuery) -> list[EnergyDa
     """Per UTC day, token and group: kWh (to the Wh) and sessions, oldest day first."""
     _range(q.since, q.until, "day")
     day = _bucket(dialect, "day", "occurred_at")
-    kwh = "CAST(kwh AS REAL)" if dialect == "sqlite" else "kwh::numeric"
     sql = (
-        f"SELECT {day} AS d, token, group_id, sum({kwh}), count(*) FROM consumption "
+        f"SELECT {day} AS d, token, group_id, {_sum(dialect, 'kwh', 3)}, count(*) FROM consumption "
         "WHERE occurred_at >= ? AND occurred_at < ?"
     )
     params: list[Any] = [_instant(dialect, q.since), _instant(dialect, q.until)]
@@ -361,16 +370,18 @@ def vehicle_costs(conn: Any, dialect: Dialect, q: CostQuery) -> list[VehicleCost
     if not 1 <= q.limit <= 100_000:
         raise InvalidQuery("limit must be between 1 and 100000")
     month = _bucket(dialect, "month", "ended_at")
-    price = "CAST(price AS REAL)" if dialect == "sqlite" else "price::numeric"
+    total = _sum(dialect, "price", 2)
     sql = (
-        f"SELECT {month} AS m, license_number, currency, sum({price}) AS total, count(*) "
+        f"SELECT {month} AS m, license_number, currency, {total}, count(*) "
         "FROM parking_transactions WHERE ended_at >= ? AND ended_at < ?"
     )
     params: list[Any] = [_instant(dialect, q.since), _instant(dialect, q.until)]
     if q.license_number is not None:
         sql += " AND license_number = ?"
         params.append(q.license_number)
-    sql += " GROUP BY m, license_number, currency ORDER BY m, total DESC, license_number LIMIT ?"
+    # Ordered by the sum itself (PostgreSQL's rounded one is text).
+    exact = "sum(CAST(price AS REAL))" if dialect == "sqlite" else "sum(price::numeric)"
+    sql += f" GROUP BY m, license_number, currency ORDER BY m, {exact} DESC, license_number LIMIT ?"
     params.append(q.limit)
     return [
         VehicleCost(

@@ -344,6 +344,7 @@ def search_events(
         clauses.append("i.received_at < ?")
         params.append(_instant(dialect, where.until))
     columns = _HIT_COLUMNS.format(length=length)
+    filtered = bool(clauses)
     if not terms:
         if where.since is not None:
             clauses.append("i.id >= ?")
@@ -383,62 +384,22 @@ def search_events(
                 raise BadCursor("cursor is not valid")
             clauses.append(f"{order} < ?")
             params.append(int(row[0]))
-        if dialect == "postgresql":
-            found = _few_matches(conn, clauses, params)
-            if found is not None:
-                return _page_of(conn, sql, clauses, params, found, limit)
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    sql += f" ORDER BY {order} DESC LIMIT ?"
-    params.append(int(limit) + 1)
-    rows = conn.execute(_sql(dialect, sql), params).fetchall()
-    items = [_hit(row) for row in rows[:limit]]
-    more = len(rows) > limit and bool(items)
-    return EventPage(items, encode_cursor(items[-1].id) if more else None)
-
-
-# PostgreSQL walks `seq` backwards and tests each row when it expects many matches, and
-# misjudges rare terms (a plate, a token: a dozen rows in a million) as it does terms it
-# has no statistics for; the walk then reads the whole table. So the GIN index is asked
-# first, alone: up to FEW matches are fetched by `seq`, newest first; more than FEW means
-# the matches are dense enough for the walk to find a page quickly.
-FEW = 2000
-_CHUNK = 400
-
-
-def _few_matches(conn: Any, clauses: list[str], params: list[Any]) -> list[int] | None:
-    """Every matching `seq` (newest first) when there are at most FEW, else None.
-    `clauses[0]` is the term match; the `d.seq` bounds are the ones that narrow."""
-    assert len(clauses) == len(params)  # every clause takes one parameter
-    terms = [(c, p) for c, p in zip(clauses, params, strict=True) if c.startswith("d.")]
-    where = " AND ".join(c for c, _ in terms)
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
-        rows = conn.execute(
-            _sql("postgresql", f"SELECT d.seq FROM event_docs d WHERE {where} LIMIT ?"),
-            [p for _, p in terms] + [FEW + 1],
-        ).fetchall()
-    if len(rows) > FEW:
-        return None
-    return sorted((int(row[0]) for row in rows), reverse=True)
-
-
-def _page_of(
-    conn: Any, sql: str, clauses: list[str], params: list[Any], seqs: list[int], limit: int
-) -> EventPage:
-    """The page among known matches, read in chunks newest first until it is full."""
-    rows: list[Any] = []
-    for start in range(0, len(seqs), _CHUNK):
-        query = f"{sql} WHERE {' AND '.join(['d.seq = ANY(?)', *clauses[1:]])} "
-        query += "ORDER BY d.seq DESC LIMIT ?"
-        chunk = seqs[start : start + _CHUNK]
-        rows.extend(
-            conn.execute(
-                _sql("postgresql", query), [chunk, *params[1:], limit + 1 - len(rows)]
-            ).fetchall()
+    if terms and dialect == "postgresql" and not filtered:
+        # Nothing to test on the inbox: take the page from the index's matches first, so
+        # only its rows are read from the inbox (a bitmap of thousands of matches would
+        # otherwise fetch every one's inbox row before sorting).
+        sql = (
+            f"SELECT {columns}, d.seq FROM (SELECT seq, event_id FROM event_docs d WHERE "
+            f"{' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?) d "
+            "JOIN inbox i ON i.id = d.event_id ORDER BY d.seq DESC"
         )
-        if len(rows) > limit:
-            break
+        params.append(int(limit) + 1)
+    else:
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {order} DESC LIMIT ?"
+        params.append(int(limit) + 1)
+    rows = conn.execute(_sql(dialect, sql), params).fetchall()
     items = [_hit(row) for row in rows[:limit]]
     more = len(rows) > limit and bool(items)
     return EventPage(items, encode_cursor(items[-1].id) if more else None)

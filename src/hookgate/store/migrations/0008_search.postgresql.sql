@@ -9,6 +9,11 @@ CREATE TABLE event_docs (
     terms TSVECTOR NOT NULL
 );
 CREATE INDEX event_docs_terms ON event_docs USING gin (terms);
+-- The planner walks `seq` backwards when it expects many matches and asks the GIN index
+-- when it expects few. With the default statistics a term it has no figure for (a plate,
+-- a token: a dozen rows in a million) is guessed at 0.3 % and the walk reads the whole
+-- table; ten times the statistics bring that guess near 0.01 % (ANALYZE: 5 s at 1M rows).
+ALTER TABLE event_docs ALTER COLUMN terms SET STATISTICS 1000;
 
 CREATE TABLE event_counts (
     grain TEXT NOT NULL,
