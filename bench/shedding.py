@@ -13,7 +13,8 @@ alternating between rounds):
 - `queue`: the writer queue bounded (the default `queue_max` and `queue_reserve`, or
   `--queue-max`), no per-source admission at the edge (`ingest_in_flight_max = 0`);
 - `admission`: as shipped, the queue bound and the edge's per-source in-flight cap (the
-  default, or `--in-flight-max`).
+  default, or `--in-flight-max`); `admission:N` the same with a cap of N (several caps
+  side by side: `--modes admission:16,admission:32`).
 
 For each mode, unless `--no-quiet`, first a quiet run (no flood: the starts alone), then a
 flooded run: each on a fresh database with 10,000 charge tokens. In a flooded run
@@ -94,7 +95,9 @@ def config_text(
         queue = f"queue_max = {queue_max}\nqueue_reserve = {max(1, queue_max // 10)}\n"
     else:
         queue = ""  # the defaults
-    if mode != "admission":
+    if mode.startswith("admission:"):
+        in_flight_max = int(mode.split(":", 1)[1])
+    if not mode.startswith("admission"):
         edge = "ingest_in_flight_max = 0\n"
     else:
         edge = "" if in_flight_max is None else f"ingest_in_flight_max = {in_flight_max}\n"
@@ -457,7 +460,7 @@ def markdown(report: dict[str, Any]) -> str:
         by_round.setdefault(run["round"], {})[(run["mode"], run.get("flood", True))] = run
     for number, runs in sorted(by_round.items()):
         parts = []
-        for mode in MODES:
+        for mode in dict.fromkeys(mode for mode, _ in runs):
             flooded, quiet = runs.get((mode, True)), runs.get((mode, False))
             if flooded is None:
                 continue
@@ -510,7 +513,7 @@ def main() -> None:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
         return
     chosen = args.modes.split(",")
-    unknown = set(chosen) - set(MODES)
+    unknown = {m for m in chosen if m not in MODES and not re.fullmatch(r"admission:\d+", m)}
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
 
@@ -527,7 +530,7 @@ def main() -> None:
     # The Host header names port 0: servers ignore it. Every run has a fresh database.
     ampeco = list(itertools.islice(ampeco_stream(0, 0), count))
     for number in range(1, args.rounds + 1):
-        modes = [m for m in MODES if m in chosen]
+        modes = list(chosen)
         if number % 2 == 0:
             modes.reverse()
         for mode in modes:
