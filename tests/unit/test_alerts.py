@@ -548,3 +548,114 @@ def test_budget_reason_names_group() -> None:
 
     assert _group_of("group fleet day energy budget: 1 kWh used") == "fleet"
     assert _group_of("token AA day energy budget: 1 kWh used") is None
+
+
+@contextlib.contextmanager
+def _writes_blocked(running: Running) -> Iterator[None]:
+    """Hold the database so the gateway's next decision write waits (a stalled disk or a
+    locked table): SQLite's write lock, or a PostgreSQL lock on the decisions table."""
+    url = running.storage_url
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        pg.execute("LOCK TABLE decisions IN SHARE MODE")
+        try:
+            yield
+        finally:
+            pg.rollback()
+
+
+def test_fallback_decisions_fire_when_starts_miss_their_deadline(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path, inbox: Receiver
+) -> None:
+    rules = [{"kind": "fallback_decisions", "window_seconds": 600}]
+    data = _config(tmp_path, inbox, rules)
+    for source in data["sources"]:
+        if source["name"] == "zaptec-allow":
+            source["decision_deadline_ms"] = 300
+            source["on_error"] = "allow"
+    running = make_gateway(data)
+    clock = Clock()
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            zaptec = ZaptecEmulator(
+                client, running.url, "zaptec-allow", username=ZAPTEC_USER, password=ZAPTEC_PASSWORD
+            )
+            await zaptec.authenticate()
+            with _writes_blocked(running):
+                sent = await zaptec._post(
+                    "session-start",
+                    "session-start",
+                    {
+                        "ChargerId": "c-1",
+                        "DeviceId": "ZAP1",
+                        "InstallationId": "i-1",
+                        "UserId": "u-1",
+                        "TokenId": "FEEDBEEF",
+                    },
+                )
+        assert sent.status == 200, sent.response  # on_error = "allow" answered in time
+        async with evaluating(running, data, clock) as (evaluator, _store):
+            report = await until(evaluator, lambda r: bool(r.fired))
+            assert report.fired == ["fallback_decisions/zaptec-allow"]
+            [firing] = await notified(inbox, 1)
+            assert (
+                "1 Zaptec start of source zaptec-allow answered by the fallback"
+                in (firing["alert"]["summary"])
+            )
+            clock.advance(seconds=700)
+            assert (await evaluator.evaluate_once()).resolved == ["fallback_decisions/zaptec-allow"]
+
+    asyncio.run(scenario())
+
+
+def test_storage_errors_are_notified_even_when_they_cannot_be_recorded(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path, inbox: Receiver
+) -> None:
+    data = _config(tmp_path, inbox, [{"kind": "storage_errors", "window_seconds": 300}])
+    running = make_gateway(data)
+    clock = Clock()
+
+    async def scenario() -> None:
+        async with evaluating(running, data, clock) as (evaluator, store):
+            assert (await evaluator.evaluate_once()).fired == []
+            # The database goes away under the evaluator.
+            await store.close()
+            report = await evaluator.evaluate_once()
+            assert report.fired == ["storage_errors/storage"]
+            [firing] = await notified(inbox, 1)
+            assert firing["alert"]["details"]["recorded"] is False
+            assert "storage error" in firing["alert"]["summary"]
+            # Told once, not at every evaluation while storage stays away.
+            assert (await evaluator.evaluate_once()).fired == []
+            # Storage answers again: the alert is recorded without a second notification.
+            evaluator.store = make_store(store_config(running))
+            await evaluator.store.open()
+            try:
+                assert (await evaluator.evaluate_once()).fired == []
+                [recorded] = history(running, status="firing")
+                assert recorded["rule"] == "storage_errors"
+                assert len(inbox.received) == 1
+                clock.advance(seconds=400)
+                assert (await evaluator.evaluate_once()).resolved == ["storage_errors/storage"]
+                assert (await notified(inbox, 2))[1]["type"] == "alert.resolved"
+            finally:
+                await evaluator.store.close()
+
+    asyncio.run(scenario())
+
+
+def store_config(running: Running) -> Any:
+    return running.config.storage
