@@ -4,6 +4,7 @@ two instances), in one run on one machine.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--scenarios ampeco,easypark,ztlment,mix,zaptec]
         [--peers ceiling,baseline,hookgate-sqlite,hookgate-sqlite-ingest-only,
+                 hookgate-sqlite-traced,
                  hookgate-postgres,hookgate-postgres-ingest-only,hookgate-postgres-2]
         [--rates 500,1000,2000] [--quick]
         [--pg-url postgresql://postgres@127.0.0.1:5432/test]
@@ -75,6 +76,7 @@ PEERS = (
     "baseline",
     "hookgate-sqlite",
     "hookgate-sqlite-ingest-only",
+    "hookgate-sqlite-traced",
     "hookgate-postgres",
     "hookgate-postgres-ingest-only",
     "hookgate-postgres-2",
@@ -380,6 +382,8 @@ class Hookgate(Peer):
 
     name = "hookgate-sqlite"
     in_process = True
+    # Extra TOML appended to each instance's file (the traced peer's [tracing] table).
+    extra_toml = ""
 
     def storage_url(self) -> str:
         return f"sqlite:///{self.work / 'hookgate.db'}"
@@ -401,7 +405,7 @@ class Hookgate(Peer):
                 f'[[sources]]\nname = "ztlment"\nprovider = "ztlment"\n'
                 f'secrets = ["{ZTLMENT_SECRET}"]\n'
                 f'[[sources]]\nname = "zaptec"\nprovider = "zaptec"\nauth = "basic"\n'
-                f'username = "{ZAPTEC[0]}"\npassword = "{ZAPTEC[1]}"\n',
+                f'username = "{ZAPTEC[0]}"\npassword = "{ZAPTEC[1]}"\n' + self.extra_toml,
                 encoding="utf-8",
             )
         subprocess.run(
@@ -452,6 +456,58 @@ class HookgateIngestOnly(Hookgate):
 
     name = "hookgate-sqlite-ingest-only"
     in_process = False
+
+
+class _TraceSink:
+    """An OTLP/HTTP collector that takes every export and keeps only the byte count: the
+    traced peer pays for building, batching, encoding and sending its spans."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        sink = self
+        self.received = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.received += len(self.rfile.read(int(self.headers["content-length"])))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HookgateTraced(Hookgate):
+    """hookgate-sqlite with `[tracing]` on, every trace kept, spans exported over OTLP/HTTP
+    to a sink in the benchmark process (what tracing costs the gateway)."""
+
+    name = "hookgate-sqlite-traced"
+
+    def prepare(self, scenario: str) -> None:
+        self.sink = _TraceSink()
+        self.extra_toml = (
+            f'[tracing]\nenabled = true\notlp_endpoint = "{self.sink.url}"\nsample_ratio = 1.0\n'
+        )
+        super().prepare(scenario)
+
+    def processing(self) -> dict[str, Any]:
+        result = super().processing()
+        result["otlp_bytes"] = self.sink.received
+        return result
+
+    def cleanup(self) -> None:
+        self.sink.close()
 
 
 class HookgatePostgres(Hookgate):
@@ -530,6 +586,7 @@ PEER_TYPES: dict[str, type[Peer]] = {
     "baseline": Baseline,
     "hookgate-sqlite": Hookgate,
     "hookgate-sqlite-ingest-only": HookgateIngestOnly,
+    "hookgate-sqlite-traced": HookgateTraced,
     "hookgate-postgres": HookgatePostgres,
     "hookgate-postgres-ingest-only": HookgatePostgresIngestOnly,
     "hookgate-postgres-2": HookgatePostgres2,

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from hookgate import tracing
 from hookgate.alerts.evaluator import AlertLoop, start_alerts
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import PLACEHOLDER, Config
@@ -64,6 +65,7 @@ class Graph:
         self.alerts: AlertLoop | None = None
         self._opened = False
         self._engine_loaded = False
+        self._traced = False
 
     def _event_stored(self) -> None:
         if self.workers is not None:
@@ -89,8 +91,14 @@ class Graph:
             self._engine_loaded = True
         return self.authorization
 
+    def _trace(self) -> None:
+        """Turn tracing on for a serving or working process (`[tracing] enabled`)."""
+        if not self._traced:
+            self._traced = tracing.install(self.config.tracing)
+
     async def start_workers(self) -> Workers:
         """Start the processing and delivery loops."""
+        self._trace()
         self.workers = Workers(self.store, self.config, self.providers, self.metrics)
         await self.workers.start()
         return self.workers
@@ -101,6 +109,7 @@ class Graph:
 
     async def serve(self) -> None:
         """Open everything a serving gateway runs; announce unusable sources."""
+        self._trace()
         await self.open()
         await self.load_signing_key()
         for source in self.config.sources:
@@ -168,6 +177,9 @@ class Graph:
         if self._opened:
             await self.store.close()
             self._opened = False
+        if self._traced:
+            tracing.uninstall()
+            self._traced = False
         if serving is not None:
             log.info("hookgate stopped")
 

@@ -517,6 +517,30 @@ class ProcessingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
 
 
+class TracingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OpenTelemetry traces: one per event, from the provider's request through its
+    commit, processing and every delivery attempt. Off by default (then it costs nothing)."""
+
+    enabled: bool = False
+    service_name: str = "hookgate"
+    # OTLP/HTTP traces endpoint (http://collector:4318/v1/traces); needs the `otlp` extra.
+    # Unset with tracing enabled: spans are written to stderr (for a first look).
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = {}
+    # Share of traces kept (a parent's decision from an incoming traceparent is followed).
+    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.otlp_endpoint is None:
+            return
+        if not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ValueError("otlp_endpoint: an http:// or https:// URL is required")
+        import importlib.util
+
+        if self.enabled and importlib.util.find_spec("opentelemetry.exporter.otlp") is None:
+            raise ValueError("otlp_endpoint needs the OTLP exporter: pip install 'hookgate[otlp]'")
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -529,6 +553,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     processing: ProcessingConfig = msgspec.field(default_factory=ProcessingConfig)
     destinations: list[DestinationConfig] = []
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
 
     def __post_init__(self) -> None:
         self._check_alert_rules()

@@ -35,6 +35,10 @@ def cloudevent(event: StoredEvent, provider: Provider[Any]) -> dict[str, Any]:
     }
     if event.subject is not None:
         envelope["subject"] = event.subject
+    if event.trace_context is not None:
+        # CloudEvents distributed-tracing extension: the trace of the event's creation
+        # (the provider's request), the same on every attempt, so the signed body is too.
+        envelope["traceparent"] = event.trace_context
     envelope["data"] = provider.cloudevent_data(event)
     return envelope
 

@@ -53,6 +53,7 @@ class HttpSender:
         message_id: str,
         body: bytes,
         timestamp: int | None = None,
+        traceparent: str | None = None,
     ) -> SendResult:
         """One POST of `body`; the whole exchange is bounded by the destination's timeout.
 
@@ -62,6 +63,8 @@ class HttpSender:
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {**destination.headers, "content-type": CONTENT_TYPE}
         headers.update(signature_headers(destination.secret, message_id, stamp, body))
+        if traceparent is not None:
+            headers["traceparent"] = traceparent  # the attempt's span (W3C Trace Context)
         limit = destination.timeout_seconds
         try:
             async with asyncio.timeout(limit):

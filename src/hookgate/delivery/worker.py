@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 
+from hookgate import tracing
 from hookgate.config import Config, DestinationConfig
 from hookgate.delivery.breaker import STATE_VALUES, CircuitBreaker
 from hookgate.delivery.envelope import cloudevent, encode
@@ -145,14 +147,36 @@ class DeliveryWorker:
             return
         started = self._clock()
         began = time.monotonic()
+        span = (
+            None
+            if tracing.TRACER is None
+            else tracing.start_child(
+                f"hookgate.deliver {name}",
+                job.event.trace_context,
+                SpanKind.CLIENT,
+                {
+                    "hookgate.destination": name,
+                    "hookgate.delivery_id": job.id,
+                    "hookgate.event_id": job.event.id,
+                    "hookgate.attempt": job.attempt,
+                },
+            )
+        )
         try:
-            result = await self._send(job, destination)
+            result = await self._send(
+                job, destination, tracing.traceparent(span) if span is not None else None
+            )
         except Exception as exc:  # a provider hook or client bug must not stop the worker
             log.exception("delivery_error", destination=name, delivery=job.id)
             result = SendResult("failed", None, short(f"{type(exc).__name__}: {exc}"))
         seconds = time.monotonic() - began
         self._record(name, breaker, result)
         outcome, label = self._outcome(job, destination, result, started, seconds)
+        tracing.finish(
+            span,
+            None if outcome.state == "delivered" else (outcome.error or outcome.state),
+            {"hookgate.outcome": outcome.state, "http.response.status_code": result.status_code},
+        )
         if result.kind == "gone" and name not in self._gone:
             self._gone.add(name)
             await self._store.set_destination_disabled(
@@ -185,7 +209,9 @@ class DeliveryWorker:
             if outcome.state == "dead":
                 self._metrics.dead_deliveries.labels(name).inc()
 
-    async def _send(self, job: DeliveryJob, destination: DestinationConfig) -> SendResult:
+    async def _send(
+        self, job: DeliveryJob, destination: DestinationConfig, traceparent: str | None = None
+    ) -> SendResult:
         provider = self._providers.get(job.event.provider)
         if provider is None:
             return SendResult("failed", None, f"no provider {job.event.provider!r}")
@@ -194,7 +220,7 @@ class DeliveryWorker:
             if self._http is None:
                 total = sum(d.concurrency for d in self._destinations.values())
                 self._http = HttpSender(max_connections=max(10, total))
-            return await self._http.send(destination, job.event.id, body)
+            return await self._http.send(destination, job.event.id, body, traceparent=traceparent)
         sender = self._kafka.get(destination.name)
         if sender is None:
             sender = self._kafka[destination.name] = KafkaSender(destination)

@@ -16,6 +16,7 @@ from typing import Any, cast
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from hookgate import tracing
 from hookgate.authorization.decider import Decider
 from hookgate.config import Config, SourceConfig, ZaptecSource
 from hookgate.domain.errors import HookgateError, Overloaded, StoreError
@@ -153,10 +154,20 @@ class Ingress:
         # Every log line of this request carries its id (the request runs in its own task:
         # the binding ends with it).
         bind_contextvars(request_id=request_id)
+        span = (
+            None
+            if tracing.TRACER is None
+            else tracing.request_span(request.method, request.path, headers, request_id)
+        )
         try:
             status, body, content_type, extra = await self._handle(request, receive)
         except _Disconnected:
+            if span is not None:
+                tracing.end_request(span, 499, None, None)
             return
+        if span is not None:
+            source = request.path[len("/hooks/") :].split("/", 1)[0]
+            tracing.end_request(span, status, source if source in self.sources else None, None)
         out = [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
@@ -313,7 +324,13 @@ class Ingress:
             pipeline = self.pipeline
             parsed = pipeline.parse(source, provider, call, kind)
             event = pipeline.event(
-                source, provider, request.headers, parsed, body, request_id=request.id
+                source,
+                provider,
+                request.headers,
+                parsed,
+                body,
+                request_id=request.id,
+                trace_context=tracing.current_traceparent(),
             )
             event_id, duplicate = event.id, False
             if kind == "authorize":
@@ -325,7 +342,8 @@ class Ingress:
             elif kind == "session_end":
                 end = cast(SessionAuthority, provider).session_end(parsed)
                 began = time.perf_counter()
-                result = await self.sessions.end(event, end)
+                with tracing.step("hookgate.commit", kind="session_end"):
+                    result = await self.sessions.end(event, end)
                 self.metrics.commit_seconds.labels("session_end").observe(
                     time.perf_counter() - began
                 )
@@ -337,7 +355,8 @@ class Ingress:
             else:
                 used = pipeline.consumption(parsed)
                 began = time.perf_counter()
-                ingested = await self.store.ingest(event, used)
+                with tracing.step("hookgate.commit", kind="ingest"):
+                    ingested = await self.store.ingest(event, used)
                 self.metrics.commit_seconds.labels("ingest").observe(time.perf_counter() - began)
                 pipeline.stored(used, ingested)
                 self._count(source, "accepted" if ingested.stored else "duplicate")
@@ -348,6 +367,8 @@ class Ingress:
                     else provider.duplicate(ingested.event_id)
                 )
             elapsed = time.perf_counter() - request.started
+            if tracing.TRACER is not None:
+                tracing.note(**{"hookgate.event_id": event_id, "hookgate.duplicate": duplicate})
             self.metrics.acknowledged(source.provider, elapsed)
             if self.access_log:
                 log.info(

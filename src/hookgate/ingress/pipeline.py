@@ -118,6 +118,7 @@ class Pipeline:
         body: bytes,
         *,
         request_id: str | None = None,
+        trace_context: str | None = None,
     ) -> InboundEvent:
         """The inbox row of a parsed body (credentials in its headers masked)."""
         return InboundEvent(
@@ -135,6 +136,7 @@ class Pipeline:
             status=parsed.status,
             flags=parsed.flags,
             request_id=request_id,
+            trace_context=trace_context,
         )
 
     def consumption(self, parsed: Parsed) -> ConsumptionReport | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from hookgate import tracing
 from hookgate.config import Config
 from hookgate.delivery.router import Router
 from hookgate.delivery.worker import DeliveryWorker
@@ -36,9 +37,24 @@ class Processor:
         self.router = router
 
     def __call__(self, tx: ViewTx, event: StoredEvent) -> list[str]:
-        provider = self.providers.get(event.provider)
-        project(tx, event, provider.facts(event) if provider is not None else [])
-        return self.router.destinations_for(event)
+        span = (
+            None
+            if tracing.TRACER is None
+            else tracing.start_child(
+                "hookgate.process",
+                event.trace_context,
+                attributes={"hookgate.event_id": event.id},
+            )
+        )
+        try:
+            provider = self.providers.get(event.provider)
+            project(tx, event, provider.facts(event) if provider is not None else [])
+            destinations = self.router.destinations_for(event)
+        except Exception as exc:
+            tracing.finish(span, error=f"{type(exc).__name__}: {exc}")
+            raise
+        tracing.finish(span, attributes={"hookgate.destinations": len(destinations)})
+        return destinations
 
 
 class ProcessingWorker:
