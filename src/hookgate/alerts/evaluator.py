@@ -81,9 +81,10 @@ class AlertEvaluator:
         now = self.clock()
         report = Report()
         await self._gauges(now)
-        self.errors.sample(now.timestamp(), self.metrics.storage_error_total())
         if not await self._lead(now):
             return report
+        # Sampled after this evaluation's own reads and lease write: their failures count.
+        self.errors.sample(now.timestamp(), self.metrics.storage_error_total())
         report.leader = True
         try:
             open_alerts = await self.store.sql_read(alerting.open_alerts)
