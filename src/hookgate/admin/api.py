@@ -48,9 +48,17 @@ class ApiError(HookgateError):
     """An admin request that gets a problem answer with a status of its own (a parameter
     the HTTP layer checks); errors from below are answered by `error_answer`."""
 
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail, code=code, **extra)
         self.status = status
+        self.headers = headers or {}
 
 
 def json_response(document: Any, status: int = 200) -> Response:
@@ -84,7 +92,7 @@ def body_fields(raw: bytes, name: str) -> dict[str, Any]:
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
-    if not value:
+    if value is None:
         return None
     try:
         return parse_iso(value)
@@ -181,7 +189,7 @@ class AdminApi:
             return await handler(request)
         except ApiError as exc:
             body = problem(exc.status, exc.code, exc.detail, **exc.extra)
-            return Response(body, exc.status, media_type=PROBLEM_JSON)
+            return Response(body, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
         except HookgateError as exc:
             extra = {"parameter": "cursor"} if exc.code == "bad-cursor" else {}
             status, body, headers = error_answer(exc, retry_after=RETRY_AFTER, **extra)

@@ -38,6 +38,7 @@ _STATUS_TEXT = {
     403: "The token's scope does not allow this (a `read` token changes nothing)",
     404: "Nothing with this id or name",
     409: "Conflicts with what exists (already there, managed by the configuration, in use)",
+    405: "The path names an action of the entity (`.../block`), not the entity",
     413: "The body is too large",
     422: "The body is well-formed but not a valid entity: the problem names the field",
     503: "Storage is unavailable or the gateway is starting; retry (see Retry-After)",
@@ -78,6 +79,7 @@ class Operation:
     description: str = ""
     public: bool = False  # served without a token (the contract and its docs)
     also: tuple[int, ...] = ()  # other success statuses with the same answer (PUT: 201)
+    body_required: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +101,17 @@ def _unwrap(kind: inspect.Type) -> inspect.Type:
     while isinstance(kind, inspect.Metadata):
         kind = kind.type
     return kind
+
+
+def _free_text(kind: inspect.Type) -> bool:
+    """A plain text field: no format, pattern or fixed values."""
+    if isinstance(kind, inspect.UnionType):
+        rest = [t for t in kind.types if not isinstance(t, inspect.NoneType)]
+        kind = rest[0] if len(rest) == 1 else kind
+    if isinstance(kind, inspect.Metadata):
+        schema = kind.extra_json_schema or {}
+        return "format" not in schema and _free_text(kind.type)
+    return isinstance(kind, inspect.StrType) and not kind.pattern
 
 
 def _explain(kind: inspect.Type) -> tuple[str, list[str] | None]:
@@ -133,8 +146,9 @@ def _fields(model: Any) -> dict[str, inspect.Field]:
 
 def decode_query(request: Request, model: type[msgspec.Struct]) -> Any:
     """The query string as `model`: unknown, repeated or invalid parameters are a
-    ParamError naming them. An empty text value counts as absent (`?source=`); an empty
-    number, flag or choice is not valid."""
+    ParamError naming them. An empty free-text value counts as absent (`?source=`); an
+    empty number, flag, choice or date-time is not valid, and neither is the word `null`
+    (which msgspec's lax conversion would take for "absent")."""
     fields = _fields(model)
     data: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
@@ -143,7 +157,11 @@ def decode_query(request: Request, model: type[msgspec.Struct]) -> Any:
             raise ParamError(name, f"{name}: unknown parameter (this endpoint takes: {known})")
         if name in data:
             raise ParamError(name, f"{name}: given more than once")
-        if value != "" or not isinstance(_unwrap(fields[name].type), inspect.StrType):
+        free = _free_text(fields[name].type)
+        if value == "null" and not free:
+            what, allowed = _explain(fields[name].type)
+            raise ParamError(name, f"{name} {what} (got 'null')", allowed)
+        if value != "" or not free:
             data[name] = value
     try:
         return msgspec.convert(data, model, strict=False)
@@ -293,7 +311,7 @@ def build_document(
             operation["description"] = text
         if op.body is not None:
             operation["requestBody"] = {
-                "required": False,
+                "required": op.body_required,
                 "content": {"application/json": {"schema": ref_of[op.body]}},
             }
         operation.update(op.extra)

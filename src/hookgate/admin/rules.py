@@ -69,11 +69,27 @@ class RulesApi:
             raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ApiError(422, "invalid-entity", "the body must be a JSON object")
+        if doc.get("managed_by", "api") not in ("api", "config"):
+            # Echoed from an answer it is ignored, but it must still be one of its values.
+            raise Unprocessable(
+                "managed_by must be api or config (it is set by hookgate)",
+                code="invalid-entity",
+                field="managed_by",
+            )
         return doc
 
     @staticmethod
     def _path_key(spec: Kind, request: Request) -> str:
-        return spec.key(request.path_params["key"])
+        raw = request.path_params["key"]
+        if spec in (TOKENS, GROUPS) and raw.endswith(("/block", "/unblock")):
+            action = raw.rsplit("/", 1)[1]
+            raise ApiError(
+                405,
+                "method-not-allowed",
+                f"{request.method} is not allowed on .../{action}: POST {action}s the {spec.noun}",
+                {"Allow": "POST"},
+            )
+        return spec.key(raw)
 
     @staticmethod
     def _same_key(spec: Kind, doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -154,6 +170,8 @@ class RulesApi:
             entity = schemas.ENTITIES[spec.path]
             answer = schemas.ENTITY_ANSWERS[spec.path]
             errors = (409, 413, 422)
+            # `/tokens/x/block` is the action; other methods on it get 405, not the entity.
+            item_errors = (405,) if spec in (TOKENS, GROUPS) else ()
             if spec in (TOKENS, GROUPS):
                 for verb, status in (("block", "blocked"), ("unblock", "valid")):
                     out.append(
@@ -187,6 +205,7 @@ class RulesApi:
                     f"Create a {noun}",
                     "rules",
                     body=entity,
+                    body_required=True,
                     answer=answer,
                     status=201,
                     errors=errors,
@@ -199,6 +218,7 @@ class RulesApi:
                     f"Get a {noun}",
                     "rules",
                     answer=answer,
+                    errors=item_errors,
                 ),
                 Operation(
                     "PUT",
@@ -207,10 +227,13 @@ class RulesApi:
                     f"replace{name}",
                     f"Create or replace a {noun}",
                     "rules",
-                    body=entity,
+                    description=f"The body is a {noun} as `create{name}` takes it; its "
+                    f"`{spec.key_field}` may be left out (the path gives it).",
+                    body=dict[str, Any],
+                    body_required=True,
                     answer=answer,
                     also=(201,),
-                    errors=errors,
+                    errors=(*errors, *item_errors),
                 ),
                 Operation(
                     "PATCH",
@@ -220,8 +243,9 @@ class RulesApi:
                     f"Change some fields of a {noun}",
                     "rules",
                     body=dict[str, Any],
+                    body_required=True,
                     answer=answer,
-                    errors=errors,
+                    errors=(*errors, *item_errors),
                     description="The body holds only the fields to change.",
                 ),
                 Operation(
@@ -232,7 +256,7 @@ class RulesApi:
                     f"Delete a {noun}",
                     "rules",
                     status=204,
-                    errors=(409,),
+                    errors=(409, *item_errors),
                 ),
             ]
         return out

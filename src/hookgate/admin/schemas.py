@@ -27,7 +27,12 @@ Instant = Annotated[
 ]
 Limit = Annotated[int, Meta(ge=1, le=500, description="Items per page (1 to 500).")]
 Cursor = Annotated[
-    str, Meta(description="The `next` value of the previous page; absent for the first.")
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=512,
+        description="The `next` value of the previous page; absent for the first.",
+    ),
 ]
 
 EventStatus = Literal["received", "processed", "failed", "quarantined"]
@@ -478,7 +483,7 @@ class RerunResult(msgspec.Struct, kw_only=True):
 
 
 class ExportQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    month: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")]
+    month: Annotated[str, Meta(pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
     format: Literal["csv", "json"] = "csv"
     totals: bool = False
 
