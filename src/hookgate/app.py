@@ -18,6 +18,7 @@ from starlette.routing import Route
 from hookgate.admin.alerts import AlertsApi
 from hookgate.admin.api import AdminApi, json_response, problem_response
 from hookgate.admin.docs import contract_routes
+from hookgate.admin.insights import InsightsApi
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
@@ -70,12 +71,14 @@ def create_app(config: Config) -> Any:
     rules = RulesApi(admin, gateway.rules)
     views = ViewsApi(admin, gateway.store, config, gateway.reruns, gateway.operations)
     alerts = AlertsApi(admin, gateway.store)
+    insights = InsightsApi(gateway.store, config)
     # Every /api/v1 endpoint, declared once: the routes and the OpenAPI document.
     operations = [
         *admin.operations(),
         *rules.operations(),
         *views.operations(),
         *alerts.operations(),
+        *insights.operations(),
     ]
     web = Starlette(
         routes=[

@@ -4,7 +4,9 @@ log of changes."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,14 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from hookgate.config import ConfigError, parse_config
-from support.gateway import ADMIN_TOKEN, Running, base_config
+from support.gateway import (
+    ADMIN_TOKEN,
+    EASYPARK_PASSWORD,
+    EASYPARK_USER,
+    Running,
+    base_config,
+)
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -24,6 +33,7 @@ READER = "reader-token-for-tests"
 WRITER = "writer-token-for-tests"
 PROBLEM_JSON = "application/problem+json"
 DOCS_UI = Path(__file__).parents[2] / "src/hookgate/admin/docs_ui"
+FIXTURES = Path(__file__).parents[1] / "contract/fixtures"
 
 
 @pytest.fixture
@@ -258,3 +268,60 @@ def test_a_token_is_compared_with_every_configured_one(monkeypatch: pytest.Monke
     assert admin._match("nope") is None
     # Every token is compared, even after the first one matched: no early exit to time.
     assert len(compared) == 6
+
+
+def test_sources_show_health_without_secrets(scoped: Running) -> None:
+    basic = base64.b64encode(f"{EASYPARK_USER}:{EASYPARK_PASSWORD}".encode()).decode()
+    body = (FIXTURES / "easypark/current.json").read_bytes()
+    for credentials in (basic, "d3Jvbmc6d3Jvbmc="):
+        httpx.post(
+            f"{scoped.url}/hooks/easypark",
+            content=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {credentials}"},
+        )
+    with client(scoped, READER) as c:
+        source = c.get("/api/v1/sources/easypark").json()
+        listed = c.get("/api/v1/sources", params={"provider": "easypark", "limit": 1}).json()
+        problem(c.get("/api/v1/sources/nowhere"), 404)
+        problem(c.get("/api/v1/sources", params={"provider": "acme"}), 400)
+    assert source["last_event_id"] and source["last_rejection_reason"] == "unauthorized"
+    assert sum(source["events_24h"].values()) == 1
+    # Refusals are summed once their minute is over (docs/security.md): no count yet.
+    assert isinstance(source["rejections_24h"], int)
+    assert source["path"] == "/hooks/easypark" and source["auth"] == "basic"
+    assert source["credentials"] == [
+        "sha256:" + hashlib.sha256(EASYPARK_PASSWORD.encode()).hexdigest()[:12]
+    ]
+    text = json.dumps(source)
+    assert EASYPARK_PASSWORD not in text and "password" not in source["settings"]
+    assert [s["name"] for s in listed["items"]] == ["easypark"] and listed["next"]
+
+
+def test_search_and_stats_through_the_api(scoped: Running) -> None:
+    basic = base64.b64encode(f"{EASYPARK_USER}:{EASYPARK_PASSWORD}".encode()).decode()
+    document = json.loads((FIXTURES / "easypark/current.json").read_bytes())
+    stored = httpx.post(
+        f"{scoped.url}/hooks/easypark",
+        json=document,
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert stored.status_code == 200
+    plate = document["licenseNumber"]
+    with client(scoped, READER) as c:
+        found = until(
+            lambda: c.get(
+                "/api/v1/search/events", params={"field": f"licenseNumber={plate}"}
+            ).json()["items"],
+            "the event to be indexed",
+        )
+        assert [hit["source"] for hit in found] == ["easypark"]
+        none = c.get(
+            "/api/v1/search/events",
+            params=[("field", f"licenseNumber={plate}"), ("field", "parkingAreaId=0")],
+        ).json()
+        assert none["items"] == []
+        problem(c.get("/api/v1/search/events", params={"field": "no-equals-sign"}), 400)
+        counts = c.get("/api/v1/stats/events", params={"by": "source", "grain": "day"}).json()
+        assert {(i["source"], i["count"]) for i in counts["items"]} == {("easypark", 1)}
+        assert c.get("/api/v1/stats/backlog").json()["quarantined"] == 0
+        problem(c.get("/api/v1/stats/events", params={"grain": "month"}), 400)

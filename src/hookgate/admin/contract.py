@@ -9,6 +9,8 @@ refused and one it describes is validated the way the document says.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hookgate.admin.schemas import Problem
-from hookgate.domain.errors import Invalid
+from hookgate.domain.errors import BadCursor, Invalid
 
 Handler = Callable[[Request], Awaitable[Response]]
 Scope = Literal["read", "write"]
@@ -103,6 +105,11 @@ def _unwrap(kind: inspect.Type) -> inspect.Type:
     return kind
 
 
+def _is_list(kind: inspect.Type) -> bool:
+    """A parameter that may be repeated (`?field=a=1&field=b=2`)."""
+    return isinstance(_unwrap(kind), inspect.ListType)
+
+
 def _free_text(kind: inspect.Type) -> bool:
     """A plain text field: no format, pattern or fixed values."""
     if isinstance(kind, inspect.UnionType):
@@ -117,6 +124,9 @@ def _free_text(kind: inspect.Type) -> bool:
 def _explain(kind: inspect.Type) -> tuple[str, list[str] | None]:
     """What a parameter of this type must be, in words, and its values when fixed."""
     kind = _unwrap(kind)
+    if isinstance(kind, inspect.ListType):
+        what, allowed = _explain(kind.item_type)
+        return f"(each value) {what}", allowed
     if isinstance(kind, inspect.LiteralType):
         values = [str(v) for v in kind.values]
         return f"must be one of {', '.join(values)}", values
@@ -150,11 +160,14 @@ def decode_query(request: Request, model: type[msgspec.Struct]) -> Any:
     empty number, flag, choice or date-time is not valid, and neither is the word `null`
     (which msgspec's lax conversion would take for "absent")."""
     fields = _fields(model)
-    data: dict[str, str] = {}
+    data: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
         if name not in fields:
             known = ", ".join(sorted(fields)) or "none"
             raise ParamError(name, f"{name}: unknown parameter (this endpoint takes: {known})")
+        if _is_list(fields[name].type):
+            data.setdefault(name, []).append(value)
+            continue
         if name in data:
             raise ParamError(name, f"{name}: given more than once")
         free = _free_text(fields[name].type)
@@ -199,6 +212,26 @@ def query_of(request: Request, model: type[Any]) -> Any:
     decoded = request.scope.get("hookgate.query")
     assert isinstance(decoded, model), f"{request.url.path} declares no {model.__name__}"
     return decoded
+
+
+def position(index: int) -> str:
+    """The cursor of a list held in memory (the configuration's destinations, sources):
+    the position of the next item."""
+    return base64.urlsafe_b64encode(f"at:{index}".encode()).decode().rstrip("=")
+
+
+def position_of(cursor: str | None) -> int:
+    """The index a `position` cursor points at; BadCursor when it is not one of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor("cursor is not valid") from None
+    label, _, index = text.partition(":")
+    if label != "at" or not index.isdigit() or len(index) > 9:
+        raise BadCursor("cursor is not valid")
+    return int(index)
 
 
 # -- the OpenAPI document ----------------------------------------------------------------

@@ -506,7 +506,7 @@ class SourceHealth(msgspec.Struct, kw_only=True):
     last_event_id: str | None
     last_rejection_at: datetime | None
     last_rejection_reason: str | None
-    events: dict[str, int]
+    events_24h: dict[str, int]
     rejections_24h: int
 
 

@@ -4,8 +4,6 @@ fleet cost export. Same guard, paging, cursors and problem answers as `admin.api
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +13,15 @@ from starlette.responses import Response
 
 from hookgate.admin import schemas as sc
 from hookgate.admin.api import QUERY, AdminApi, ApiError, _instant, json_response
-from hookgate.admin.contract import Operation, ParamError, explain, query_of
+from hookgate.admin.contract import (
+    Operation,
+    ParamError,
+    explain,
+    position,
+    position_of,
+    query_of,
+)
 from hookgate.config import Config
-from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import ReplayFilter, ViewFilter
 from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
@@ -152,12 +156,12 @@ class ViewsApi:
         """The configured destinations in configuration order, paged like every list (the
         cursor is the position after the last one shown)."""
         q: sc.DestinationsQuery = query_of(request, sc.DestinationsQuery)
-        start = _position_cursor(q.cursor)
+        start = position_of(q.cursor)
         states = await self._store.destination_states()
         chosen = self._config.destinations[start : start + q.limit]
         items = [public_destination(d, states.get(d.name)) for d in chosen]
         more = start + q.limit < len(self._config.destinations)
-        return json_response({"items": items, "next": _position(start + q.limit) if more else None})
+        return json_response({"items": items, "next": position(start + q.limit) if more else None})
 
     async def _set_disabled(self, request: Request, reason: str | None) -> Response:
         name = request.path_params["name"]
@@ -418,21 +422,3 @@ class ViewsApi:
                 description="CSV lines (or totals with `totals=true`), or JSON with `format=json`.",
             ),
         ]
-
-
-def _position(index: int) -> str:
-    return base64.urlsafe_b64encode(f"at:{index}".encode()).decode().rstrip("=")
-
-
-def _position_cursor(cursor: str | None) -> int:
-    """The index a position cursor points at; BadCursor when it is not one of ours."""
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("cursor is not valid") from None
-    label, _, index = text.partition(":")
-    if label != "at" or not index.isdigit() or len(index) > 9:
-        raise BadCursor("cursor is not valid")
-    return int(index)
