@@ -22,7 +22,7 @@ from hookgate.admin.insights import InsightsApi
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
-from hookgate.bootstrap import bootstrap
+from hookgate.bootstrap import Graph, bootstrap
 from hookgate.config import Config
 from hookgate.domain.errors import StoreError
 from hookgate.ingress.asgi import Receive, Scope, Send
@@ -30,9 +30,9 @@ from hookgate.ingress.asgi import Receive, Scope, Send
 log = structlog.get_logger("hookgate")
 
 
-def create_app(config: Config) -> Any:
+def create_app(config: Config, graph: Graph | None = None) -> Any:
     """The ASGI application: provider hooks on a lean path, the rest through Starlette."""
-    gateway = bootstrap(config)
+    gateway = graph or bootstrap(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import click
 import structlog
 
+from hookgate.bootstrap import bootstrap
 from hookgate.cli.common import (
     _config,
     _config_all,
@@ -32,7 +33,6 @@ from hookgate.config import (
 )
 from hookgate.domain.errors import StoreError
 from hookgate.providers import REGISTRY, provider_of
-from hookgate.store import make_store
 
 
 def _serving_lock(config: Config) -> IO[str] | None:
@@ -109,7 +109,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     config = _config_all(config_path)
     configure(config.logging)
     try:
-        store = make_store(config.storage)
+        graph = bootstrap(config)
+        store = graph.store
         if not config.storage.auto_migrate:
             try:
                 pending = asyncio.run(store.pending_migrations())
@@ -139,7 +140,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, graph),
             host=listen_host,
             port=listen_port,
             loop="uvloop",
@@ -172,7 +173,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
 def migrate(config_path: str | None) -> None:
     """Apply pending schema migrations (creating the SQLite file when there is none)."""
     config = _config(config_path, "storage")
-    applied = asyncio.run(make_store(config.storage).migrate())
+    applied = asyncio.run(bootstrap(config).store.migrate())
     click.echo(f"applied migrations {applied}" if applied else "schema is up to date")
 
 
@@ -364,7 +365,7 @@ def init(
     )
     os.chmod(target, 0o600)
     config = load_config(target)
-    asyncio.run(make_store(config.storage).migrate())
+    asyncio.run(bootstrap(config).store.migrate())
     click.echo(f"wrote {target} (mode 600) and created {db}\n")
     if placeholder:
         click.echo(
