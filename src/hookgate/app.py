@@ -62,6 +62,10 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def server_error(_: Request, exc: Exception) -> Response:
+        """A bug is still a problem answer; the server logs its traceback."""
+        return problem_response(500, "internal-error", "the request failed inside hookgate")
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "error")
@@ -90,7 +94,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
             *contract_routes(operations),
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     relative_slash_redirects(web.router)
 

@@ -325,3 +325,20 @@ def test_search_and_stats_through_the_api(scoped: Running) -> None:
         assert {(i["source"], i["count"]) for i in counts["items"]} == {("easypark", 1)}
         assert c.get("/api/v1/stats/backlog").json()["quarantined"] == 0
         problem(c.get("/api/v1/stats/events", params={"grain": "month"}), 400)
+
+
+def test_a_large_action_body_is_413_and_a_failure_inside_is_problem_json(
+    scoped: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with client(scoped, WRITER) as c:
+        big = c.post("/api/v1/replay", json={"event_ids": ["x" * 1000] * 300})
+        assert problem(big, 413)["type"].endswith("body-too-large")
+        entry = c.get("/api/v1/audit", params={"action": "replay"}).json()["items"][0]
+        assert (entry["outcome"], entry["status"]) == ("refused", 413)
+
+        def broken(*_: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(scoped.app.gateway.store, "list_events", broken)
+        failed = problem(c.get("/api/v1/events"), 500)
+        assert failed["type"].endswith("internal-error") and "bug" not in failed["detail"]

@@ -38,6 +38,7 @@ RETRY_AFTER = 5  # seconds an operator's client waits before asking storage agai
 
 ACTOR = "hookgate.actor"
 QUERY = "hookgate.query"
+BODY = "hookgate.body"  # a body a handler read by streaming it (with a size cap)
 # Most bytes of a request body the audit log keeps as the detail of a change.
 AUDIT_BODY_BYTES = 4096
 
@@ -191,14 +192,20 @@ class AdminApi:
             body = problem(exc.status, exc.code, exc.detail, **exc.extra)
             return Response(body, exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
         except HookgateError as exc:
-            extra = {"parameter": "cursor"} if exc.code == "bad-cursor" else {}
+            cursor = exc.code == "bad-cursor" and "parameter" not in exc.extra
+            extra = {"parameter": "cursor"} if cursor else {}
             status, body, headers = error_answer(exc, retry_after=RETRY_AFTER, **extra)
             return Response(body, status, headers=headers, media_type=PROBLEM_JSON)
 
     async def _audit(self, request: Request, actor: AdminToken, action: str, status: int) -> None:
         """Record a change (or an attempt at one) with its outcome; a failure to record is
         logged, never turned into a failure of the change already made."""
-        raw = await request.body()
+        raw = request.scope.get(BODY)
+        if not isinstance(raw, bytes):
+            try:
+                raw = await request.body()
+            except RuntimeError:  # streamed and refused part-way (too large)
+                raw = b""
         detail: dict[str, Any] = {}
         if request.query_params:
             detail["query"] = dict(request.query_params)

@@ -184,14 +184,16 @@ def decode_query(request: Request, model: type[msgspec.Struct]) -> Any:
 
 def explain(
     exc: msgspec.ValidationError, model: Any, given: Any, where: str = "body"
-) -> ParamError:
+) -> Invalid:
     """A msgspec validation error of a query or body decoded as `model` in words: which
     field, what it must be, the allowed values where they are a fixed set."""
     text = str(exc)
     fields = _fields(model)
     found = _AT.search(text)
-    if found is not None and found.group(1) in fields and text.count("$") == 1:
+    if found is not None and found.group(1) in fields and text.count("at `$") == 1:
         name = found.group(1)
+        if name == "cursor":
+            return BadCursor("cursor is not valid", parameter="cursor")
         what, allowed = _explain(fields[name].type)
         value = given.get(name, "") if isinstance(given, dict) else ""
         return ParamError(name, f"{name} {what} (got {value!r})", allowed)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hookgate.admin import schemas as sc
-from hookgate.admin.api import QUERY, AdminApi, ApiError, _instant, json_response
+from hookgate.admin.api import BODY, QUERY, AdminApi, ApiError, _instant, json_response
 from hookgate.admin.contract import (
     Operation,
     ParamError,
@@ -41,8 +41,17 @@ def _bad(param: str, detail: str) -> ParamError:
     return ParamError(param, f"{param}: {detail}")
 
 
+# The largest body an action takes (a replay names at most 1,000 events).
+MAX_BODY = 256 * 1024
+
+
 async def _json_body(request: Request, model: type[Any]) -> Any:
-    raw = await request.body()
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "body-too-large", f"the body is over {MAX_BODY} bytes")
+    request.scope[BODY] = raw  # for the audit log: the stream is consumed now
     try:
         document = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError:
@@ -361,6 +370,7 @@ class ViewsApi:
                 "Pause a destination",
                 "deliveries",
                 body=sc.DisableBody,
+                errors=(413,),
                 answer=sc.Destination,
                 description="Nothing is sent to it until it is resumed; deliveries queue.",
             ),
@@ -372,6 +382,7 @@ class ViewsApi:
                 "Deliver again by filter",
                 "deliveries",
                 body=sc.ReplayBody,
+                errors=(413,),
                 answer=sc.ReplayResult,
                 description="Named events, or every delivery matching source, since, status "
                 "and destination. With `dry_run: true` nothing is queued and `queued` says "
