@@ -182,9 +182,7 @@ def decode_query(request: Request, model: type[msgspec.Struct]) -> Any:
         raise explain(exc, model, data, "query") from None
 
 
-def explain(
-    exc: msgspec.ValidationError, model: Any, given: Any, where: str = "body"
-) -> Invalid:
+def explain(exc: msgspec.ValidationError, model: Any, given: Any, where: str = "body") -> Invalid:
     """A msgspec validation error of a query or body decoded as `model` in words: which
     field, what it must be, the allowed values where they are a fixed set."""
     text = str(exc)
