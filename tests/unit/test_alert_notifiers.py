@@ -4,11 +4,9 @@ server (aiosmtpd); failures are retried with the same message id, then given up.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email
 import socket
-import time
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any
@@ -24,6 +22,7 @@ from hookgate.metrics import Metrics
 from hookgate.store.alerting import AlertRow
 from hookgate.timeutil import utcnow
 from support.delivery_receiver import Receiver, serve
+from support.polling import until_async
 
 SECRET = "whsec_" + base64.b64encode(b"notifier-test-secret-32-bytes!!!").decode()
 
@@ -51,10 +50,7 @@ def notifiers(*tables: dict[str, Any]) -> AlertsConfig:
 
 
 async def _settle(dispatcher: Dispatcher, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while dispatcher._tasks:
-        assert time.monotonic() < deadline, "notifications still in flight"
-        await asyncio.sleep(0.01)
+    await until_async(lambda: not dispatcher._tasks, "notifications in flight", timeout)
 
 
 @pytest.fixture

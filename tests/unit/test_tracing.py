@@ -6,7 +6,6 @@ carries the event's."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from hookgate.emulate.base import encode
 from hookgate.timeutil import utcnow
 from support.delivery_receiver import Receiver, serve
 from support.gateway import EASYPARK_PASSWORD, EASYPARK_USER, Running, base_config
+from support.polling import until
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -69,13 +69,12 @@ def _auth() -> str:
 
 
 def _spans(memory: InMemorySpanExporter, trace_id: int, count: int) -> list[ReadableSpan]:
-    deadline = time.monotonic() + 20
-    while True:
+
+    def finished() -> list[ReadableSpan] | None:
         spans = [s for s in memory.get_finished_spans() if s.context.trace_id == trace_id]
-        if len(spans) >= count:
-            return spans
-        assert time.monotonic() < deadline, [s.name for s in spans]
-        time.sleep(0.02)
+        return spans if len(spans) >= count else None
+
+    return until(finished, f"{count} spans of the trace")
 
 
 def _post(running: Running, parking_id: int, headers: dict[str, str]) -> httpx.Response:
@@ -140,13 +139,12 @@ def test_an_untraced_request_starts_its_own_trace_and_a_refusal_is_traced_too(
         timeout=10,
     )
     assert refused.status_code == 401
-    deadline = time.monotonic() + 20
-    while True:
+
+    def server_spans() -> list[ReadableSpan] | None:
         servers = [s for s in memory.get_finished_spans() if s.kind == SpanKind.SERVER]
-        if len(servers) >= 2:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+        return servers if len(servers) >= 2 else None
+
+    servers = until(server_spans, "two server spans")
     accepted, rejected = sorted(servers, key=lambda s: s.start_time or 0)
     assert accepted.parent is None
     assert len(_spans(memory, accepted.context.trace_id, 4)) >= 4  # commit, process, deliver
