@@ -37,8 +37,9 @@ from hookgate.domain.stats import (
     VehicleCost,
 )
 from hookgate.ids import floor_id
+from hookgate.store.dialect import dialect_of
 from hookgate.store.search import Dialect, InvalidQuery, truncate
-from hookgate.timeutil import iso, parse_iso
+from hookgate.timeutil import parse_iso
 
 __all__ = [
     "MAX_BUCKETS",
@@ -74,12 +75,16 @@ _CENT = Decimal("0.01")
 # -- helpers -----------------------------------------------------------------------------
 
 
+def _name(dialect: Dialect) -> str:
+    return dialect_of(dialect).name
+
+
 def _sql(dialect: Dialect, sql: str) -> str:
-    return sql if dialect == "sqlite" else sql.replace("?", "%s")
+    return dialect_of(dialect).sql(sql)
 
 
 def _instant(dialect: Dialect, moment: datetime) -> Any:
-    return iso(moment) if dialect == "sqlite" else moment.astimezone(UTC)
+    return dialect_of(dialect).instant(moment.astimezone(UTC))
 
 
 def _moment(value: Any) -> datetime:
@@ -106,7 +111,7 @@ def _range(since: datetime, until: datetime, grain: str | None) -> None:
 def _bucket(dialect: Dialect, grain: str, column: str) -> str:
     """SQL for the start of the UTC `grain` holding instant `column` (its text in SQLite,
     where instants are fixed-width ISO text)."""
-    if dialect == "postgresql":
+    if _name(dialect) == "postgresql":
         return f"date_trunc('{grain}', {column}, 'UTC')"
     return {
         "minute": f"substr({column}, 1, 16) || ':00.000000Z'",
@@ -131,7 +136,7 @@ def _decimal(value: Any, step: Decimal) -> str:
 
 
 def _sum(dialect: Dialect, column: str, places: int) -> str:
-    if dialect == "sqlite":
+    if _name(dialect) == "sqlite":
         return f"sum(CAST({column} AS REAL))"
     return f"round(sum({column}::numeric), {places})::text"
 
@@ -306,7 +311,7 @@ def decision_stats(conn: Any, dialect: Dialect, q: DecisionQuery) -> list[Decisi
     """Per (bucket,) source and result, oldest bucket first."""
     _range(q.since, q.until, q.grain)
     bucket = _bucket(dialect, q.grain, "decided_at") if q.grain else "NULL"
-    true = "1" if dialect == "sqlite" else "TRUE"
+    true = "1" if _name(dialect) == "sqlite" else "TRUE"
     sql = (
         f"SELECT {bucket} AS b, source, result, count(*), "
         f"sum(CASE WHEN fallback = {true} THEN 1 ELSE 0 END) FROM decisions "
@@ -380,7 +385,7 @@ def vehicle_costs(conn: Any, dialect: Dialect, q: CostQuery) -> list[VehicleCost
         sql += " AND license_number = ?"
         params.append(q.license_number)
     # Ordered by the sum itself (PostgreSQL's rounded one is text).
-    exact = "sum(CAST(price AS REAL))" if dialect == "sqlite" else "sum(price::numeric)"
+    exact = "sum(CAST(price AS REAL))" if _name(dialect) == "sqlite" else "sum(price::numeric)"
     sql += f" GROUP BY m, license_number, currency ORDER BY m, {exact} DESC, license_number LIMIT ?"
     params.append(q.limit)
     return [

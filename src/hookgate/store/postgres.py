@@ -646,7 +646,6 @@ class PostgresStore(SqlStore):
 
     # Searches, aggregates and the alert history (store/queries.py, store/alerting.py)
     # run on a synchronous connection of their own.
-    dialect = "postgresql"
 
     async def _query(self, fn: Callable[[Connection[Any]], T]) -> T:
         """A search or aggregate on a synchronous connection."""

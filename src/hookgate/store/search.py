@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -30,10 +30,13 @@ from hookgate.domain.errors import BadCursor
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.search import EventHit, EventPage, EventSearch, FieldMatch, InvalidQuery
 from hookgate.ids import floor_id
+from hookgate.store.dialect import Dialect as DialectObject
+from hookgate.store.dialect import DialectName, dialect_of
 from hookgate.store.paging import decode_id_cursor, encode_cursor
-from hookgate.timeutil import iso, parse_iso
+from hookgate.timeutil import parse_iso
 
-Dialect = Literal["sqlite", "postgresql"]
+# A dialect object (store/dialect.py) or its name.
+Dialect = DialectObject | DialectName
 
 __all__ = [
     "EventHit",
@@ -160,12 +163,16 @@ def query_terms(where: EventSearch) -> list[tuple[str, bool]]:
 # -- indexing ----------------------------------------------------------------------------
 
 
+def _name(dialect: Dialect) -> str:
+    return dialect_of(dialect).name
+
+
 def _sql(dialect: Dialect, sql: str) -> str:
-    return sql if dialect == "sqlite" else sql.replace("?", "%s")
+    return dialect_of(dialect).sql(sql)
 
 
 def _instant(dialect: Dialect, moment: datetime) -> Any:
-    return iso(moment) if dialect == "sqlite" else moment.astimezone(UTC)
+    return dialect_of(dialect).instant(moment.astimezone(UTC))
 
 
 GRAINS = ("minute", "hour", "day")
@@ -222,7 +229,7 @@ class SearchIndex:
 
     def _insert(self, event_id: str, status: str, terms: list[str]) -> None:
         seq = seq_of(event_id)
-        if self.dialect == "sqlite":
+        if _name(self.dialect) == "sqlite":
             insert = (
                 "INSERT INTO event_docs (seq, event_id, counted) VALUES (?, ?, ?) "
                 "ON CONFLICT DO NOTHING"
@@ -238,7 +245,7 @@ class SearchIndex:
         # later one takes the next free number.
         while self.conn.execute(_sql(self.dialect, insert), [seq, *params]).rowcount != 1:
             seq += 1
-        if self.dialect == "sqlite":
+        if _name(self.dialect) == "sqlite":
             self.conn.execute(
                 "INSERT INTO event_terms (rowid, terms) VALUES (?, ?)", [seq, " ".join(terms)]
             )
@@ -300,7 +307,7 @@ def _hit(row: Sequence[Any]) -> EventHit:
 
 def _match(dialect: Dialect, terms: list[tuple[str, bool]]) -> str:
     # Terms are letters and digits only (or a hex digest): nothing in them needs escaping.
-    if dialect == "sqlite":
+    if _name(dialect) == "sqlite":
         return " ".join(f'"{term}"' + ("*" if prefix else "") for term, prefix in terms)
     return " & ".join(f"'{term}'" + (":*" if prefix else "") for term, prefix in terms)
 
@@ -325,7 +332,7 @@ def search_events(
     check_search(where)
     terms = query_terms(where)
     after = decode_id_cursor(cursor) if cursor else None
-    length = "length" if dialect == "sqlite" else "octet_length"
+    length = "length" if _name(dialect) == "sqlite" else "octet_length"
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
@@ -358,7 +365,7 @@ def search_events(
         sql = f"SELECT {columns} FROM inbox i"
         order = "i.id"
     else:
-        if dialect == "sqlite":
+        if _name(dialect) == "sqlite":
             sql = (
                 f"SELECT {columns}, event_terms.rowid FROM event_terms "
                 "JOIN event_docs d ON d.seq = event_terms.rowid JOIN inbox i ON i.id = d.event_id"
@@ -384,7 +391,7 @@ def search_events(
                 raise BadCursor("cursor is not valid")
             clauses.append(f"{order} < ?")
             params.append(int(row[0]))
-    if terms and dialect == "postgresql" and not filtered:
+    if terms and _name(dialect) == "postgresql" and not filtered:
         # Nothing to test on the inbox: take the page from the index's matches first, so
         # only its rows are read from the inbox (a bitmap of thousands of matches would
         # otherwise fetch every one's inbox row before sorting).

@@ -548,7 +548,6 @@ class SqliteStore(SqlStore):
 
     # Searches, aggregates and the alert history (store/queries.py, store/alerting.py)
     # run on a connection of their own.
-    dialect = "sqlite"
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A search or aggregate on a reader connection."""
