@@ -215,7 +215,7 @@ def generate(
             )
         )
         if status in ("processed", "failed"):
-            seq = ms << 15 | rand >> 65
+            seq = ms << 15 | rand & 0x7FFF
             while seq in seqs:
                 seq += 1
             seqs.add(seq)

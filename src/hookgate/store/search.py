@@ -17,6 +17,7 @@ docs/adr/0020-search-and-aggregates.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -86,8 +87,10 @@ def canonical(value: Any) -> str | None:
     return text.lower() if len(text) <= MAX_VALUE else None
 
 
+@functools.lru_cache(maxsize=65536)
 def field_term(name: str, value: str) -> str:
-    """The index term of `name = value` (`value` as `canonical` makes it)."""
+    """The index term of `name = value` (`value` as `canonical` makes it). Cached: most
+    fields repeat their values from event to event (currencies, states, operators)."""
     key = f"{name.strip().lower()}\x00{value}".encode()
     return "f" + hashlib.blake2b(key, digest_size=8).hexdigest()
 
@@ -104,8 +107,9 @@ def _leaves(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 
 
 def event_terms(raw_body: bytes, document: Any) -> list[str]:
-    """Every term of one event: its field terms first, then the words of the document
-    and the raw body; at most MAX_TERMS."""
+    """Every term of one event: its field terms first, then the words of the raw body,
+    and of the document when the body is not JSON (a JSON body holds the document's
+    words already, and tokenizing both would double the cost); at most MAX_TERMS."""
     terms: dict[str, None] = {}
     for path, value in _leaves(document):
         text = canonical(value)
@@ -114,18 +118,22 @@ def event_terms(raw_body: bytes, document: Any) -> list[str]:
         terms[field_term(path[-1], text)] = None
         if len(path) > 1:
             terms[field_term(".".join(path), text)] = None
-    if document is not None:
+    body = raw_body.decode("utf-8", "replace")
+    terms.update(dict.fromkeys(words(body)))
+    if document is not None and body.lstrip()[:1] not in ("{", "["):
         terms.update(dict.fromkeys(words(msgspec.json.encode(document).decode())))
-    terms.update(dict.fromkeys(words(raw_body.decode("utf-8", "replace"))))
     return list(terms)[:MAX_TERMS]
 
 
 def seq_of(event_id: str) -> int:
-    """The search document number of an event: its id's millisecond and the next 15 bits
-    (the first 13 base32 digits), so it sorts like the id to the millisecond."""
+    """The search document number of an event: its id's millisecond (the first 10 base32
+    digits) and the last 15 bits of its random part (the last 3 digits), so it sorts like
+    the id to the millisecond. Ids made in one millisecond by one process count up in
+    their last bits (ids.py), so they do not collide here; two processes' ids collide
+    once in 32768 pairs of one millisecond, and the later one takes the next number."""
     value = 0
     try:
-        for digit in event_id[:13]:
+        for digit in event_id[:10] + event_id[-3:]:
             value = value * 32 + _VALUE_OF[digit]
     except KeyError:
         raise BadCursor("not an event id") from None
@@ -197,58 +205,113 @@ def truncate(moment: datetime, grain: str) -> datetime:
 class SearchIndex:
     """Indexes the events of one processing batch on its connection, inside its
     transaction. Call `add` once an event's outcome is settled (outside a savepoint that
-    may still roll back) and `flush` before the commit; discard the object when the
-    transaction rolls back."""
+    may still roll back) and `flush` before the commit: the batch is written there in a
+    few statements; discard the object when the transaction rolls back."""
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
+        self.pending: dict[str, tuple[StoredEvent, str]] = {}
         self.counts: dict[tuple[str, datetime, str, str, str], int] = {}
-
-    def _one(self, sql: str, params: Sequence[Any]) -> Any:
-        return self.conn.execute(_sql(self.dialect, sql), list(params)).fetchone()
 
     def add(self, event: StoredEvent, status: str) -> None:
         """Index `event` (once: its document does not change after processing took it)
         and count it under `status` (moving it from the status it was counted under, when
         a replay processed it again)."""
-        row = self._one("SELECT counted FROM event_docs WHERE event_id = ?", [event.id])
-        if row is not None:
-            if row[0] == status:
-                return
-            self.conn.execute(
-                _sql(self.dialect, "UPDATE event_docs SET counted = ? WHERE event_id = ?"),
-                [status, event.id],
-            )
-            self._count(event, row[0], -1)
-        else:
-            raw = self._one("SELECT raw_body FROM inbox WHERE id = ?", [event.id])
-            body = bytes(raw[0]) if raw else b""
-            self._insert(event.id, status, event_terms(body, event.document))
-        self._count(event, status, 1)
+        self.pending[event.id] = (event, status)
 
-    def _insert(self, event_id: str, status: str, terms: list[str]) -> None:
-        seq = seq_of(event_id)
-        if _name(self.dialect) == "sqlite":
-            insert = (
-                "INSERT INTO event_docs (seq, event_id, counted) VALUES (?, ?, ?) "
-                "ON CONFLICT DO NOTHING"
+    def _in(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """Rows of `sql` (whose `{in}` is the list of `values`), a chunk at a time."""
+        found: list[Any] = []
+        for start in range(0, len(values), 400):
+            chunk = list(values[start : start + 400])
+            marks = ", ".join("?" * len(chunk))
+            text = _sql(self.dialect, sql.format(marks=marks))
+            found.extend(self.conn.execute(text, chunk).fetchall())
+        return found
+
+    def _write(self) -> None:
+        if not self.pending:
+            return
+        ids = list(self.pending)
+        counted = dict(
+            self._in("SELECT event_id, counted FROM event_docs WHERE event_id IN ({marks})", ids)
+        )
+        moved = []
+        for event_id, before in counted.items():
+            event, status = self.pending[event_id]
+            if before != status:
+                moved.append((status, event_id))
+                self._count(event, before, -1)
+                self._count(event, status, 1)
+        if moved:
+            self.conn.cursor().executemany(
+                _sql(self.dialect, "UPDATE event_docs SET counted = ? WHERE event_id = ?"), moved
             )
-            params: list[Any] = [event_id, status]
-        else:
-            insert = (
-                "INSERT INTO event_docs (seq, event_id, counted, terms) "
-                "VALUES (%s, %s, %s, array_to_tsvector(%s::text[])) ON CONFLICT DO NOTHING"
+        new = [event_id for event_id in ids if event_id not in counted]
+        bodies = {
+            row[0]: bytes(row[1])
+            for row in self._in("SELECT id, raw_body FROM inbox WHERE id IN ({marks})", new)
+        }
+        wanted = {event_id: seq_of(event_id) for event_id in new}
+        taken = {
+            int(row[0])
+            for row in self._in(
+                "SELECT seq FROM event_docs WHERE seq IN ({marks})", list(wanted.values())
             )
-            params = [event_id, status, terms]
-        # Two events of one millisecond share their 15 bits once in 32768 pairs: the
-        # later one takes the next free number.
-        while self.conn.execute(_sql(self.dialect, insert), [seq, *params]).rowcount != 1:
-            seq += 1
-        if _name(self.dialect) == "sqlite":
-            self.conn.execute(
-                "INSERT INTO event_terms (rowid, terms) VALUES (?, ?)", [seq, " ".join(terms)]
+        }
+        rows = []
+        for event_id in new:
+            event, status = self.pending[event_id]
+            seq = wanted[event_id]
+            while seq in taken:  # a collision (seq_of) takes the next free number
+                seq += 1
+                if self._one("SELECT 1 FROM event_docs WHERE seq = ?", [seq]):
+                    taken.add(seq)
+            taken.add(seq)
+            rows.append(
+                (seq, event_id, status, event_terms(bodies.get(event_id, b""), event.document))
             )
+            self._count(event, status, 1)
+        self._insert(rows)
+        self.pending.clear()
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(_sql(self.dialect, sql), list(params)).fetchone()
+
+    def _insert(self, rows: list[tuple[int, str, str, list[str]]]) -> None:
+        """Insert the documents; one another instance took the number of meanwhile (only
+        PostgreSQL has several writers) is inserted again under the next free one."""
+        sqlite = _name(self.dialect) == "sqlite"
+        if sqlite:
+            insert = "INSERT INTO event_docs (seq, event_id, counted) VALUES (?, ?, ?)"
+            self.conn.cursor().executemany(insert, [row[:3] for row in rows])
+            self.conn.cursor().executemany(
+                "INSERT INTO event_terms (rowid, terms) VALUES (?, ?)",
+                [(row[0], " ".join(row[3])) for row in rows],
+            )
+            return
+        insert = (
+            "INSERT INTO event_docs (seq, event_id, counted, terms) "
+            "VALUES (%s, %s, %s, array_to_tsvector(%s::text[])) ON CONFLICT DO NOTHING"
+        )
+        cur = self.conn.cursor()
+        cur.executemany(insert, rows)
+        if cur.rowcount == len(rows):
+            return
+        stored = {
+            row[0]
+            for row in self._in(
+                "SELECT event_id FROM event_docs WHERE event_id IN ({marks})",
+                [row[1] for row in rows],
+            )
+        }
+        for first, event_id, status, terms in rows:
+            seq = first
+            while event_id not in stored:
+                if self.conn.execute(insert, [seq, event_id, status, terms]).rowcount == 1:
+                    stored.add(event_id)
+                seq += 1
 
     def _count(self, event: StoredEvent, status: str, delta: int) -> None:
         for grain in GRAINS:
@@ -257,21 +320,22 @@ class SearchIndex:
             self.counts[key] = self.counts.get(key, 0) + delta
 
     def flush(self) -> None:
-        """Add the batch's counts; in key order, so instances never wait in a circle."""
+        """Write the batch's documents and add its counts (in key order, so instances
+        never wait for each other in a circle)."""
+        self._write()
         upsert = _sql(
             self.dialect,
             "INSERT INTO event_counts (grain, bucket, source, event_type, status, total) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (grain, bucket, source, event_type, status) "
             "DO UPDATE SET total = event_counts.total + excluded.total",
         )
-        for key in sorted(self.counts):
-            delta = self.counts[key]
-            if delta:
-                grain, bucket, source, event_type, status = key
-                self.conn.execute(
-                    upsert,
-                    [grain, _instant(self.dialect, bucket), source, event_type, status, delta],
-                )
+        rows = [
+            (key[0], _instant(self.dialect, key[1]), *key[2:], delta)
+            for key, delta in sorted(self.counts.items())
+            if delta
+        ]
+        if rows:
+            self.conn.cursor().executemany(upsert, rows)
         self.counts.clear()
 
 
