@@ -75,11 +75,12 @@ async def _run(
     deadline = time.perf_counter() + seconds
 
     async def processing(store: Store) -> None:
-        # As the gateway's processing worker does: take what was stored, pause when idle.
+        # As the gateway's processing worker does: take what was stored, index for search
+        # when there is nothing to process, pause when idle.
         while time.perf_counter() < deadline:
             done = await store.process_pending(_project, 100)
             processed[0] += done.processed
-            if not done.processed:
+            if not done.processed and not await store.index_search(500):
                 await asyncio.sleep(0.005)
 
     async def one(store: Store) -> None:

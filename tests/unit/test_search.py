@@ -118,11 +118,14 @@ async def _fill(store: Store, events: list[InboundEvent] | None = None) -> list[
 
 
 async def process_all(store: Store, work: Any) -> tuple[int, int]:
-    """Process until nothing is left (SQLite stops a job when its time budget is spent)."""
+    """Process until nothing is left (SQLite stops a job when its time budget is spent),
+    then index what processing settled."""
     processed = failed = 0
     while True:
         result = await store.process_pending(work, 100)
         if not result.processed + result.failed:
+            while await store.index_search(500):
+                pass  # as the worker does when processing is idle
             return processed, failed
         processed += result.processed
         failed += result.failed

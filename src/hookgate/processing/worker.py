@@ -27,6 +27,8 @@ from hookgate.providers.base import Provider
 from hookgate.store.base import Store, ViewTx
 
 log = structlog.get_logger("hookgate.processing")
+# Settled events indexed for search per call when processing is idle (docs/adr/0020).
+INDEX_BATCH = 500
 
 
 class Processor:
@@ -98,6 +100,14 @@ class ProcessingWorker:
                 result = ProcessResult(0, 0, 0)
             if result.processed or result.failed:
                 continue
+            # Nothing to process: index what processing settled (search and counts come
+            # last, after acknowledgements and processing).
+            try:
+                if await self.store.index_search(INDEX_BATCH):
+                    continue
+            except StoreError as exc:
+                log.error("search indexing failed", error=str(exc))
+                self.metrics.storage_errors.labels("processing").inc()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, self.woken), self.poll)
 

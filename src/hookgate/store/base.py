@@ -265,6 +265,11 @@ class Store(Protocol):
     async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:
         """Every matching row of a view, oldest first (for exports)."""
 
+    async def index_search(self, limit: int) -> int:
+        """Index and count up to `limit` events processing settled (search_queue), oldest
+        first; returns how many were done, 0 when none wait. The processing worker calls
+        it when it has nothing to process."""
+
     # -- search and aggregates (store/search.py, store/aggregates.py, docs/adr/0020) ------
     # Invalid filters raise search.InvalidQuery (a ValueError), a foreign cursor BadCursor.
 

@@ -44,7 +44,7 @@ from hookgate.store.dialect import POSTGRESQL
 from hookgate.store.health import WriteHealth
 from hookgate.store.inbox import json_text
 from hookgate.store.migrations import migrations
-from hookgate.store.search import SearchIndex
+from hookgate.store.search import SearchIndex, index_queued
 from hookgate.store.sqlstore import SqlStore
 from hookgate.store.tx import DbApiTx, KeyTaken, Row, Work, run_sync
 from hookgate.store.viewtx import SqlViewTx
@@ -721,6 +721,13 @@ class PostgresStore(SqlStore):
                 # An event failed, or a lock conflict broke the transaction: everything
                 # rolled back, so run the batch again with a savepoint per event.
                 return batch(conn, isolate=True)
+
+        return await self._in_thread(run)
+
+    async def index_search(self, limit: int) -> int:
+        def run(conn: Connection[Any]) -> int:
+            with conn.transaction():
+                return index_queued(conn, POSTGRESQL, limit)
 
         return await self._in_thread(run)
 

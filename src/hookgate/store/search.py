@@ -47,6 +47,7 @@ __all__ = [
     "InvalidQuery",
     "SearchIndex",
     "event_terms",
+    "index_queued",
     "search_events",
     "seq_of",
 ]
@@ -203,22 +204,81 @@ def truncate(moment: datetime, grain: str) -> datetime:
 
 
 class SearchIndex:
-    """Indexes the events of one processing batch on its connection, inside its
-    transaction. Call `add` once an event's outcome is settled (outside a savepoint that
-    may still roll back) and `flush` before the commit: the batch is written there in a
-    few statements; discard the object when the transaction rolls back."""
+    """Queues the events one processing batch settled for the search index, on its
+    connection, inside its transaction: one row per event, no other work. Call `add` once
+    an event's outcome is settled (outside a savepoint that may still roll back) and
+    `flush` before the commit; discard the object when the transaction rolls back.
+    `index_queued` does the indexing later, when processing has nothing to do: under a
+    load that keeps processing busy, search and counts lag, never the acknowledgements."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.pending: list[tuple[str, str]] = []
+
+    def add(self, event: StoredEvent, status: str) -> None:
+        """Queue `event` to be indexed and counted under `status`."""
+        self.pending.append((event.id, status))
+
+    def flush(self) -> None:
+        """Write the queue rows."""
+        if self.pending:
+            self.conn.cursor().executemany(
+                _sql(self.dialect, "INSERT INTO search_queue (event_id, status) VALUES (?, ?)"),
+                self.pending,
+            )
+            self.pending.clear()
+
+
+def index_queued(conn: Any, dialect: Dialect, limit: int) -> int:
+    """Index and count up to `limit` queued events, oldest first, in the caller's
+    transaction; how many queue rows were done (0: the queue is empty). PostgreSQL
+    instances skip the rows another one holds."""
+    lock = " FOR UPDATE SKIP LOCKED" if _name(dialect) == "postgresql" else ""
+    queued = conn.execute(
+        _sql(dialect, f"SELECT seq, event_id, status FROM search_queue ORDER BY seq LIMIT ?{lock}"),
+        [int(limit)],
+    ).fetchall()
+    if not queued:
+        return 0
+    indexer = _Indexer(conn, dialect)
+    found = indexer._in(
+        "SELECT id, source, provider, event_type, received_at, subject, status, flags, "
+        "document, raw_body FROM inbox WHERE id IN ({marks})",
+        list(dict.fromkeys(row[1] for row in queued)),
+    )
+    events = {
+        row[0]: StoredEvent(
+            id=row[0],
+            source=row[1],
+            provider=row[2],
+            event_type=row[3],
+            received_at=dialect_of(dialect).read_instant(row[4]),
+            subject=row[5],
+            status=row[6],
+            flags=_json(row[7]),
+            document=_json(row[8]) if row[8] is not None else None,
+        )
+        for row in found
+    }
+    indexer.bodies = {row[0]: bytes(row[9]) for row in found}
+    for _, event_id, status in queued:
+        if event_id in events:  # an event is never deleted; a vanished one is skipped
+            indexer.pending[event_id] = (events[event_id], status)
+    indexer.flush()
+    indexer._in("DELETE FROM search_queue WHERE seq IN ({marks})", [row[0] for row in queued])
+    return len(queued)
+
+
+class _Indexer:
+    """Writes the search documents and counts of a set of events in a few statements."""
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
         self.pending: dict[str, tuple[StoredEvent, str]] = {}
+        self.bodies: dict[str, bytes] = {}
         self.counts: dict[tuple[str, datetime, str, str, str], int] = {}
-
-    def add(self, event: StoredEvent, status: str) -> None:
-        """Index `event` (once: its document does not change after processing took it)
-        and count it under `status` (moving it from the status it was counted under, when
-        a replay processed it again)."""
-        self.pending[event.id] = (event, status)
 
     def _in(self, sql: str, values: Sequence[Any]) -> list[Any]:
         """Rows of `sql` (whose `{in}` is the list of `values`), a chunk at a time."""
@@ -227,7 +287,9 @@ class SearchIndex:
             chunk = list(values[start : start + 400])
             marks = ", ".join("?" * len(chunk))
             text = _sql(self.dialect, sql.format(marks=marks))
-            found.extend(self.conn.execute(text, chunk).fetchall())
+            cur = self.conn.execute(text, chunk)
+            if cur.description is not None:
+                found.extend(cur.fetchall())
         return found
 
     def _write(self) -> None:
@@ -249,10 +311,7 @@ class SearchIndex:
                 _sql(self.dialect, "UPDATE event_docs SET counted = ? WHERE event_id = ?"), moved
             )
         new = [event_id for event_id in ids if event_id not in counted]
-        bodies = {
-            row[0]: bytes(row[1])
-            for row in self._in("SELECT id, raw_body FROM inbox WHERE id IN ({marks})", new)
-        }
+        bodies = self.bodies
         wanted = {event_id: seq_of(event_id) for event_id in new}
         taken = {
             int(row[0])
@@ -309,7 +368,12 @@ class SearchIndex:
         for first, event_id, status, terms in rows:
             seq = first
             while event_id not in stored:
-                if self.conn.execute(insert, [seq, event_id, status, terms]).rowcount == 1:
+                inserted = self.conn.execute(insert, [seq, event_id, status, terms]).rowcount
+                # Not inserted: its number was taken, or another instance indexed the
+                # event itself (the insert waited for that one's commit).
+                if inserted == 1 or self._one(
+                    "SELECT 1 FROM event_docs WHERE event_id = ?", [event_id]
+                ):
                     stored.add(event_id)
                 seq += 1
 

@@ -34,7 +34,7 @@ from hookgate.store.dialect import SQLITE
 from hookgate.store.health import WriteHealth
 from hookgate.store.inbox import insert_event_statement
 from hookgate.store.migrations import migrations
-from hookgate.store.search import SearchIndex
+from hookgate.store.search import SearchIndex, index_queued
 from hookgate.store.sqlstore import SqlStore
 from hookgate.store.tx import DbApiTx, Work, run_sync
 from hookgate.store.viewtx import SqlViewTx
@@ -625,6 +625,13 @@ class SqliteStore(SqlStore):
 
         return await self._queue(run)
 
+    async def index_search(self, limit: int) -> int:
+        # A short job, like processing's: the writer is shared with ingest.
+        return await self._queue(lambda conn: index_queued(conn, SQLITE, min(limit, _INDEX_CHUNK)))
+
+
+# Events indexed per writer job (a few milliseconds of work).
+_INDEX_CHUNK = 64
 
 # Events read per query while processing: in the gateway the time budget usually ends a job
 # long before `limit` events, and reading (and decoding the decisions of) all of them was
