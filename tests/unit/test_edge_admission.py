@@ -100,7 +100,13 @@ class _App:
                 self.loop, self.gate = asyncio.get_running_loop(), asyncio.Event()
             await self.gate.wait()
         status = 200 if scope["path"].startswith("/hooks/zaptec") else 202
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", b"0")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     def release(self) -> None:
@@ -137,6 +143,7 @@ def _edge(**server: Any) -> Iterator[_Edge]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        _unread.clear()
 
 
 def _head(path: str, length: int) -> bytes:
@@ -157,9 +164,12 @@ def _connect(edge: _Edge, first: bytes = b"") -> socket.socket:
     return sock
 
 
+_unread: dict[int, bytes] = {}  # bytes read past an answer, by socket, for the next one
+
+
 def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One whole response read from `sock`: status, headers (lower-case names), body."""
-    data = b""
+    data = _unread.pop(sock.fileno(), b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed before an answer: {data!r}"
@@ -175,6 +185,8 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         chunk = sock.recv(65536)
         assert chunk, "connection closed in the middle of an answer"
         rest += chunk
+    if rest[length:]:
+        _unread[sock.fileno()] = rest[length:]
     return int(lines[0].split()[1]), headers, rest[:length]
 
 
@@ -263,3 +275,26 @@ def test_a_refused_body_that_never_comes_closes_the_connection_without_a_second_
             assert rest == b""
         for sock in held:
             sock.close()
+
+
+def test_a_refusal_behind_a_pipelined_request_is_answered_in_turn_then_closed() -> None:
+    with _edge() as edge:
+        held = [_connect(edge, _request("/hooks/ampeco")) for _ in range(CAP - 1)]
+        # The last slot goes to the first of two pipelined requests on one connection.
+        sock = _connect(edge, _request("/hooks/ampeco", b'{"n": 2}'))
+        until(lambda: edge.app.count("/hooks/ampeco") == CAP, what="the held calls")
+        before = edge_shed_counts().get("ampeco", 0)
+        sock.sendall(_request("/hooks/ampeco", b'{"n": 3}'))
+        until(lambda: edge_shed_counts().get("ampeco", 0) > before, what="the refusal counted")
+        edge.app.release()
+        assert _answer(sock)[0] == 202
+        status, headers, body = _answer(sock)
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert headers["connection"] == "close"
+        assert json.loads(body)["type"] == "urn:hookgate:problem:overloaded"
+        assert sock.recv(65536) == b""
+        assert ("/hooks/ampeco", b'{"n": 3}') not in edge.app.seen
+        for other in held:
+            other.close()
+        sock.close()
