@@ -186,7 +186,12 @@ def test_a_read_token_reads_but_every_change_is_403(scoped: Running) -> None:
             url = re.sub(r"\{\w+\}", "x", path)
             body = problem(c.request(method.upper(), url, json={}), 403)
             assert "dashboard" in body["detail"] and "write" in body["detail"]
-        assert c.get("/api/v1/audit").json()["items"] == []  # nothing was changed
+        # Nothing changed, and every attempt is in the audit log as refused.
+        tried = c.get("/api/v1/audit", params={"limit": 500}).json()["items"]
+        assert len(tried) == len(changes)
+        assert {(e["actor"], e["outcome"], e["status"]) for e in tried} == {
+            ("dashboard", "refused", 403)
+        }
 
 
 def test_changes_are_audited_with_who_what_and_outcome(scoped: Running) -> None:

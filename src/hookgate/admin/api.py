@@ -166,11 +166,14 @@ class AdminApi:
                     {"WWW-Authenticate": 'Bearer realm="hookgate-admin"'},
                 )
             if needs == "write" and actor.scope != "write":
-                return problem_response(
+                refused = problem_response(
                     403,
                     "forbidden",
                     f"admin token {actor.name!r} has the read scope: changes need a write token",
                 )
+                if action is not None:  # who tried to change what is worth knowing
+                    await self._audit(request, actor, action, 403)
+                return refused
             request.scope[ACTOR] = actor
             response = await self._answer(request, handler, query)
             if action is not None:
