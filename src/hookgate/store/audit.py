@@ -2,8 +2,8 @@
 (sqlite3, or a synchronous psycopg 3 connection), run through `Store.sql_write` and
 `Store.sql_read`: the backends know nothing of it.
 
-Instants are ISO text in SQLite and TIMESTAMPTZ in PostgreSQL; `detail` is JSON text in
-SQLite and JSON in PostgreSQL (read back as text by the store's pools, or decoded).
+What differs between the backends is asked of the data layer's dialect object
+(store/dialect.py): placeholders, instants, JSON parameters, text without NUL.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any, Literal
 import msgspec
 
 from hookgate.domain.queries import Page
-from hookgate.store.alerting import dialect_of
 from hookgate.store.base import Store
+from hookgate.store.dialect import DIALECTS, Dialect
 from hookgate.store.paging import decode_id_cursor, encode_cursor
-from hookgate.store.viewtx import Dialect
 from hookgate.timeutil import iso
 
 Outcome = Literal["ok", "refused", "failed"]
@@ -49,34 +48,24 @@ class AuditFilter(msgspec.Struct, kw_only=True):
     until: datetime | None = None
 
 
-def _mark(dialect: Dialect) -> str:
-    return "?" if dialect == "sqlite" else "%s"
-
-
-def _instant(value: datetime, dialect: Dialect) -> Any:
-    return iso(value) if dialect == "sqlite" else value.astimezone(UTC)
-
-
-def _clean(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL; an audited value must still be stored."""
-    return text.replace("\x00", "\ufffd") if text is not None and "\x00" in text else text
+def _dialect(conn: Any) -> Dialect:
+    """The dialect of a DB-API connection (sqlite3, or psycopg)."""
+    return DIALECTS["sqlite" if type(conn).__module__.startswith("sqlite3") else "postgresql"]
 
 
 def insert_audit(conn: Any, record: AuditRecord, dialect: Dialect) -> None:
     """Add one entry (inside the caller's transaction; it does not commit)."""
-    mark = _mark(dialect)
     detail = msgspec.json.encode(record.detail).decode().replace("\\u0000", "\\ufffd")
-    json_mark = mark if dialect == "sqlite" else f"{mark}::json"
-    marks = ", ".join([mark] * 6 + [json_mark] + [mark] * 2)
+    marks = ", ".join(["?"] * 6 + [dialect.json_mark] + ["?"] * 2)
     conn.cursor().execute(
-        f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({marks})",
+        dialect.sql(f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({marks})"),
         [
             record.id,
-            _instant(record.at, dialect),
-            _clean(record.actor),
+            dialect.instant(record.at.astimezone(UTC)),
+            dialect.text(record.actor),
             record.channel,
-            _clean(record.action),
-            _clean(record.target),
+            dialect.text(record.action),
+            dialect.text(record.target),
             detail,
             record.outcome,
             record.status,
@@ -84,12 +73,11 @@ def insert_audit(conn: Any, record: AuditRecord, dialect: Dialect) -> None:
     )
 
 
-def _row(row: Mapping[str, Any]) -> dict[str, Any]:
-    at = row["at"]
+def _row(row: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
     detail = row["detail"]
     return {
         "id": row["id"],
-        "at": at if isinstance(at, str) else iso(at),
+        "at": iso(dialect.read_instant(row["at"])),
         "actor": row["actor"],
         "channel": row["channel"],
         "action": row["action"],
@@ -104,7 +92,6 @@ def list_audit(
     conn: Any, where: AuditFilter, cursor: str | None, limit: int, dialect: Dialect
 ) -> Page:
     """One page of entries, newest first."""
-    mark = _mark(dialect)
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
@@ -113,40 +100,38 @@ def list_audit(
         ("outcome", where.outcome),
     ):
         if value is not None:
-            clauses.append(f"{column} = {mark}")
-            params.append(_clean(value))
+            clauses.append(f"{column} = ?")
+            params.append(dialect.text(value))
     if where.since is not None:
-        clauses.append(f"at >= {mark}")
-        params.append(_instant(where.since, dialect))
+        clauses.append("at >= ?")
+        params.append(dialect.instant(where.since.astimezone(UTC)))
     if where.until is not None:
-        clauses.append(f"at < {mark}")
-        params.append(_instant(where.until, dialect))
+        clauses.append("at < ?")
+        params.append(dialect.instant(where.until.astimezone(UTC)))
     if cursor:
-        clauses.append(f"id < {mark}")
+        clauses.append("id < ?")
         params.append(decode_id_cursor(cursor))
     sql = f"SELECT {_COLUMNS} FROM audit_log"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    sql += f" ORDER BY id DESC LIMIT {mark}"
+    sql += " ORDER BY id DESC LIMIT ?"
     params.append(limit + 1)
     db_cursor = conn.cursor()
-    db_cursor.execute(sql, params)
+    db_cursor.execute(dialect.sql(sql), params)
     rows = db_cursor.fetchall()
     if rows and not isinstance(rows[0], Mapping):
         names = [d[0] for d in db_cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in rows]
-    items = [_row(row) for row in rows[:limit]]
+    items = [_row(row, dialect) for row in rows[:limit]]
     more = len(rows) > limit and bool(items)
     return Page(items, encode_cursor(items[-1]["id"]) if more else None)
 
 
 async def record(store: Store, entry: AuditRecord) -> None:
     """Add `entry` to the audit log, committed before this returns."""
-    await store.sql_write(lambda conn: insert_audit(conn, entry, dialect_of(conn)))
+    await store.sql_write(lambda conn: insert_audit(conn, entry, _dialect(conn)))
 
 
 async def page(store: Store, where: AuditFilter, cursor: str | None, limit: int) -> Page:
     """One page of the audit log, newest first."""
-    return await store.sql_read(
-        lambda conn: list_audit(conn, where, cursor, limit, dialect_of(conn))
-    )
+    return await store.sql_read(lambda conn: list_audit(conn, where, cursor, limit, _dialect(conn)))
