@@ -659,3 +659,63 @@ def test_storage_errors_are_notified_even_when_they_cannot_be_recorded(
 
 def store_config(running: Running) -> Any:
     return running.config.storage
+
+
+def test_active_hours_span_midnight_and_follow_days_and_zone() -> None:
+    from datetime import UTC
+
+    from hookgate.alerts.rules import active
+    from hookgate.alerts.settings import SourceSilent
+
+    night = SourceSilent(
+        source="easypark",
+        silent_seconds=60,
+        active_hours="22:00-06:00",
+        active_days=["fri"],
+        timezone="Europe/Stockholm",
+    )
+    # Friday 23:30 and the small hours of Saturday (Stockholm, UTC+1 in December) belong
+    # to Friday's window; Saturday 23:30 does not.
+    assert active(night, datetime(2026, 12, 4, 22, 30, tzinfo=UTC))
+    assert active(night, datetime(2026, 12, 5, 4, 0, tzinfo=UTC))
+    assert not active(night, datetime(2026, 12, 5, 5, 30, tzinfo=UTC))
+    assert not active(night, datetime(2026, 12, 5, 22, 30, tzinfo=UTC))
+    always = SourceSilent(source="easypark", silent_seconds=60)
+    assert active(always, datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
+
+
+def test_rule_settings_name_what_is_wrong() -> None:
+    import msgspec as ms
+
+    from hookgate.alerts.settings import AlertsConfig
+
+    with pytest.raises(ms.ValidationError, match="HH:MM-HH:MM"):
+        ms.convert(
+            {
+                "rules": [
+                    {
+                        "kind": "source_silent",
+                        "source": "a",
+                        "silent_seconds": 5,
+                        "active_hours": "7-22",
+                    }
+                ]
+            },
+            AlertsConfig,
+        )
+    with pytest.raises(ms.ValidationError, match="already"):
+        ms.convert({"rules": [{"kind": "quarantined"}, {"kind": "quarantined"}]}, AlertsConfig)
+    with pytest.raises(ms.ValidationError, match="IANA"):
+        ms.convert(
+            {
+                "rules": [
+                    {
+                        "kind": "source_silent",
+                        "source": "a",
+                        "silent_seconds": 5,
+                        "timezone": "Mars/Olympus",
+                    }
+                ]
+            },
+            AlertsConfig,
+        )

@@ -151,3 +151,14 @@ def test_an_untraced_request_starts_its_own_trace_and_a_refusal_is_traced_too(
     assert rejected.attributes["http.response.status_code"] == 401
     assert rejected.attributes["hookgate.request_id"] == refused.headers["x-request-id"]
     assert refused.json()["request_id"] == refused.headers["x-request-id"]
+
+
+def test_tracing_settings_are_checked() -> None:
+    from hookgate.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="otlp_endpoint"):
+        parse_config({"tracing": {"enabled": True, "otlp_endpoint": "collector:4318"}}, env={})
+    config = parse_config({}, env={})
+    assert not config.tracing.enabled
+    assert not tracing.install(config.tracing)
+    assert tracing.TRACER is None and tracing.provider() is None
