@@ -38,6 +38,7 @@ from hookgate.store.aggregates import (
     RejectionQuery,
 )
 from hookgate.store.base import ViewTx
+from hookgate.store.migrations import migrations
 from hookgate.store.search import EventSearch, FieldMatch, InvalidQuery
 from hookgate.timeutil import iso
 from support.storage import fresh_storage, pg_available
@@ -205,13 +206,43 @@ async def test_search_combines_with_inbox_filters_and_pages_by_cursor(store: Sto
     )
 
 
-async def test_events_wait_for_processing_before_text_finds_them(store: Store) -> None:
+async def test_events_wait_for_processing_and_indexing_before_text_finds_them(
+    store: Store,
+) -> None:
     ev = _event("ztlment", "payment", notification(9, "PAYMENT_OBJECT", "PROCESSED"), T0)
     await store.ingest(ev)
-    assert await _ids(store, EventSearch(fields=[FieldMatch("state", "processed")])) == []
+    by_state = EventSearch(fields=[FieldMatch("state", "processed")])
+    assert await _ids(store, by_state) == []
     assert await _ids(store, EventSearch(status="received")) == [ev.id]
-    await process_all(store, handler)
-    assert await _ids(store, EventSearch(fields=[FieldMatch("state", "processed")])) == [ev.id]
+    assert (await store.process_pending(handler, 10)).processed == 1
+    assert await _ids(store, by_state) == []
+    assert (await store.backlog(datetime.now(UTC))).search_waiting == 1
+    assert await store.index_search(10) == 1
+    assert await store.index_search(10) == 0
+    assert await _ids(store, by_state) == [ev.id]
+    assert (await store.backlog(datetime.now(UTC))).search_waiting == 0
+
+
+def test_the_migration_queues_events_processed_before_it(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db")
+    steps = migrations("sqlite")
+    for version, _, statements in steps:
+        if version == 8:
+            conn.execute(
+                "INSERT INTO inbox (id, source, provider, event_type, received_at, dedup_key, "
+                "status, flags, headers, raw_body, body_sha256) VALUES "
+                "('A', 's', 'p', 't', '2026-01-01T00:00:00.000000Z', 'a', 'processed', '[]', "
+                "'{}', x'', ''), ('B', 's', 'p', 't', '2026-01-01T00:00:00.000000Z', 'b', "
+                "'received', '[]', '{}', x'', ''), ('C', 's', 'p', 't', "
+                "'2026-01-01T00:00:00.000000Z', 'c', 'failed', '[]', '{}', x'', '')"
+            )
+        for statement in statements:
+            conn.execute(statement)
+    assert conn.execute("SELECT event_id, status FROM search_queue ORDER BY seq").fetchall() == [
+        ("A", "processed"),
+        ("C", "failed"),
+    ]
+    conn.close()
 
 
 async def test_bad_search_input_is_refused_with_what_to_fix(store: Store) -> None:

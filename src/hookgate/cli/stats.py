@@ -272,6 +272,7 @@ def stats_backlog(config_path: str | None, as_json: bool) -> None:
     click.echo(f"deliveries waiting for an attempt   {found.deliveries_waiting}")
     click.echo(f"longest overdue                     {age(found.oldest_due_age_seconds)}")
     click.echo(f"deliveries dead                     {found.deliveries_dead}")
+    click.echo(f"events waiting to be searchable     {found.search_waiting}")
 
 
 @stats.command("decisions")

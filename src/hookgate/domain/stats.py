@@ -105,6 +105,8 @@ class Backlog(msgspec.Struct, kw_only=True):
     oldest_due_at: datetime | None
     oldest_due_age_seconds: float | None
     deliveries_dead: int
+    # Settled events not yet indexed for search and counted (the worker does it when idle).
+    search_waiting: int = 0
 
 
 class DecisionQuery(msgspec.Struct, kw_only=True):

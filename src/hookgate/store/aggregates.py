@@ -290,6 +290,7 @@ def backlog(conn: Any, dialect: Dialect, now: datetime) -> Backlog:
         [],
     )[0]
     dead = _rows(conn, dialect, "SELECT count(*) FROM deliveries WHERE status = 'dead'", [])
+    search = _rows(conn, dialect, "SELECT count(*) FROM search_queue", [])
     oldest_at = _moment(oldest[0][0]) if oldest else None
     due_at = _moment(waiting[1]) if waiting[1] is not None else None
     return Backlog(
@@ -304,6 +305,7 @@ def backlog(conn: Any, dialect: Dialect, now: datetime) -> Backlog:
         oldest_due_at=due_at,
         oldest_due_age_seconds=max(0.0, (now - due_at).total_seconds()) if due_at else None,
         deliveries_dead=int(dead[0][0]),
+        search_waiting=int(search[0][0]),
     )
 
 

@@ -17,6 +17,10 @@ CREATE TABLE search_queue (
     status TEXT NOT NULL
 );
 
+-- Events processed before this version are queued too: the worker indexes them when idle.
+INSERT INTO search_queue (event_id, status)
+    SELECT id, status FROM inbox WHERE status IN ('processed', 'failed') ORDER BY id;
+
 CREATE INDEX deliveries_created ON deliveries (created_at, destination, status);
 DROP INDEX consumption_occurred_at;
 CREATE INDEX consumption_occurred_at ON consumption (occurred_at, token, group_id, kwh);
