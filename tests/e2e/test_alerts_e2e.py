@@ -81,6 +81,19 @@ def test_serve_fires_an_alert_for_refused_credentials_and_leads_to_the_refusal(
         )
         [alert] = listed["items"]
         assert alert["status"] == "firing" and alert["id"] == verified[0]["alert"]["id"]
+        shown = json.loads(
+            run_cli("alerts", "show", alert["id"], "--config", str(config), cwd=tmp_path).stdout
+        )
+        assert shown["details"]["reasons"] == {"unauthorized": 3}
+        table = run_cli("alerts", "list", "--config", str(config), cwd=tmp_path).stdout
+        assert "rotated-secret" in table and "firing" in table
+        rules = json.loads(run_cli("alerts", "rules", "--config", str(config), cwd=tmp_path).stdout)
+        assert [r["name"] for r in rules["rules"]] == ["rotated-secret"]
+        assert rules["notifiers"] == [{"name": "oncall", "kind": "webhook"}]
+        missing = run_cli(
+            "alerts", "show", "nope", "--config", str(config), cwd=tmp_path, check=False
+        )
+        assert missing.returncode == 1 and "no alert with id nope" in missing.stderr
         api = httpx.get(
             f"{server.url}/api/v1/alerts",
             params={"status": "firing"},

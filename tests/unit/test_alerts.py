@@ -719,3 +719,46 @@ def test_rule_settings_name_what_is_wrong() -> None:
             },
             AlertsConfig,
         )
+
+
+def test_with_alerts_disabled_only_the_gauges_are_refreshed(
+    make_gateway: Callable[[dict[str, Any]], Running], tmp_path: Path, inbox: Receiver
+) -> None:
+    data = _config(
+        tmp_path,
+        inbox,
+        [{"kind": "processing_backlog", "older_than_seconds": 1}],
+        processing={"in_process": False},
+    )
+    running = make_gateway(data)
+    clock = Clock()
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            await easypark.run(
+                client,
+                running.url,
+                "easypark",
+                username=EASYPARK_USER,
+                password=EASYPARK_PASSWORD,
+                count=2,
+                max_attempts=1,
+            )
+        config = parse_config({**data, "storage": {"url": running.storage_url}}, env={})
+        assert not config.alerts.enabled
+        store = make_store(config.storage)
+        await store.open()
+        evaluator = AlertEvaluator(store, config, Metrics(), owner="off", clock=clock)
+        try:
+            clock.advance(seconds=60)
+            report = await evaluator.evaluate_once()
+            assert not report.leader and report.fired == []
+            assert evaluator.metrics.backlog._value.get() == 2
+            assert evaluator.metrics.oldest_pending._value.get() >= 60
+        finally:
+            await evaluator.close()
+            await store.close()
+        assert running.rows("SELECT count(*) FROM alert_leases") == [(0,)]
+        assert history(running) == []
+
+    asyncio.run(scenario())

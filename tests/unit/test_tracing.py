@@ -162,3 +162,39 @@ def test_tracing_settings_are_checked() -> None:
     assert not config.tracing.enabled
     assert not tracing.install(config.tracing)
     assert tracing.TRACER is None and tracing.provider() is None
+
+
+def test_a_charging_decision_is_traced_with_its_result(
+    traced: tuple[Running, InMemorySpanExporter],
+) -> None:
+    import asyncio
+
+    from hookgate.emulate.zaptec import ZaptecEmulator
+    from support.gateway import ZAPTEC_PASSWORD, ZAPTEC_USER
+
+    running, memory = traced
+
+    async def start() -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            zaptec = ZaptecEmulator(
+                client, running.url, "zaptec-allow", username=ZAPTEC_USER, password=ZAPTEC_PASSWORD
+            )
+            [start, end] = await zaptec.session(token="CAFE0001")
+            assert start.status == 200 and end.status == 200
+
+    asyncio.run(start())
+
+    def decided() -> list[ReadableSpan] | None:
+        spans = list(memory.get_finished_spans())
+        names = {s.name for s in spans}
+        return spans if {"hookgate.decide", "hookgate.commit"} <= names else None
+
+    spans = until(decided, "the decision's and the commit's spans")
+    decide = [s for s in spans if s.name == "hookgate.decide"]
+    commits = [s for s in spans if s.name == "hookgate.commit"]
+    [decision] = decide
+    request = next(s for s in spans if s.context.span_id == decision.parent.span_id)
+    assert request.name == "POST /hooks/zaptec-allow"
+    assert request.attributes["hookgate.decision"] == "ALLOWED"
+    assert request.attributes["hookgate.fallback"] is False
+    assert commits[0].attributes["kind"] == "session_end"

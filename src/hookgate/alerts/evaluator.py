@@ -81,7 +81,7 @@ class AlertEvaluator:
         now = self.clock()
         report = Report()
         await self._gauges(now)
-        if not await self._lead(now):
+        if not self.settings.enabled or not await self._lead(now):
             return report
         # Sampled after this evaluation's own reads and lease write: their failures count.
         self.errors.sample(now.timestamp(), self.metrics.storage_error_total())
@@ -367,10 +367,8 @@ class AlertLoop:
 
 
 def start_alerts(config: Config, store: Store, metrics: Metrics) -> AlertLoop | None:
-    """Start evaluating the alert rules in the background (None: `[alerts] enabled` is
-    false)."""
-    if not config.alerts.enabled:
-        return None
+    """Start evaluating the alert rules in the background; with `[alerts] enabled = false`
+    only the backlog gauges are refreshed."""
     from hookgate.processing.worker import worker_owner
 
     loop = AlertLoop(AlertEvaluator(store, config, metrics, owner=worker_owner()))

@@ -579,7 +579,17 @@ class Ingress:
     ) -> Answer:
         """Decide within the source's deadline (the use case lives in the service layer);
         answer in the provider's words."""
-        result = await self.sessions.start(source, provider.start_request(parsed), event, started)
+        with tracing.step("hookgate.decide", source=source.name):
+            result = await self.sessions.start(
+                source, provider.start_request(parsed), event, started
+            )
+        if tracing.TRACER is not None:
+            tracing.note(
+                **{
+                    "hookgate.decision": result.decision.result,
+                    "hookgate.fallback": result.decision.fallback,
+                }
+            )
         self._count(source, "accepted")
         if result.decision.session_id is not None:
             return provider.approve(result.decision.session_id)
