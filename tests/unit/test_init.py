@@ -180,6 +180,18 @@ def test_admin_token_prints_the_first_token(
     assert "has no admin token" in result.output and "[admin] tokens" in result.output
 
 
+def test_admin_token_by_name(tmp_path: Path) -> None:
+    config = tmp_path / "hookgate.toml"
+    config.write_text(
+        '[admin]\ntokens = ["old", { name = "grafana", token = "t-read", scope = "read" }]\n',
+        encoding="utf-8",
+    )
+    named = CliRunner().invoke(main, ["admin-token", "--config", str(config), "--name", "grafana"])
+    assert named.exit_code == 0 and named.output == "t-read\n"
+    wrong = CliRunner().invoke(main, ["admin-token", "--config", str(config), "--name", "nope"])
+    assert wrong.exit_code == 1 and "configured: admin, grafana" in wrong.output
+
+
 def test_admin_token_matches_what_init_wrote(tmp_path: Path) -> None:
     out = _init(tmp_path, "--public-url", "https://gw.example.net").output
     result = CliRunner().invoke(main, ["admin-token", "--config", str(tmp_path / "hookgate.toml")])

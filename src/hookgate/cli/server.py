@@ -213,8 +213,9 @@ def check_config(config_path: str | None) -> None:
 
 @main.command("admin-token")
 @config_option
-def admin_token(config_path: str | None) -> None:
-    """Print the first admin API token, for scripts: TOKEN=$(hookgate admin-token)."""
+@click.option("--name", default=None, help="The token of this name (default: the first).")
+def admin_token(config_path: str | None, name: str | None) -> None:
+    """Print an admin API token, for scripts: TOKEN=$(hookgate admin-token)."""
     config = _config(config_path, "admin")
     tokens = config.admin.named()
     if not tokens:
@@ -222,6 +223,12 @@ def admin_token(config_path: str | None) -> None:
             f"{find_config(config_path)} has no admin token: add one to [admin] tokens, "
             'e.g. tokens = ["${HOOKGATE_ADMIN_TOKEN}"]'
         )
+    if name is not None:
+        chosen = [t for t in tokens if t.name == name]
+        if not chosen:
+            names = ", ".join(t.name for t in tokens)
+            raise click.ClickException(f"no admin token named {name!r} (configured: {names})")
+        tokens = chosen
     click.echo(tokens[0].token)
 
 
