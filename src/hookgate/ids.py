@@ -61,5 +61,6 @@ def new_id() -> str:
 
 
 def floor_id(moment: datetime) -> str:
-    """The smallest id generated at or after `moment`: time filters become id ranges."""
-    return _encode(int(moment.timestamp() * 1000) << 80)
+    """The smallest id generated at or after `moment`: time filters become id ranges. No
+    id is older than the epoch, so an earlier moment gives the smallest id of all."""
+    return _encode(max(0, int(moment.timestamp() * 1000)) << 80)
