@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from hookgate.ids import floor_id, new_id
+from hookgate.store.dialect import DIALECTS, DialectName
 from hookgate.timeutil import iso, parse_iso
 
-Dialect = Literal["sqlite", "postgresql"]
+Dialect = DialectName
 
 # Most rows a count looks at: "more than 100,000 events waiting" says enough at 3 a.m.,
 # and the count stays bounded however far behind processing is.
@@ -41,11 +42,11 @@ def dialect_of(conn: Any) -> Dialect:
 
 
 def _sql(conn: Any, text: str) -> str:
-    return text if dialect_of(conn) == "sqlite" else text.replace("?", "%s")
+    return DIALECTS[dialect_of(conn)].sql(text)
 
 
 def _instant(conn: Any, moment: datetime) -> Any:
-    return iso(moment) if dialect_of(conn) == "sqlite" else moment.astimezone(UTC)
+    return DIALECTS[dialect_of(conn)].instant(moment)
 
 
 def _read_instant(value: Any) -> datetime | None:
