@@ -7,7 +7,7 @@ VENV := .venv
 UV := .tools/bin/uv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint typecheck unit lock clean ampeco-catalog
+.PHONY: setup run test lint typecheck unit lock clean ampeco-catalog browser
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -28,8 +28,14 @@ run: setup
 	$(VENV)/bin/hookgate migrate
 	$(VENV)/bin/hookgate serve
 
+## browser: Debian's chromium, which the console's browser tests drive (installed when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium) || \
+		echo "chromium not installed: the console's browser tests will be skipped"
+
 ## test: lint (with the layering contracts in .importlinter), type-check and the whole test suite
-test: setup lint typecheck
+test: setup browser lint typecheck
 	$(VENV)/bin/pytest
 
 lint: setup

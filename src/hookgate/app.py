@@ -24,6 +24,7 @@ from hookgate.admin.slashes import relative_slash_redirects
 from hookgate.admin.views import ViewsApi
 from hookgate.bootstrap import Graph, bootstrap
 from hookgate.config import Config
+from hookgate.console.web import Console
 from hookgate.domain.errors import StoreError
 from hookgate.ingress.asgi import Receive, Scope, Send
 
@@ -84,6 +85,23 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
         *alerts.operations(),
         *insights.operations(),
     ]
+    workers = gateway
+
+    def breakers() -> dict[str, str]:
+        """Breaker states of this process's delivery worker (none before serving)."""
+        running = workers.workers
+        if running is None:
+            return {}
+        return {name: b.state for name, b in running.delivery.breakers.items()}
+
+    console = Console(
+        gateway.store,
+        config,
+        gateway.rules,
+        gateway.reruns,
+        gateway.operations,
+        breakers=breakers,
+    )
     web = Starlette(
         routes=[
             Route("/livez", livez, methods=["GET"]),
@@ -92,6 +110,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes_of(operations),
             *contract_routes(operations),
+            *console.routes(),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},

@@ -528,7 +528,7 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     id: str
     at: datetime
     actor: str
-    channel: Literal["api", "cli"]
+    channel: Literal["api", "cli", "console"]
     action: str
     target: str | None
     detail: dict[str, Any]

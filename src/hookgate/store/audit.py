@@ -30,7 +30,7 @@ class AuditRecord(msgspec.Struct, kw_only=True):
     id: str
     at: datetime
     actor: str
-    channel: Literal["api", "cli"]
+    channel: Literal["api", "cli", "console"]
     action: str
     target: str | None = None
     detail: dict[str, Any] = {}
