@@ -130,6 +130,25 @@ def request_span(
     return span
 
 
+def message_span(source: str, path: str, headers: Mapping[str, str]) -> Span | None:
+    """The span of one Kafka message (consumer), child of its `traceparent` header if the
+    producer sent one; made current for the message's task."""
+    tracer = TRACER
+    if tracer is None:
+        return None
+    parent = _PROPAGATOR.extract(
+        {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}
+    )
+    span = tracer.start_span(
+        f"consume {source}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={"hookgate.source": source, "hookgate.request_id": path},
+    )
+    otel_context.attach(trace.set_span_in_context(span))
+    return span
+
+
 def end_request(span: Span, status: int, source: str | None, event_id: str | None) -> None:
     """Close the request's span with its answer."""
     span.set_attribute("http.response.status_code", status)

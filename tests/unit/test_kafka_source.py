@@ -761,3 +761,43 @@ def test_consumer_settings_map_the_source_keys() -> None:
         "sasl.username": "hookgate",
         "sasl.password": "pw",
     }
+
+
+async def test_a_message_s_place_is_its_request_id_and_its_traceparent_is_followed(
+    make_rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from hookgate import tracing
+    from hookgate.config import TracingConfig
+
+    memory = InMemorySpanExporter()
+    assert tracing.install(TracingConfig(enabled=True), SimpleSpanProcessor(memory))
+    try:
+        rig = await make_rig(on_invalid="reject")
+        good = ampeco_body("BootNotification", 1)
+        trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+        rig.cluster.produce(
+            rig.topic,
+            good,
+            headers={
+                "X-Signature": signature(good, SECRET),
+                "traceparent": f"00-{trace_id}-{parent}-01",
+            },
+        )
+        rig.produce(b"{not json", secret=SECRET)
+        await rig.consumer()
+        await until_async(lambda: rig.committed() == [2], "offsets committed")
+        [(request_id, stored)] = rig.rows("SELECT request_id, trace_context FROM inbox")
+        assert request_id == f"kafka://{rig.topic}/0/0"
+        [(refused,)] = rig.rows("SELECT request_id FROM rejections")
+        assert refused == f"kafka://{rig.topic}/0/1"
+        spans = [s for s in memory.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+        first = next(s for s in spans if s.attributes["hookgate.request_id"] == request_id)
+        assert first.context.trace_id == int(trace_id, 16)
+        assert first.parent is not None and first.parent.span_id == int(parent, 16)
+        assert stored == f"00-{trace_id}-{first.context.span_id:016x}-01"
+    finally:
+        tracing.uninstall()

@@ -27,7 +27,9 @@ from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from structlog.contextvars import bind_contextvars
 
+from hookgate import tracing
 from hookgate.authorization.decider import Decider
 from hookgate.config import AmpecoSource, Config
 from hookgate.domain.errors import Overloaded, StoreError
@@ -393,7 +395,21 @@ class KafkaSource:
         return list(await asyncio.gather(*(self._one(record) for record in records)))
 
     async def _one(self, record: _Record) -> bool:
-        """True when the message is settled (stored, duplicate or recorded as refused)."""
+        """True when the message is settled (stored, duplicate or recorded as refused).
+        Its place in the topic is its request id (log lines, the stored event or
+        rejection); with tracing on it has a consumer span, child of its `traceparent`
+        header if the producer sent one."""
+        bind_contextvars(request_id=record.path)
+        span = (
+            None
+            if tracing.TRACER is None
+            else tracing.message_span(self.source.name, record.path, record.headers)
+        )
+        settled = await self._settle(record)
+        tracing.finish(span, None if settled else "not settled; read again")
+        return settled
+
+    async def _settle(self, record: _Record) -> bool:
         source = self.source
         pipeline = self.pipeline
         call = Call("", record.headers, record.body)
@@ -412,7 +428,15 @@ class KafkaSource:
                 )
             verify = self._require_signature or self._signature in record.headers
             parsed = pipeline.parse(source, self.provider, call, "ingest", verify=verify)
-            event = pipeline.event(source, self.provider, call.headers, parsed, call.body)
+            event = pipeline.event(
+                source,
+                self.provider,
+                call.headers,
+                parsed,
+                call.body,
+                request_id=record.path,
+                trace_context=tracing.current_traceparent(),
+            )
             used = pipeline.consumption(parsed)
         except Reject as exc:
             return await self._refuse(record, exc)
@@ -468,6 +492,7 @@ class KafkaSource:
                 headers=record.headers,
                 remote=None,
                 body=record.body,
+                request_id=record.path,
             )
         except Exception:
             log.exception("refusal not recorded", source=self.source.name, at=record.path)
