@@ -350,3 +350,15 @@ def test_a_large_action_body_is_413_and_a_failure_inside_is_problem_json(
         monkeypatch.setattr(scoped.app.gateway.store, "list_events", broken)
         failed = problem(c.get("/api/v1/events"), 500)
         assert failed["type"].endswith("internal-error") and "bug" not in failed["detail"]
+
+
+def test_a_nul_in_a_body_is_400_on_every_backend(scoped: Running) -> None:
+    """Found by schemathesis on PostgreSQL: a NUL inside `event_ids` reached the
+    database, which refused it as text (answered 503, as if storage were down)."""
+    with client(scoped, WRITER) as c:
+        replay = c.post("/api/v1/replay", json={"event_ids": ["01\x00"]})
+        assert problem(replay, 400)["parameter"] == "body"
+        token = c.post("/api/v1/tokens", json={"uid": "04AB", "label": "van\x00"})
+        assert problem(token, 400)["parameter"] == "body"
+        paused = c.post("/api/v1/destinations/x/disable", json={"reason": "\x00"})
+        assert problem(paused, 400)["parameter"] == "body"

@@ -111,6 +111,21 @@ def _no_nul(request: Request) -> None:
             raise ParamError(name, f"{name!r} must not contain NUL characters")
 
 
+def refuse_nul(document: Any) -> None:
+    """A NUL in a JSON body's text is refused like one in a parameter: nothing stored
+    holds one, and PostgreSQL text cannot (it would read as storage being down)."""
+    if isinstance(document, str):
+        if "\x00" in document:
+            raise ParamError("body", "the body must not contain NUL characters (\\u0000)")
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            refuse_nul(key)
+            refuse_nul(value)
+    elif isinstance(document, list):
+        for value in document:
+            refuse_nul(value)
+
+
 def actor_of(request: Request) -> AdminToken | None:
     """The admin token a guarded request was made with."""
     actor = request.scope.get(ACTOR)

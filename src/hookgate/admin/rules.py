@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hookgate.admin import schemas
-from hookgate.admin.api import QUERY, AdminApi, ApiError, json_response
+from hookgate.admin.api import QUERY, AdminApi, ApiError, json_response, refuse_nul
 from hookgate.admin.contract import Operation
 from hookgate.authorization.service import Entity
 from hookgate.domain.errors import Conflict, Unprocessable
@@ -69,6 +69,7 @@ class RulesApi:
             raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ApiError(422, "invalid-entity", "the body must be a JSON object")
+        refuse_nul(doc)
         if doc.get("managed_by", "api") not in ("api", "config"):
             # Echoed from an answer it is ignored, but it must still be one of its values.
             raise Unprocessable(

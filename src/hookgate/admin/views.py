@@ -12,7 +12,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hookgate.admin import schemas as sc
-from hookgate.admin.api import BODY, QUERY, AdminApi, ApiError, _instant, json_response
+from hookgate.admin.api import (
+    BODY,
+    QUERY,
+    AdminApi,
+    ApiError,
+    _instant,
+    json_response,
+    refuse_nul,
+)
 from hookgate.admin.contract import (
     Operation,
     ParamError,
@@ -56,6 +64,7 @@ async def _json_body(request: Request, model: type[Any]) -> Any:
         document = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError:
         raise ApiError(400, "malformed-json", "the body is not valid JSON") from None
+    refuse_nul(document)
     try:
         return msgspec.convert(document, model)
     except msgspec.ValidationError as exc:
