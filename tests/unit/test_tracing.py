@@ -198,3 +198,46 @@ def test_a_charging_decision_is_traced_with_its_result(
     assert request.attributes["hookgate.decision"] == "ALLOWED"
     assert request.attributes["hookgate.fallback"] is False
     assert commits[0].attributes["kind"] == "session_end"
+
+
+def test_spans_are_exported_over_otlp_http() -> None:
+    """The `otlp` extra's exporter posts protobuf batches to the configured endpoint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hookgate.config import TracingConfig
+
+    received: list[tuple[str, str, bytes]] = []
+    keys: list[str] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, self.headers["content-type"], body))
+            keys.append(self.headers.get("x-k", ""))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        config = TracingConfig(enabled=True, otlp_endpoint=endpoint, otlp_headers={"x-k": "v"})
+        assert tracing.install(config)
+        span = tracing.start_child(
+            "hookgate.process", f"00-{TRACE_ID}-{PARENT_ID}-01", attributes={"a": 1}
+        )
+        tracing.finish(span)
+        tracing.uninstall()  # flushes the batch
+        [(path, content_type, body)] = received
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        assert b"hookgate.process" in body and bytes.fromhex(TRACE_ID) in body
+        assert keys == ["v"]  # otlp_headers (an API key) go with every export
+    finally:
+        tracing.uninstall()
+        server.shutdown()
+        server.server_close()
