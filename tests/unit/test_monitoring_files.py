@@ -85,7 +85,7 @@ def test_the_check_sees_a_metric_that_does_not_exist() -> None:
     ]
 
 
-def test_every_exported_family_of_the_issue_is_on_the_dashboard() -> None:
+def test_the_operators_core_signals_are_on_the_dashboard() -> None:
     text = " ".join(expressions())
     for name in (
         "hookgate_processing_backlog",
