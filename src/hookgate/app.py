@@ -126,4 +126,5 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
 
     app.gateway = gateway  # type: ignore[attr-defined]
     app.web = web  # type: ignore[attr-defined]  # its routes are the published contract
+    app.console = console  # type: ignore[attr-defined]
     return app

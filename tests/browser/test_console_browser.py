@@ -170,6 +170,7 @@ def _walk_through(
     expect(page.locator("#event-rows")).to_contain_text("No events match")
     _send(server, config, "easypark")
     _send(server, config, "ampeco")
+    _send(server, config, "ztlment", "payment")
     expect(page.locator("#event-rows")).to_contain_text("easypark", timeout=30_000)
     expect(page.locator("#event-rows")).to_contain_text("ampeco", timeout=30_000)
     expect(page.locator("#live")).to_contain_text("new event")
@@ -252,6 +253,14 @@ def _walk_through(
         expect(page.locator("h1")).to_be_visible()
         shots.take(page, name)
     expect(page.locator("main")).to_contain_text("console")  # the audit log's channel
+    page.goto(url + "/console/parking")
+    page.locator("main table").last.locator("a").first.click()
+    expect(page.get_by_role("heading", name="State history")).to_be_visible()
+    shots.take(page, "payment")
+    page.goto(url + "/console/charging")
+    page.locator("main table").last.locator("a").first.click()
+    expect(page.get_by_role("heading", name="Meter values")).to_be_visible()
+    shots.take(page, "session")
     twin = page.request.get(url + "/console/events?format=json")
     assert twin.ok and any(item["source"] == "easypark" for item in twin.json()["items"])
 

@@ -25,17 +25,18 @@ def bars(
     title: str,
     height: int = HEIGHT,
 ) -> Markup:
-    """Stacked bars, one per bucket, one colour per series; `title` names it for
-    assistive technology."""
+    """Stacked bars, one per bucket, one colour per series (in the order given, so the
+    legend matches); `title` names it for assistive technology. The bars stretch to the
+    width of the page; the labels are HTML beside them, so they never stretch."""
     n = max(1, len(buckets))
     totals = [sum(values[i] for _, values in series) for i in range(len(buckets))]
     top = max([1, *totals])
     step = WIDTH / n
-    gap = 1 if step > 3 else 0
+    gap = step * 0.15 if step > 3 else 0
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height + 16}" role="img" '
-        f'aria-label="{escape(title)}">',
-        f"<title>{escape(title)}</title>",
+        '<figure class="bars">',
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" preserveAspectRatio="none" '
+        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
         f'<line x1="0" y1="{height}" x2="{WIDTH}" y2="{height}" class="axis"/>',
     ]
     for i, bucket in enumerate(buckets):
@@ -44,46 +45,44 @@ def bars(
             value = values[i]
             if not value:
                 continue
-            h = value / top * (height - 4)
+            h = value / top * (height - 2)
             y -= h
             parts.append(
-                f'<rect x="{i * step:.1f}" y="{y:.1f}" width="{max(step - gap, 0.5):.1f}" '
-                f'height="{h:.1f}" fill="{color(k)}"><title>{escape(name)} '
+                f'<rect x="{i * step:.2f}" y="{y:.2f}" width="{max(step - gap, 0.5):.2f}" '
+                f'height="{h:.2f}" fill="{color(k)}"><title>{escape(name)} '
                 f"{bucket:%Y-%m-%d %H:%M}: {value}</title></rect>"
             )
+    parts.append("</svg>")
     if buckets:
         parts.append(
-            f'<text x="0" y="{height + 13}" class="tick">{buckets[0]:%m-%d %H:%M}</text>'
-            f'<text x="{WIDTH}" y="{height + 13}" class="tick" text-anchor="end">'
-            f"{buckets[-1]:%m-%d %H:%M}</text>"
+            f"<figcaption><span>{buckets[0]:%m-%d %H:%M}</span><span>highest bar {top}</span>"
+            f"<span>{buckets[-1]:%m-%d %H:%M}</span></figcaption>"
         )
-    parts.append(f'<text x="2" y="10" class="tick">max {top}</text>')
-    parts.append("</svg>")
+    parts.append("</figure>")
     return Markup("".join(parts))  # noqa: S704 (every text in it is escaped above)
 
 
 def line(
     points: Sequence[tuple[datetime, float]], *, title: str, unit: str, height: int = HEIGHT
 ) -> Markup:
-    """A line over time (a session's power or energy)."""
+    """A line over time (a session's power or energy), labelled like `bars`."""
     if len(points) < 2:
         return Markup("")
     t0 = points[0][0].timestamp()
     span = max(points[-1][0].timestamp() - t0, 1.0)
     top = max([1e-9, *(v for _, v in points)])
     coords = " ".join(
-        f"{(t.timestamp() - t0) / span * WIDTH:.1f},{height - v / top * (height - 4):.1f}"
+        f"{(t.timestamp() - t0) / span * WIDTH:.2f},{height - v / top * (height - 2):.2f}"
         for t, v in points
     )
     return Markup(  # noqa: S704 (every text in it is escaped)
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height + 16}" role="img" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
-        f'<line x1="0" y1="{height}" x2="{WIDTH}" y2="{height}" class="axis"/>'
-        f'<polyline points="{coords}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>'
-        f'<text x="{WIDTH}" y="10" class="tick" text-anchor="end">max {top:g} {escape(unit)}</text>'
-        f'<text x="0" y="{height + 13}" class="tick">{points[0][0]:%H:%M}</text>'
-        f'<text x="{WIDTH}" y="{height + 13}" class="tick" text-anchor="end">'
-        f"{points[-1][0]:%H:%M}</text></svg>"
+        f'<figure class="bars"><svg class="chart" viewBox="0 0 {WIDTH} {height}" '
+        f'preserveAspectRatio="none" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
+        f'<polyline points="{coords}" fill="none" stroke="{PALETTE[0]}" stroke-width="2" '
+        f'vector-effect="non-scaling-stroke"/></svg>'
+        f"<figcaption><span>{points[0][0]:%H:%M}</span><span>{escape(title)}, highest "
+        f"{top:g} {escape(unit)}</span><span>{points[-1][0]:%H:%M}</span></figcaption></figure>"
     )
 
 

@@ -109,7 +109,7 @@ async def overview_data(
         "until": now,
         "grain": grain,
         "buckets": buckets,
-        "series": sorted(per_source.items()),
+        "series": [(name, row) for name, row in sorted(per_source.items()) if any(row)],
         "sources": sources,
         "rejections": rejections,
         "rejections_total": sum(r.total for r in rejections),

@@ -684,10 +684,9 @@ class Console:
         budget_rows = []
         for listed in budgets:
             row = listed.document()
-            try:
-                row.update(self.rules.usage(listed.entity))  # type: ignore[arg-type]
-            except (RuntimeError, AttributeError):
-                engine_ready = False
+            used = self.rules.usage(listed.entity)  # type: ignore[arg-type]
+            engine_ready = engine_ready and bool(used)
+            row.update(used)
             budget_rows.append(row)
         decisions = await self.store.list_decisions(
             DecisionFilter(token=p.get("token") or None, result=p.get("result") or None),
@@ -719,12 +718,14 @@ class Console:
         if item is None:
             raise Refused(404, "no charging session with this id")
         decisions = await self.store.list_decisions(
-            DecisionFilter(source=item.get("source"), token=item.get("token")), None, 10
+            DecisionFilter(source=item.get("source"), token=item.get("token")), None, 50
         )
+        own = [d for d in decisions.items if d.get("session_id") == item.get("session_key")]
         meters = item.get("meter_values") or []
         data = {
             "charging_session": item,
-            "decisions": decisions.items,
+            "decisions": own or decisions.items[:10],
+            "decisions_exact": bool(own),
             "chart_energy": _meter_chart(meters, "Energy", "Energy over the session"),
             "chart_power": _meter_chart(meters, "Power", "Power over the session"),
         }
