@@ -1,0 +1,156 @@
+"""The console over a real gateway on both backends, through HTTP without a browser:
+sign-in and its cookie, pages and their JSON twins, the attention state, and changes that
+need the session's CSRF token and a write token, audited with the channel `console`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hookgate.config import parse_config
+from support.gateway import ADMIN_TOKEN, Running, base_config, serve
+from support.storage import fresh_storage
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+READ_TOKEN = "read-only-token-for-console-unit-tests"
+PAGES = [
+    "/console/",
+    "/console/?window=day",
+    "/console/?window=week",
+    "/console/events",
+    "/console/events?q=ABC123&field=licenseNumber%3DABC123",
+    "/console/rejections?window=week",
+    "/console/deliveries?status=dead",
+    "/console/charging",
+    "/console/parking",
+    "/console/costs?month=2026-01",
+    "/console/audit",
+]
+
+
+@pytest.fixture
+def console(backend: str, tmp_path: Path) -> Iterator[Running]:
+    with fresh_storage(backend, tmp_path) as url:
+        data = base_config(
+            tmp_path / "hookgate.db",
+            url,
+            admin={
+                "tokens": [
+                    ADMIN_TOKEN,
+                    {"name": "viewer", "token": READ_TOKEN, "scope": "read"},
+                ]
+            },
+            destinations=[{"name": "erp", "kind": "http", "url": "http://127.0.0.1:9/in"}],
+        )
+        yield from serve(parse_config(data, env={}))
+
+
+@contextmanager
+def signed_in(running: Running, token: str = ADMIN_TOKEN) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        answer = client.post("/console/login", data={"token": token, "next": "/console/"})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def csrf_of(client: httpx.Client, path: str = "/console/deliveries") -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found
+    return found.group(1)
+
+
+def test_sign_in_sets_a_strict_cookie_and_stays_inside_the_console(console: Running) -> None:
+    with httpx.Client(base_url=console.url, timeout=10) as client:
+        assert client.get("/").headers["location"] == "/console/"
+        page = client.get("/console/events?status=failed")
+        assert page.status_code == 303
+        assert (
+            page.headers["location"] == "/console/login?next=%2Fconsole%2Fevents%3Fstatus%3Dfailed"
+        )
+        assert client.get("/console/events?format=json").status_code == 401
+
+        wrong = client.post("/console/login", data={"token": "guess"})
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+
+        away = client.post(
+            "/console/login", data={"token": ADMIN_TOKEN, "next": "https://evil.example/"}
+        )
+        assert away.headers["location"] == "/console/"
+        cookie = away.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+        behind_tls = client.post(
+            "/console/login",
+            data={"token": ADMIN_TOKEN, "next": "//evil.example/"},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+        assert behind_tls.headers["location"] == "/console/"
+        assert "secure" in behind_tls.headers["set-cookie"].lower()
+
+
+def test_every_page_renders_with_its_json_twin(console: Running) -> None:
+    with signed_in(console) as client:
+        for path in PAGES:
+            page = client.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+            assert page.headers["content-type"].startswith("text/html")
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+            joined = path + ("&" if "?" in path else "?") + "format=json"
+            twin = client.get(joined)
+            assert twin.status_code == 200 and isinstance(twin.json(), dict), joined
+        bad = client.get("/console/events?status=bogus")
+        assert bad.status_code == 400 and "status is one of" in bad.text
+        missing = client.get("/console/events/nope?format=json")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_pausing_a_destination_shows_in_the_attention_state_and_is_audited(
+    console: Running,
+) -> None:
+    with signed_in(console) as client:
+        token = csrf_of(client)
+        overview = client.get("/console/?format=json").json()
+        assert overview["attention"] == []
+        paused = client.post("/console/destinations/erp/pause", data={"csrf": token})
+        assert paused.status_code == 303
+        assert "paused" in paused.headers["set-cookie"]  # the notice shown next
+        titles = [a["title"] for a in client.get("/console/?format=json").json()["attention"]]
+        assert titles == ["Destination paused: erp"]
+        resumed = client.post("/console/destinations/erp/resume", data={"csrf": token})
+        assert resumed.status_code == 303
+        assert client.get("/console/?format=json").json()["attention"] == []
+        unknown = client.post("/console/destinations/nope/pause", data={"csrf": token})
+        assert unknown.status_code == 303  # back to the page, saying what went wrong
+        audit = client.get("/console/audit?format=json").json()["items"]
+    done = [(a["actor"], a["channel"], a["action"], a["target"], a["outcome"]) for a in audit]
+    assert done == [
+        ("admin", "console", "pause", "nope", "refused"),
+        ("admin", "console", "resume", "erp", "ok"),
+        ("admin", "console", "pause", "erp", "ok"),
+    ]
+
+
+def test_changes_need_the_csrf_token_and_a_write_token(console: Running) -> None:
+    with signed_in(console) as client:
+        token = csrf_of(client)
+        assert client.post("/console/destinations/erp/pause").status_code == 403
+        forged = client.post("/console/destinations/erp/pause", data={"csrf": token[:-1] + "x"})
+        assert forged.status_code == 403
+        assert client.get("/console/?format=json").json()["attention"] == []
+    with signed_in(console, READ_TOKEN) as viewer:
+        page = viewer.get("/console/deliveries").text
+        assert "Pause erp" not in page and "Replay by filter" not in page
+        refused = viewer.post("/console/destinations/erp/pause", data={"csrf": csrf_of(viewer)})
+        assert refused.status_code == 403 and "may only look" in refused.text
+        assert viewer.get("/console/?format=json").json()["attention"] == []
+        # sign-out needs the CSRF token too, then the cookie is refused
+        assert viewer.post("/console/logout").status_code == 403
+        out = viewer.post("/console/logout", data={"csrf": csrf_of(viewer)})
+        assert out.headers["location"] == "/console/login"
+        assert viewer.get("/console/?format=json").status_code == 401
