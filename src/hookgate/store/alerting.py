@@ -49,6 +49,10 @@ def _instant(conn: Any, moment: datetime) -> Any:
     return DIALECTS[dialect_of(conn)].instant(moment)
 
 
+def _flag(conn: Any, value: bool) -> Any:
+    return DIALECTS[dialect_of(conn)].flag(value)
+
+
 def _read_instant(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -181,7 +185,7 @@ def fallback_decisions(conn: Any, since: datetime) -> dict[str, int]:
         conn,
         "SELECT source, count(*) AS n FROM decisions WHERE id >= ? AND fallback = ? "
         "GROUP BY source",
-        (floor_id(since), 1 if dialect_of(conn) == "sqlite" else True),
+        (floor_id(since), _flag(conn, True)),
     )
     return {row["source"]: int(row["n"]) for row in rows}
 
@@ -331,7 +335,7 @@ def fire(
                 _instant(conn, now),
                 _instant(conn, now),
                 _instant(conn, now),
-                0 if dialect_of(conn) == "sqlite" else False,
+                _flag(conn, False),
             ),
         )
     return get_alert(conn, alert_id) if changed == 1 else None
@@ -371,7 +375,7 @@ def resolve(conn: Any, alert_id: str, now: datetime) -> bool:
             conn,
             "UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_notified = ? "
             "WHERE id = ? AND status = 'firing'",
-            (_instant(conn, now), 1 if dialect_of(conn) == "sqlite" else True, alert_id),
+            (_instant(conn, now), _flag(conn, True), alert_id),
         )
     return changed == 1
 

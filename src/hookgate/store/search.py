@@ -234,7 +234,7 @@ def index_queued(conn: Any, dialect: Dialect, limit: int) -> int:
     """Index and count up to `limit` queued events, oldest first, in the caller's
     transaction; how many queue rows were done (0: the queue is empty). PostgreSQL
     instances skip the rows another one holds."""
-    lock = " FOR UPDATE SKIP LOCKED" if _name(dialect) == "postgresql" else ""
+    lock = dialect_of(dialect).skip_locked
     queued = conn.execute(
         _sql(dialect, f"SELECT seq, event_id, status FROM search_queue ORDER BY seq LIMIT ?{lock}"),
         [int(limit)],
@@ -460,7 +460,7 @@ def search_events(
     check_search(where)
     terms = query_terms(where)
     after = decode_id_cursor(cursor) if cursor else None
-    length = "length" if _name(dialect) == "sqlite" else "octet_length"
+    length = dialect_of(dialect).octet_length
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
