@@ -101,6 +101,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
         gateway.reruns,
         gateway.operations,
         breakers=breakers,
+        metrics=gateway.metrics,
     )
     web = Starlette(
         routes=[

@@ -211,3 +211,42 @@ async def attention(
     order = {"critical": 0, "warning": 1}
     items.sort(key=lambda item: order.get(item["level"], 2))
     return items
+
+
+def ack_latency(registry_metrics: Any) -> list[dict[str, Any]]:
+    """Acknowledgement latency per provider since this process started, read from its
+    `hookgate_ack_seconds` histogram: calls answered and the bucket bounds under which
+    half and 95 % of them were answered (the store keeps no per-call timings)."""
+    if registry_metrics is None:
+        return []
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for family in registry_metrics.ack_seconds.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                buckets.setdefault(sample.labels["provider"], []).append((bound, sample.value))
+    out = []
+    for provider, rows in sorted(buckets.items()):
+        rows.sort()
+        total = rows[-1][1] if rows else 0
+        if not total:
+            continue
+
+        def quantile(
+            q: float, rows: list[tuple[float, float]] = rows, total: float = total
+        ) -> float:
+            return next(bound for bound, count in rows if count >= q * total)
+
+        out.append(
+            {
+                "provider": provider,
+                "answered": int(total),
+                "p50_ms": _ms(quantile(0.5)),
+                "p95_ms": _ms(quantile(0.95)),
+            }
+        )
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return "over the last bucket" if seconds == float("inf") else f"≤ {seconds * 1000:g}"

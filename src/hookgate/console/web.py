@@ -30,11 +30,12 @@ from hookgate.authorization.csv_import import read_csv
 from hookgate.config import Config
 from hookgate.console import charts
 from hookgate.console.auth import COOKIE, Session, Sessions
-from hookgate.console.overview import attention, overview_data
+from hookgate.console.overview import ack_latency, attention, overview_data
 from hookgate.domain.errors import HookgateError, StoreError
 from hookgate.domain.queries import DecisionFilter, EventFilter, ReplayFilter, ViewFilter
 from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ids import new_id
+from hookgate.metrics import Metrics
 from hookgate.ops.details import delivery_detail, payment_detail, session_detail
 from hookgate.ops.replay import BadReplay, destination_names, public_destination
 from hookgate.services.operations import Operations
@@ -141,6 +142,23 @@ def _meter_chart(meters: list[dict[str, Any]], prefix: str, title: str) -> Any:
     return charts.line(sorted(points.items()), title=title, unit=unit)
 
 
+def _delivery_chart(stats: list[Any], now: datetime) -> Any:
+    """Deliveries created per hour over the last day, stacked by outcome."""
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    buckets = [start + timedelta(hours=i) for i in range(24)]
+    index = {b: i for i, b in enumerate(buckets)}
+    series: dict[str, list[int]] = {s: [0] * 24 for s in DELIVERY_STATUSES}
+    for stat in stats:
+        at = index.get(stat.bucket.replace(minute=0, second=0, microsecond=0))
+        if at is not None and stat.status in series:
+            series[stat.status][at] += stat.count
+    shown = [(name, values) for name, values in series.items() if any(values)]
+    return {
+        "svg": charts.bars(buckets, shown, title="Deliveries per hour by outcome, last day"),
+        "legend": [name for name, _ in shown],
+    }
+
+
 class Console:
     """The console over one store, configuration and the services the graph built."""
 
@@ -154,6 +172,7 @@ class Console:
         *,
         breakers: Breakers = dict,
         sessions: Sessions | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -161,6 +180,7 @@ class Console:
         self.reruns = reruns
         self.operations = operations
         self.breakers = breakers
+        self.metrics = metrics
         self.sessions = sessions or Sessions(config.admin.named())
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -453,6 +473,7 @@ class Console:
             self.store, self.config, window, WINDOWS[window], self.breakers(), utcnow()
         )
         data["attention"] = await attention(self.store, self.config, data, self.breakers())
+        data["ack_latency"] = ack_latency(self.metrics)
         return "overview.html", data
 
     # -- events --------------------------------------------------------------------------
@@ -614,8 +635,17 @@ class Console:
         page = await self.store.list_deliveries(
             ViewFilter(equal=equal), p.get("cursor") or None, PAGE
         )
+        now = utcnow()
+        hourly = await queries.deliveries(
+            self.store,
+            grain="hour",
+            since=now - timedelta(days=1),
+            until=now,
+            destination=p.get("destination") or None,
+        )
         data = {
             "destinations": await self._destinations(),
+            "chart": _delivery_chart(hourly, now),
             "items": page.items,
             "next": page.next,
             "statuses": DELIVERY_STATUSES,
