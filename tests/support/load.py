@@ -20,6 +20,7 @@ from hookgate.emulate.ampeco_samples import NAMES, sample
 from hookgate.emulate.easypark import transaction
 from support.e2e import query
 from support.gateway import AMPECO_OLD, EASYPARK_PASSWORD, EASYPARK_USER
+from support.polling import Timeout, until_async
 
 _BASIC = "Basic " + base64.b64encode(f"{EASYPARK_USER}:{EASYPARK_PASSWORD}".encode()).decode()
 
@@ -214,21 +215,22 @@ async def load_until(
     per_provider: int = 4,
     tick: Callable[[Load], Awaitable[None]] | None = None,
 ) -> bool:
-    """Raw senders until `done(load)` holds (checked every 20 ms, after `tick`) or `within`
+    """Raw senders until `done(load)` holds (checked after `tick`, polled) or `within`
     seconds have passed; whether `done` held. The senders finish their calls in flight."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    tasks = raw_senders(host, port, per_provider, ids, load, deadline + 60, stop)
-    met = False
+    tasks = raw_senders(host, port, per_provider, ids, load, loop.time() + within + 60, stop)
+
+    async def holds() -> bool:
+        if tick is not None:
+            await tick(load)
+        return done(load)
+
     try:
-        while loop.time() < deadline:
-            if tick is not None:
-                await tick(load)
-            if done(load):
-                met = True
-                break
-            await asyncio.sleep(0.02)
+        await until_async(holds, "the load's condition", within)
+        met = True
+    except Timeout:
+        met = False
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
