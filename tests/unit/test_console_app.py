@@ -8,12 +8,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from hookgate.config import parse_config
-from support.gateway import ADMIN_TOKEN, Running, base_config, serve
+from support.e2e import run_cli
+from support.gateway import ADMIN_TOKEN, AMPECO_NEW, AMPECO_OLD, Running, base_config, serve
 from support.storage import fresh_storage
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -154,3 +156,52 @@ def test_changes_need_the_csrf_token_and_a_write_token(console: Running) -> None
         out = viewer.post("/console/logout", data={"csrf": csrf_of(viewer)})
         assert out.headers["location"] == "/console/login"
         assert viewer.get("/console/?format=json").status_code == 401
+
+
+def test_a_refused_call_is_re_run_from_the_console_once_its_secret_is_configured(
+    backend: str, tmp_path: Path
+) -> None:
+    rotated = "ampeco-rotated-secret-not-yet-configured"
+
+    def config(secrets: list[str]) -> Any:
+        data = base_config(tmp_path / "hookgate.db", url)
+        for source in data["sources"]:
+            if source["name"] == "ampeco":
+                source["secrets"] = secrets
+        return parse_config(data, env={})
+
+    with fresh_storage(backend, tmp_path) as url:
+        first = serve(config([AMPECO_OLD, AMPECO_NEW]))
+        running = next(first)
+        try:
+            sent = run_cli("send", "ampeco", "--url", running.url, "--secret", rotated, check=False)
+            assert "failed" in sent.stdout + sent.stderr or sent.returncode == 1
+            with signed_in(running) as client:
+                page = client.get("/console/rejections?format=json").json()
+                rejection = next(r for r in page["items"] if r["source"] == "ampeco")
+                detail = client.get(f"/console/rejections/{rejection['id']}")
+                assert "Re-run this call" in detail.text
+                token = csrf_of(client, f"/console/rejections/{rejection['id']}")
+                still = client.post(
+                    f"/console/rejections/{rejection['id']}/rerun", data={"csrf": token}
+                )
+                assert still.status_code == 303
+                assert "Not done" in still.headers["set-cookie"]
+        finally:
+            first.close()
+        second = serve(config([AMPECO_OLD, AMPECO_NEW, rotated]))
+        running = next(second)
+        try:
+            with signed_in(running) as client:
+                token = csrf_of(client, f"/console/rejections/{rejection['id']}")
+                done = client.post(
+                    f"/console/rejections/{rejection['id']}/rerun", data={"csrf": token}
+                )
+                assert done.status_code == 303
+                assert done.headers["location"].startswith("/console/events/")
+                event = client.get(done.headers["location"] + "?format=json").json()["event"]
+                assert event["source"] == "ampeco"
+                again = client.get(f"/console/rejections/{rejection['id']}").text
+                assert "Re-run this call" not in again
+        finally:
+            second.close()

@@ -190,6 +190,7 @@ class Console:
         )
         self.env.globals.update(qs=_query_string, age=_age, when=_when, charts=charts)
         self.env.filters["pretty"] = pretty_body
+        self.env.filters["compact"] = lambda value: to_json(value).decode()
 
     # -- plumbing ------------------------------------------------------------------------
 
