@@ -4,9 +4,11 @@ need the session's CSRF token and a write token, audited with the channel `conso
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,12 @@ import httpx
 import pytest
 
 from hookgate.config import parse_config
+from hookgate.domain.events import InboundEvent
+from hookgate.ids import new_id
+from hookgate.store import make_store
 from support.e2e import run_cli
 from support.gateway import ADMIN_TOKEN, AMPECO_NEW, AMPECO_OLD, Running, base_config, serve
+from support.polling import until
 from support.storage import fresh_storage
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -205,3 +211,61 @@ def test_a_refused_call_is_re_run_from_the_console_once_its_secret_is_configured
                 assert "Re-run this call" not in again
         finally:
             second.close()
+
+
+def test_a_quarantined_event_shows_in_the_attention_state_and_is_reprocessed(
+    backend: str, tmp_path: Path
+) -> None:
+    parking = (Path(__file__).parents[1] / "contract/fixtures/easypark/current.json").read_bytes()
+    held = InboundEvent(
+        id=new_id(),
+        source="easypark-q",
+        provider="easypark",
+        event_type="invalid",
+        received_at=datetime.now(UTC),
+        dedup_key="quarantine:1",
+        raw_body=parking,
+        body_sha256="00",
+        headers={"content-type": "application/json"},
+        document={"parkingId": "quarantine:1"},
+        status="quarantined",
+    )
+
+    async def store_it(config: Any) -> None:
+        store = make_store(config.storage)
+        await store.migrate()
+        await store.open()
+        try:
+            await store.ingest(held)
+        finally:
+            await store.close()
+
+    with fresh_storage(backend, tmp_path) as url:
+        config = parse_config(base_config(tmp_path / "hookgate.db", url), env={})
+        asyncio.run(store_it(config))
+        gateway = serve(config)
+        running = next(gateway)
+        try:
+            with signed_in(running) as client:
+                attention = client.get("/console/?format=json").json()["attention"]
+                assert [a["title"] for a in attention] == ["1 quarantined events"]
+                page = client.get(f"/console/events/{held.id}").text
+                assert "Reprocess" in page
+                done = client.post(
+                    f"/console/events/{held.id}/reprocess",
+                    data={"csrf": csrf_of(client, f"/console/events/{held.id}")},
+                )
+                assert done.headers["location"] == f"/console/events/{held.id}"
+                assert "queued" in done.headers["set-cookie"]
+                until(
+                    lambda: (
+                        client.get(f"/console/events/{held.id}?format=json").json()["event"][
+                            "status"
+                        ]
+                        == "processed"
+                    ),
+                    "the reprocessed event to be processed",
+                )
+                assert client.get("/console/?format=json").json()["attention"] == []
+        finally:
+            gateway.close()
