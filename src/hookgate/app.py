@@ -27,6 +27,7 @@ from hookgate.config import Config
 from hookgate.console.web import Console
 from hookgate.domain.errors import StoreError
 from hookgate.ingress.asgi import Receive, Scope, Send
+from hookgate.roaming.ocpi import ocpi_app
 
 log = structlog.get_logger("hookgate")
 
@@ -117,11 +118,18 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     relative_slash_redirects(web.router)
+    ocpi = (
+        ocpi_app(config.ocpi, gateway.store, gateway.authorization, gateway.sessions)
+        if config.ocpi.enabled
+        else None
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         ingress = gateway.ingress
         if scope["type"] == "http" and ingress is not None and scope["path"].startswith("/hooks/"):
             await ingress(scope, receive, send)
+        elif ocpi is not None and scope["type"] == "http" and scope["path"].startswith("/ocpi/"):
+            await ocpi(scope, receive, send)
         else:
             await web(scope, receive, send)
 

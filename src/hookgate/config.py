@@ -517,6 +517,27 @@ class ProcessingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
 
 
+class OcpiConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OCPI 2.2.1, eMSP side: the endpoints under /ocpi/ that CPOs register with and ask
+    for token authorizations (off until `enabled`)."""
+
+    enabled: bool = False
+    # The source name OCPI calls are recorded and decided under (audit, sessions).
+    source: SourceName = "ocpi"
+    # This gateway's base URL as CPOs reach it; the versions and endpoint URLs are built
+    # on it. Empty: taken from each request (scheme and Host header).
+    public_url: str = ""
+    # hookgate's own OCPI identity as an eMSP (the credentials role and every token).
+    country_code: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] = "NL"
+    party_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{3}$")] = "HGT"
+    business_name: str = "hookgate"
+    # As for a Zaptec source: the answer when no decision is reached in time.
+    on_error: OnError = "deny"
+    decision_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=30000)] = 2000
+    # How long registration waits for a CPO's versions endpoints.
+    client_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+
+
 class TracingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """OpenTelemetry traces: one per event, from the provider's request through its
     commit, processing and every delivery attempt. Off by default (then it costs nothing)."""
@@ -554,6 +575,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     destinations: list[DestinationConfig] = []
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    ocpi: OcpiConfig = msgspec.field(default_factory=OcpiConfig)
 
     def __post_init__(self) -> None:
         self._check_alert_rules()
@@ -573,6 +595,11 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     f"sources[{seen[source.name]}]"
                 )
             seen[source.name] = index
+        if self.ocpi.enabled and self.ocpi.source in seen:
+            raise ValueError(
+                f"ocpi.source: {self.ocpi.source!r} is already the name of "
+                f"sources[{seen[self.ocpi.source]}]; OCPI decisions need a name of their own"
+            )
 
     def _check_alert_rules(self) -> None:
         """A rule naming a source or destination that does not exist would never fire."""

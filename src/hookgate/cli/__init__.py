@@ -2,13 +2,15 @@
 tokens, groups, chargers and budgets (charging rules), decide (a dry-run charging decision), worker
 (processing and delivery without the HTTP server), the views, deliveries, destinations,
 replay and export (views), prune (retention), events search and stats (search and
-aggregates), alerts (history and rules), and audit (who changed what)."""
+aggregates), alerts (history and rules), audit (who changed what), ocpi (OCPI
+parties) and tokens export (OCPP local lists)."""
 
 from hookgate.cli import (
     alerts,
     audit,
     inbox,
     maintenance,
+    roaming,
     rules,
     send,
     server,
@@ -25,6 +27,7 @@ __all__ = [
     "inbox",
     "main",
     "maintenance",
+    "roaming",
     "rules",
     "send",
     "server",
