@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from standardwebhooks import Webhook
 
-from support.polling import until
+from support.servers import in_thread
 
 # Scripted answers: an HTTP status, or HANG (answer only after `hang_seconds`).
 HANG = "hang"
@@ -87,18 +87,9 @@ def serve(receiver: Receiver) -> Iterator[Receiver]:
             timeout_graceful_shutdown=0.2,
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    until(lambda: server.started or not thread.is_alive(), "the test receiver to start")
-    if not server.started:
-        raise RuntimeError("test receiver did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    receiver.url = f"http://127.0.0.1:{port}/hooks"
-    try:
+    with in_thread(server) as port:
+        receiver.url = f"http://127.0.0.1:{port}/hooks"
         yield receiver
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def closed_port() -> int:

@@ -4,7 +4,6 @@ configuration it serves: one source per provider variant under test."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import uvicorn
 from hookgate.app import create_app
 from hookgate.config import Config
 from hookgate.store import make_store
-from support.polling import until
+from support.servers import in_thread
 from support.storage import query_url
 
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -149,19 +148,10 @@ def serve(config: Config) -> Iterator[Running]:
             loop="asyncio",
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    until(lambda: server.started or not thread.is_alive(), what="the test gateway to start")
-    if not server.started:
-        raise RuntimeError("test gateway did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with in_thread(server) as port:
         yield Running(
             f"http://127.0.0.1:{port}",
             config,
             Path(config.storage.url.removeprefix("sqlite:///")),
             app,
         )
-    finally:
-        server.should_exit = True
-        thread.join(10)

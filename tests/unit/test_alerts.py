@@ -29,7 +29,6 @@ from hookgate.providers import build_providers
 from hookgate.store import alerting, make_store
 from hookgate.store.base import Store
 from hookgate.timeutil import utcnow
-from support import polling
 from support.delivery_receiver import Receiver, closed_port, serve
 from support.gateway import (
     EASYPARK_PASSWORD,
@@ -40,6 +39,7 @@ from support.gateway import (
     base_config,
 )
 from support.polling import Timeout, until_async
+from support.servers import in_thread
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -368,7 +368,6 @@ def test_destination_failing_fires_on_dead_deliveries_and_resolves_after_replay(
 @contextlib.contextmanager
 def _listening(port: int) -> Iterator[Receiver]:
     """A receiver on a given port (the destination's fixed URL)."""
-    import threading
 
     import uvicorn
 
@@ -384,15 +383,8 @@ def _listening(port: int) -> Iterator[Receiver]:
             loop="asyncio",
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    polling.until(lambda: server.started or not thread.is_alive(), "the receiver to start")
-    assert server.started, "receiver did not start"
-    try:
+    with in_thread(server):
         yield receiver
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_quarantined_events_fire_and_resolve_once_reparsed(

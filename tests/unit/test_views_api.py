@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from hookgate.ids import new_id
 from hookgate.store import Store, make_store
 from hookgate.store.base import ViewTx
 from support.gateway import ADMIN_TOKEN, base_config
-from support.polling import until
+from support.servers import in_thread
 from support.views import T0, seed
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -103,16 +102,8 @@ def api(tmp_path: Path, storage_url: str) -> Iterator[Api]:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    until(lambda: server.started or not thread.is_alive(), "the API to start")
-    assert server.started, "API did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with in_thread(server) as port:
         yield Api(f"http://127.0.0.1:{port}", storage_url, config)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
