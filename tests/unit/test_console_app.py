@@ -8,7 +8,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ def test_pausing_a_destination_shows_in_the_attention_state_and_is_audited(
         paused = client.post("/console/destinations/erp/pause", data={"csrf": token})
         assert paused.status_code == 303
         assert "paused" in paused.headers["set-cookie"]  # the notice shown next
+        assert "Destination erp paused" in client.get("/console/deliveries").text
         titles = [a["title"] for a in client.get("/console/?format=json").json()["attention"]]
         assert titles == ["Destination paused: erp"]
         resumed = client.post("/console/destinations/erp/resume", data={"csrf": token})
@@ -192,7 +193,7 @@ def test_a_refused_call_is_re_run_from_the_console_once_its_secret_is_configured
                     f"/console/rejections/{rejection['id']}/rerun", data={"csrf": token}
                 )
                 assert still.status_code == 303
-                assert "Not done" in still.headers["set-cookie"]
+                assert "Not%20done" in still.headers["set-cookie"]
         finally:
             first.close()
         second = serve(config([AMPECO_OLD, AMPECO_NEW, rotated]))
@@ -269,3 +270,42 @@ def test_a_quarantined_event_shows_in_the_attention_state_and_is_reprocessed(
                 assert client.get("/console/?format=json").json()["attention"] == []
         finally:
             gateway.close()
+
+
+def test_fleet_costs_download_and_a_silent_source(console: Running) -> None:
+    async def old_event() -> None:
+        store = make_store(console.config.storage)
+        await store.open()
+        try:
+            await store.ingest(
+                InboundEvent(
+                    id=new_id(),
+                    source="ampeco",
+                    provider="ampeco",
+                    event_type="session.started",
+                    received_at=datetime.now(UTC) - timedelta(hours=3),
+                    dedup_key="old:1",
+                    raw_body=b"{}",
+                    body_sha256="00",
+                    headers={},
+                    document={},
+                    status="processed",
+                )
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(old_event())
+    with signed_in(console) as client:
+        attention = client.get("/console/?format=json").json()["attention"]
+        assert [a["title"] for a in attention] == ["Silent source: ampeco"]
+        assert "No event for 3 h" in attention[0]["detail"]
+        lines = client.get("/console/costs/download?month=2026-01&as=csv")
+        assert lines.status_code == 200 and lines.headers["content-type"].startswith("text/csv")
+        assert 'filename="fleet-costs-2026-01.csv"' in lines.headers["content-disposition"]
+        totals = client.get("/console/costs/download?month=2026-01&as=totals")
+        assert "fleet-costs-2026-01-totals.csv" in totals.headers["content-disposition"]
+        report = client.get("/console/costs/download?month=2026-01&as=json").json()
+        assert report["month"] == "2026-01" and report["lines"] == []
+        bad = client.get("/console/costs?month=2026-13")
+        assert bad.status_code == 400

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import msgspec
 import structlog
@@ -259,7 +259,7 @@ class Console:
     def _render(
         self, request: Request, template: str, data: dict[str, Any], session: Session | None
     ) -> Response:
-        notice = request.cookies.get(NOTICE)
+        notice = unquote(request.cookies.get(NOTICE) or "") or None
         context = {
             **data,
             "request": request,
@@ -387,7 +387,7 @@ class Console:
             response = RedirectResponse(back, 303)
             response.set_cookie(
                 NOTICE,
-                message[:500],
+                quote(message[:500]),  # any text, as a cookie can carry it
                 max_age=60,
                 path="/console",
                 httponly=True,
