@@ -171,6 +171,7 @@ def _walk_through(
     _send(server, config, "easypark")
     _send(server, config, "ampeco")
     _send(server, config, "ztlment", "payment")
+    _send(server, config, "ampeco", "--secret", "a-secret-not-configured", check=False)
     expect(page.locator("#event-rows")).to_contain_text("easypark", timeout=30_000)
     expect(page.locator("#event-rows")).to_contain_text("ampeco", timeout=30_000)
     expect(page.locator("#live")).to_contain_text("new event")
@@ -243,6 +244,10 @@ def _walk_through(
     assert "blocked" in page.locator("main table").first.inner_text()
 
     # The other pages render, with their JSON twins.
+    page.goto(url + "/console/rejections")
+    page.locator("main table").last.locator("a").first.click()
+    expect(page.get_by_role("button", name="Re-run this call")).to_be_visible()
+    shots.take(page, "rejection")
     for name, path in [
         ("rejections", "/console/rejections"),
         ("parking", "/console/parking"),

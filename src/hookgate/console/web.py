@@ -594,6 +594,7 @@ class Console:
         if item is None:
             raise Refused(404, f"no rejection with id {rejection_id}")
         raw = item.pop("body", None)
+        item.pop("replay", None)  # the stored call a re-run sends again: not for display
         body = pretty_body(raw) if isinstance(raw, bytes) and raw else None
         return "rejection.html", {"rejection": item, "body": body}
 
