@@ -333,8 +333,27 @@ class AmpecoSource(_Source, tag="ampeco"):
     # unsigned one in its topic is one the secret holder did not write). A webhook is
     # always verified.
     require_signature: bool | None = None
+    # AMPECO's public API, read after a thin notification (cdr.received,
+    # transaction.changed, chargePoint.changed) names an object: the tenant's base URL
+    # (`https://<tenant>`) and an API token with read access. Unset: no fetching.
+    api_base_url: str | None = None
+    api_token: str | None = None
+    # Requests per second to the API (AMPECO answers 429 beyond its tenant's limit).
+    api_requests_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 5.0
+    # A fetch that failed for a reason that may pass (429, 5xx, network) is retried with
+    # exponential backoff up to this many attempts, then kept as failed.
+    api_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    api_initial_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    api_max_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
 
     def __post_init__(self) -> None:
+        if self.api_base_url is not None:
+            if not re.match(r"^https?://[^/\s]+", self.api_base_url):
+                raise ValueError("api_base_url must be an http(s) URL such as https://tenant")
+            if not self.api_token:
+                raise ValueError("api_base_url needs api_token (an AMPECO API token)")
+        elif self.api_token:
+            raise ValueError("api_token needs api_base_url (the tenant's https:// URL)")
         if self.transport == "kafka":
             if not self.topic:
                 raise ValueError('topic is required with transport = "kafka"')

@@ -79,6 +79,9 @@ class ExportLine(msgspec.Struct, kw_only=True):
     # Why an amount is empty although the provider reported one (a stored value that is
     # no amount); None for an ordinary line.
     note: str | None = None
+    # What a charging cost is made of, from the provider's billing record (CDR):
+    # [{"type", "amount", "quantity", "unit"}]; None when no record said.
+    components: list[dict[str, Any]] | None = None
 
 
 class VehicleTotal(msgspec.Struct, kw_only=True):
@@ -228,6 +231,9 @@ def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> E
         parts.append(f"{row['energy_kwh']} kWh")
     if row.get("charger_id"):
         parts.append(f"at {row['charger_id']}")
+    components = row.get("cost_components") or None
+    if components:
+        parts.append("(" + ", ".join(_component(part) for part in components) + ")")
     return ExportLine(
         kind="charging",
         id=str(row["id"]),
@@ -242,7 +248,16 @@ def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> E
         total=_money(total),
         currency=row.get("currency") or None,
         note=read.note(),
+        components=components,
     )
+
+
+def _component(part: Mapping[str, Any]) -> str:
+    """`energy 6.45 for 21.5 kWh`: one cost component, as a line's description shows it."""
+    text = f"{part.get('type')} {part.get('amount')}"
+    if part.get("quantity") is not None and part.get("unit"):
+        text += f" for {part['quantity']} {part['unit']}"
+    return text
 
 
 class _Sum:

@@ -148,6 +148,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.fetches = Counter(
+            "hookgate_reference_fetches_total",
+            "Objects read from a provider's API after a thin notification, by source, kind "
+            "and outcome (fetched, retry, failed).",
+            ["source", "kind", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(ProtocolErrors())
         self._children: dict[tuple[str, ...], Any] = {}
         self.commit_batch = Histogram(

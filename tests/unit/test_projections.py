@@ -180,6 +180,7 @@ ZAPTEC_ENDED = {
     "currency": None,
     "flags": [],
     "last_occurred_at": at("2025-12-04T14:10:09Z"),  # when the end was received
+    "cost_components": None,
 }
 
 
@@ -272,6 +273,7 @@ AMPECO_ENDED = {
     "currency": "EUR",
     "flags": [],
     "last_occurred_at": at("2025-12-04T13:00:00Z"),
+    "cost_components": None,
 }
 
 

@@ -42,6 +42,9 @@ class ChargingSessionFact(msgspec.Struct, kw_only=True, frozen=True):
     external_id: str | None = None
     flags: tuple[str, ...] = ()
     opens: bool = False
+    # What the cost is made of, from a billing record (CDR): [{"type", "amount",
+    # "quantity", "unit"}], amounts as decimal strings in `currency`.
+    cost_components: list[dict[str, Any]] | None = None
 
 
 class MeterSample(msgspec.Struct, kw_only=True, frozen=True):

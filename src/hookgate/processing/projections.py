@@ -52,6 +52,7 @@ _SESSION_FIELDS = (
     "cost",
     "cost_excl_vat",
     "currency",
+    "cost_components",
 )
 _CHARGE_POINT_FIELDS = (
     "name",
@@ -399,3 +400,30 @@ def _reference(tx: ViewTx, event: StoredEvent, fact: ReferenceFact) -> None:
             if fact.action is not None:
                 row["action"] = fact.action
     _save(tx, "provider_refs", old, row)
+    if old is None or event.id not in old["event_ids"]:
+        _queue_fetch(tx, event, key)
+
+
+def _queue_fetch(tx: ViewTx, event: StoredEvent, key: dict[str, Any]) -> None:
+    """Ask the fetch worker (processing/fetcher.py) to read the named object: it is new,
+    or a notification it had not seen says it changed. A row already pending keeps its
+    attempts; the newest notification is the one the fetched object is projected under."""
+    old = tx.get("reference_fetches", key)
+    if old is not None and old["status"] == "pending" and old["event_id"] >= event.id:
+        return
+    now = utcnow()
+    tx.upsert(
+        "reference_fetches",
+        {
+            **key,
+            "id": old["id"] if old else new_id(),
+            "event_id": max(event.id, old["event_id"]) if old else event.id,
+            "status": "pending",
+            "attempts": old["attempts"] if old and old["status"] == "pending" else 0,
+            "next_at": now,
+            "last_error": old["last_error"] if old else None,
+            "fetched_at": old["fetched_at"] if old else None,
+            "document": old["document"] if old else None,
+            "updated_at": now,
+        },
+    )

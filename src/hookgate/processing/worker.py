@@ -22,6 +22,7 @@ from hookgate.domain.errors import StoreError
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.outbox import ProcessResult
 from hookgate.metrics import Metrics
+from hookgate.processing.fetcher import Fetcher
 from hookgate.processing.projections import project
 from hookgate.providers.base import Provider
 from hookgate.store.base import Store, ViewTx
@@ -140,6 +141,7 @@ class Workers:
             store, Processor(providers, Router(config.destinations, providers)), config, metrics
         )
         self.delivery = DeliveryWorker(store, config, providers, metrics, owner=worker_owner())
+        self.fetcher = Fetcher(store, config, metrics)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -155,6 +157,10 @@ class Workers:
                 self.delivery.run(self._stop, self.processing.delivered), name="hookgate-delivery"
             ),
         ]
+        if self.fetcher.enabled:
+            self._tasks.append(
+                asyncio.create_task(self.fetcher.run(self._stop), name="hookgate-fetcher")
+            )
 
     async def stop(self) -> None:
         """Let the current batches finish, then stop."""
@@ -163,3 +169,4 @@ class Workers:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        await self.fetcher.close()

@@ -422,14 +422,22 @@ def _charge_point_resource(
 
 
 def _charge_point_changed(e: catalog.ChargePointChanged, event: StoredEvent) -> list[Fact]:
-    return [
+    at = _when(e.lastUpdatedAt, event.received_at)
+    facts: list[Fact] = [
         ChargePointFact(
             charge_point_id=str(e.chargePointId),
-            occurred_at=_when(e.lastUpdatedAt, event.received_at),
+            occurred_at=at,
             deleted=e.action == "deleted",
             action=e.action,
         )
     ]
+    if e.action != "deleted":  # a deleted charge point has nothing left to read
+        facts.append(
+            ReferenceFact(
+                kind="chargePoint", ref_id=str(e.chargePointId), occurred_at=at, action=e.action
+            )
+        )
+    return facts
 
 
 def _evse_changed(e: catalog.EvseChanged, event: StoredEvent) -> list[Fact]:

@@ -48,9 +48,9 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "session_key"),
         "source session_key id provider status charger_id evse_id connector_id token user_id "
         "external_id started_at ended_at energy_kwh cost cost_excl_vat currency flags event_ids "
-        "versions last_occurred_at updated_at",
+        "versions last_occurred_at updated_at cost_components",
         instants="started_at ended_at last_occurred_at updated_at",
-        json="flags event_ids versions",
+        json="flags event_ids versions cost_components",
     ),
     "meter_values": _table(
         ("source", "session_key", "at", "measurand", "phase"),
@@ -105,6 +105,14 @@ VIEWS: dict[str, ViewTable] = {
         "source kind ref_id id action first_seen_at last_occurred_at last_event_id event_ids",
         instants="first_seen_at last_occurred_at",
         json="event_ids",
+    ),
+    "reference_fetches": _table(
+        ("source", "kind", "ref_id"),
+        "source kind ref_id id event_id status attempts next_at last_error fetched_at "
+        "document updated_at",
+        instants="next_at fetched_at updated_at",
+        json="document",
+        integers="attempts",
     ),
 }
 
