@@ -119,7 +119,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
     )
     relative_slash_redirects(web.router)
     ocpi = (
-        ocpi_app(config.ocpi, gateway.store, gateway.authorization, gateway.sessions)
+        ocpi_app(config, gateway.store, gateway.authorization, gateway.sessions)
         if config.ocpi.enabled
         else None
     )

@@ -229,6 +229,12 @@ def session_object(reference: str, status: str, kwh: float, uid: str = "BUD-1") 
     }
 
 
+def _patch(kwh: float) -> dict[str, Any]:
+    """A Session PATCH completing a session (spec 9.2.2: last_updated is required)."""
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {"status": "COMPLETED", "kwh": kwh, "end_date_time": now, "last_updated": now}
+
+
 def cdr_object(reference: str, kwh: float, uid: str = "BUD-1") -> dict[str, Any]:
     """A CPO's CDR object (spec 10.4.1), the parts a receiver must accept."""
     session = session_object(reference, "COMPLETED", kwh, uid)
@@ -400,6 +406,10 @@ def test_register_list_authorize_and_end(
             400,
             2001,
         )
+        oversized = b'{"location_id": "' + b"x" * 70_000 + b'"}'
+        check_envelope(
+            http.post("/ocpi/2.2.1/tokens/TAG-1/authorize", content=oversized, headers=c), 413, 2000
+        )
         check_envelope(
             http.post("/ocpi/2.2.1/tokens/TAG-1/authorize", content=b'{"evse_uids": 1}', headers=c),
             400,
@@ -421,9 +431,13 @@ def test_register_list_authorize_and_end(
         path = f"/ocpi/2.2.1/sessions/SE/CHG/{body['id']}"
         check_envelope(http.put(path, json=body, headers=c), 200, 1000)
         check_envelope(http.put(f"{path}x", json=body, headers=c), 400, 2001)
-        check_envelope(
-            http.put(path, json=session_object(ref, "COMPLETED", 0.2), headers=c), 200, 1000
-        )
+        check_envelope(http.patch(f"{path}x", json={"kwh": 1}, headers=c), 400, 2001)
+        check_envelope(http.patch(f"{path}-none", json=_patch(0.2), headers=c), 404, 2000)
+        # The CPO completes it with a PATCH of the fields that changed.
+        check_envelope(http.patch(path, json=_patch(0.2), headers=c), 200, 1000)
+        stored = check_envelope(http.get(path, headers=c), 200, 1000)
+        assert stored["status"] == "COMPLETED" and stored["kwh"] == 0.2
+        assert stored["authorization_reference"] == ref and stored["location_id"] == "LOC-1"
         assert query(
             storage_url,
             "SELECT status, energy_kwh FROM authorized_sessions "
@@ -436,15 +450,12 @@ def test_register_list_authorize_and_end(
         assert second["allowed"] == "ALLOWED"
 
         # A CDR ends the second one (no Session update came) and releases it too.
-        check_envelope(
-            http.post(
-                "/ocpi/2.2.1/cdrs",
-                json=cdr_object(second["authorization_reference"], 0.1),
-                headers=c,
-            ),
-            200,
-            1000,
-        )
+        cdr = cdr_object(second["authorization_reference"], 0.1)
+        posted = http.post("/ocpi/2.2.1/cdrs", json=cdr, headers=c)
+        check_envelope(posted, 200, 1000)
+        assert posted.headers["location"] == f"{url}/ocpi/2.2.1/cdrs/SE/CHG/{cdr['id']}"
+        assert check_envelope(http.get(posted.headers["location"], headers=c), 200, 1000) == cdr
+        check_envelope(http.get("/ocpi/2.2.1/cdrs/SE/CHG/none", headers=c), 404, 2000)
         assert query(
             storage_url,
             "SELECT status FROM authorized_sessions WHERE source = 'ocpi' AND session_id = ?",

@@ -250,3 +250,28 @@ def token_updated(conn: Any, uid: str) -> datetime | None:
         conn, "SELECT updated_at FROM auth_entities WHERE kind = 'token' AND key = ?", (uid,)
     )
     return _dialect(conn).read_instant(rows[0]["updated_at"]) if rows else None
+
+
+# -- what a CPO pushed -------------------------------------------------------------------
+
+
+def latest_document(conn: Any, source: str, prefix: str) -> Any | None:
+    """The document of the newest event of `source` whose dedup key starts with `prefix`
+    (the last version of a Session the CPO pushed), or None."""
+    rows = _rows(
+        conn,
+        "SELECT document FROM inbox WHERE source = ? AND substr(dedup_key, 1, ?) = ? "
+        "ORDER BY id DESC LIMIT 1",
+        (source, len(prefix), prefix),
+    )
+    return _json(rows[0]["document"]) if rows else None
+
+
+def document_by_key(conn: Any, source: str, dedup_key: str) -> Any | None:
+    """The document of the event of `source` with this dedup key (a CDR), or None."""
+    rows = _rows(
+        conn,
+        "SELECT document FROM inbox WHERE source = ? AND dedup_key = ?",
+        (source, dedup_key),
+    )
+    return _json(rows[0]["document"]) if rows else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 import structlog
@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hookgate.config import OcpiConfig
-from hookgate.domain.errors import StoreError
+from hookgate.domain.errors import Unavailable
 from hookgate.roaming.ocpi import models
 from hookgate.roaming.ocpi.parties import Caller, HandshakeFailed, Parties
 from hookgate.roaming.ocpi.tokens import MAX_LIMIT, TokenDesk, ocpi_time
@@ -32,6 +32,8 @@ from hookgate.timeutil import parse_iso, utcnow
 log = structlog.get_logger("hookgate.ocpi")
 
 PREFIX = "/ocpi"
+SESSION = "{country_code}/{party_id}/{session_id}"
+CDR = "{country_code}/{party_id}/{cdr_id}"
 _encoder = msgspec.json.Encoder()
 _ECHO = ("x-request-id", "x-correlation-id")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -103,10 +105,27 @@ def _count(request: Request, name: str, default: int, least: int) -> int:
 class OcpiApi:
     """The versions, credentials, tokens, sessions and cdrs endpoints."""
 
-    def __init__(self, config: OcpiConfig, parties: Parties, desk: TokenDesk) -> None:
+    def __init__(
+        self, config: OcpiConfig, parties: Parties, desk: TokenDesk, max_body_bytes: int = 1 << 20
+    ) -> None:
         self.config = config
         self.parties = parties
         self.desk = desk
+        self.max_body_bytes = max_body_bytes
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused with 413 past `[server] max_body_bytes` (read no
+        further than that)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise Failure(413, 2000, f"the body exceeds {self.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise Failure(413, 2000, f"the body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def base(self, request: Request) -> str:
         """The URL CPOs reach hookgate's /ocpi at."""
@@ -148,12 +167,11 @@ class OcpiApi:
                 route(f"/{models.VERSION}/credentials", self.delete_credentials, "DELETE"),
                 route(f"/{models.VERSION}/tokens", self.tokens, "GET"),
                 route(f"/{models.VERSION}/tokens/{{uid}}/authorize", self.authorize, "POST"),
-                route(
-                    f"/{models.VERSION}/sessions/{{country_code}}/{{party_id}}/{{session_id}}",
-                    self.put_session,
-                    "PUT",
-                ),
+                route(f"/{models.VERSION}/sessions/{SESSION}", self.get_session, "GET"),
+                route(f"/{models.VERSION}/sessions/{SESSION}", self.put_session, "PUT"),
+                route(f"/{models.VERSION}/sessions/{SESSION}", self.patch_session, "PATCH"),
                 route(f"/{models.VERSION}/cdrs", self.post_cdr, "POST"),
+                route(f"/{models.VERSION}/cdrs/{CDR}", self.get_cdr, "GET"),
             ],
         )
 
@@ -178,9 +196,15 @@ class OcpiApi:
                 return envelope(
                     request, http=exc.http, status_code=exc.status_code, message=exc.message
                 )
-            except StoreError as exc:
+            except Unavailable as exc:
                 log.error("ocpi request failed in storage", path=request.url.path, error=str(exc))
-                return envelope(request, http=503, status_code=3000, message="storage unavailable")
+                return envelope(
+                    request,
+                    http=503,
+                    status_code=3000,
+                    message="storage unavailable: nothing was recorded, try again",
+                    headers={"Retry-After": str(max(1, int(exc.retry_after or 1)))},
+                )
 
         return run
 
@@ -226,7 +250,7 @@ class OcpiApi:
         return await self._register(request, request.state.caller)
 
     async def _register(self, request: Request, caller: Caller) -> Response:
-        theirs = _decode(await request.body(), models.Credentials)
+        theirs = _decode(await self.body(request), models.Credentials)
         try:
             token_c = await self.parties.register(caller, theirs)
         except HandshakeFailed as exc:
@@ -265,7 +289,7 @@ class OcpiApi:
         token_type = request.query_params.get("type") or "RFID"
         if token_type not in ("AD_HOC_USER", "APP_USER", "OTHER", "RFID"):
             raise Failure(400, 2001, f"type={token_type!r} is not an OCPI TokenType")
-        body = await request.body()
+        body = await self.body(request)
         location = _decode(body, models.LocationReferences) if body.strip() else None
         done = await self.desk.authorize(
             caller.party.id,
@@ -281,9 +305,8 @@ class OcpiApi:
 
     # -- sessions and cdrs (the CPO pushes them) ---------------------------------------------
 
-    async def put_session(self, request: Request) -> Response:
-        body = await request.body()
-        session = _decode(body, models.Session)
+    @staticmethod
+    def _same_session(request: Request, session: models.Session) -> None:
         path = request.path_params
         if (session.country_code, session.party_id, session.id) != (
             path["country_code"],
@@ -293,11 +316,53 @@ class OcpiApi:
             raise Failure(
                 400, 2001, "the Session's country_code, party_id and id must match the URL"
             )
-        await self.desk.session_update(session, body)
+
+    async def get_session(self, request: Request) -> Response:
+        path = request.path_params
+        stored = await self.desk.stored_session(
+            path["country_code"], path["party_id"], path["session_id"]
+        )
+        if stored is None:
+            raise Failure(404, 2000, f"no session {path['session_id']} was received")
+        return envelope(request, stored)
+
+    async def put_session(self, request: Request) -> Response:
+        body = await self.body(request)
+        session = _decode(body, models.Session)
+        self._same_session(request, session)
+        await self.desk.session_update(session, body, msgspec.json.decode(body))
+        return envelope(request)
+
+    async def patch_session(self, request: Request) -> Response:
+        """A partial update: the fields sent replace those of the last version received
+        (`last_updated` is required, as the spec says)."""
+        body = await self.body(request)
+        changes = _decode(body, dict[str, Any])
+        if "last_updated" not in changes:
+            raise Failure(400, 2001, "a PATCH must carry last_updated")
+        path = request.path_params
+        stored = await self.desk.stored_session(
+            path["country_code"], path["party_id"], path["session_id"]
+        )
+        if not isinstance(stored, dict):
+            raise Failure(404, 2000, f"no session {path['session_id']} to update: PUT it first")
+        merged = {**stored, **changes}
+        session = _decode(msgspec.json.encode(merged), models.Session)
+        self._same_session(request, session)
+        await self.desk.session_update(session, body, merged)
         return envelope(request)
 
     async def post_cdr(self, request: Request) -> Response:
-        body = await request.body()
+        body = await self.body(request)
         cdr = _decode(body, models.Cdr)
         await self.desk.cdr(cdr, body)
-        return envelope(request)
+        where = f"{self.base(request)}/{models.VERSION}/cdrs/"
+        where += "/".join(quote(part, safe="") for part in (cdr.country_code, cdr.party_id, cdr.id))
+        return envelope(request, headers={"Location": where})
+
+    async def get_cdr(self, request: Request) -> Response:
+        path = request.path_params
+        stored = await self.desk.stored_cdr(path["country_code"], path["party_id"], path["cdr_id"])
+        if stored is None:
+            raise Failure(404, 2000, f"no CDR {path['cdr_id']} was received")
+        return envelope(request, stored)

@@ -214,17 +214,43 @@ class TokenDesk:
 
     # -- the CPO's sessions and CDRs -------------------------------------------------------
 
-    async def session_update(self, session: models.Session, body: bytes) -> SessionEndResult | None:
-        """A Session the CPO pushed, stored once per version (`last_updated`); a final one
+    @staticmethod
+    def session_prefix(country_code: str, party_id: str, session_id: str) -> str:
+        """The start of the dedup keys of every stored version of one Session."""
+        return f"session:{country_code}:{party_id}:{session_id}:"
+
+    @staticmethod
+    def cdr_key(country_code: str, party_id: str, cdr_id: str) -> str:
+        return f"cdr:{country_code}:{party_id}:{cdr_id}"
+
+    async def stored_session(self, country_code: str, party_id: str, session_id: str) -> Any:
+        """The last version of a Session the CPO pushed (PUT or PATCH), or None."""
+        prefix = self.session_prefix(country_code, party_id, session_id)
+        return await self.store.sql_read(
+            lambda conn: sql.latest_document(conn, self.config.source, prefix)
+        )
+
+    async def stored_cdr(self, country_code: str, party_id: str, cdr_id: str) -> Any:
+        """A CDR the CPO pushed, or None."""
+        key = self.cdr_key(country_code, party_id, cdr_id)
+        return await self.store.sql_read(
+            lambda conn: sql.document_by_key(conn, self.config.source, key)
+        )
+
+    async def session_update(
+        self, session: models.Session, body: bytes, document: Any
+    ) -> SessionEndResult | None:
+        """A Session the CPO pushed (`document`: the whole object, a PATCH merged into
+        the version before it), stored once per version (`last_updated`); a final one
         ends the authorization it quotes, releasing its reservation."""
         final = session.status in FINAL and session.authorization_reference
+        prefix = self.session_prefix(session.country_code, session.party_id, session.id)
         event = self._event(
             "sessions.ended" if final else "sessions.updated",
             body,
-            msgspec.json.decode(body),
+            document,
             normalise_uid(session.cdr_token.uid),
-            dedup_key=f"session:{session.country_code}:{session.party_id}:{session.id}:"
-            f"{session.status}:{session.last_updated.isoformat()}",
+            dedup_key=f"{prefix}{session.status}:{session.last_updated.isoformat()}",
         )
         if not final:
             await self.store.ingest(event)
@@ -246,7 +272,7 @@ class TokenDesk:
             body,
             msgspec.json.decode(body),
             normalise_uid(cdr.cdr_token.uid),
-            dedup_key=f"cdr:{cdr.country_code}:{cdr.party_id}:{cdr.id}",
+            dedup_key=self.cdr_key(cdr.country_code, cdr.party_id, cdr.id),
         )
         reference = cdr.authorization_reference or f"cdr:{cdr.id}"
         end = SessionEnd(
