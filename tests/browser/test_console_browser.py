@@ -231,8 +231,12 @@ def _walk_through(
     expect(page.get_by_role("status")).to_contain_text("Token VAN-7 blocked")
     denied = _send(server, config, "zaptec", "--token", "VAN-7")
     assert "denied" in denied, denied
-    page.reload()
-    expect(page.locator("#decisions + .scroll")).to_contain_text("BLOCKED")
+    page.get_by_label("Result").select_option("BLOCKED")
+    page.get_by_role("button", name="Show decisions").click()
+    assert "result=BLOCKED" in page.url
+    decisions = page.locator("#decisions ~ .scroll").first
+    expect(decisions).to_contain_text("BLOCKED")
+    assert "ALLOWED" not in decisions.inner_text()
     shots.take(page, "charging")
 
     # A forged change without the CSRF token is refused, and changes nothing.

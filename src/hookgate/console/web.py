@@ -52,6 +52,7 @@ MAX_FORM = 1024 * 1024  # a pasted CSV file of tokens at most
 PAGE = 50
 STATUSES = ("received", "processed", "failed", "quarantined")
 DELIVERY_STATUSES = ("pending", "failed", "delivered", "dead")
+DECISION_RESULTS = ("ALLOWED", "BLOCKED", "EXPIRED", "NO_CREDIT", "NOT_ALLOWED", "UNKNOWN")
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -741,6 +742,7 @@ class Console:
             "engine_ready": engine_ready,
             "decisions": decisions.items,
             "decisions_next": decisions.next,
+            "results": DECISION_RESULTS,
             "sessions": sessions.items,
         }
         return "charging.html", data
