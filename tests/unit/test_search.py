@@ -452,13 +452,15 @@ async def test_both_backends_answer_every_query_alike(tmp_path: Path) -> None:
                 await db.close()
     for key in answers[0]:
         assert answers[0][key] == answers[1][key], key
-    assert len(answers[0]["search"]) == 7
+    assert len(answers[0]["search"]) == 9
 
 
 async def _every_answer(store: Store) -> dict[str, Any]:
     searches = [
         EventSearch(text="europark"),
         EventSearch(text="sek nyk*"),
+        EventSearch(text="eu*"),
+        EventSearch(text="europ*"),
         EventSearch(fields=[FieldMatch("licenseNumber", "ABC123")]),
         EventSearch(fields=[FieldMatch("chargePointId", "17")], source="ampeco"),
         EventSearch(fields=[FieldMatch("state", "processed")], status="processed"),

@@ -1,0 +1,12 @@
+-- PostgreSQL: every term's first two and three characters become terms of their own
+-- ("abc*", search.py PREFIX_TERMS), so a short prefix query reads one posting list
+-- instead of merging every term under the prefix (docs/adr/0020). Documents indexed
+-- before this version get theirs here; the indexer writes them from now on.
+
+UPDATE event_docs SET terms = terms || array_to_tsvector(ARRAY(
+    SELECT DISTINCT left(t, p.n) || '*'
+    FROM unnest(tsvector_to_array(terms)) AS t, (VALUES (2), (3)) AS p (n)
+    WHERE length(t) >= p.n
+));
+
+ANALYZE event_docs;
