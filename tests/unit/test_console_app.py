@@ -268,6 +268,10 @@ def test_a_quarantined_event_shows_in_the_attention_state_and_is_reprocessed(
                     "the reprocessed event to be processed",
                 )
                 assert client.get("/console/?format=json").json()["attention"] == []
+                shown = client.get(f"/console/events/{held.id}?format=json").json()
+                assert shown["outcome"]["processed_at"] is not None
+                assert shown["outcome"]["error"] is None
+                assert "processed 20" in client.get(f"/console/events/{held.id}").text
         finally:
             gateway.close()
 

@@ -9,6 +9,7 @@ command line use, and each is written to the audit log with the channel `console
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from hookgate.services.operations import Operations
 from hookgate.services.rerun import Reruns
 from hookgate.services.rules import BUDGETS, GROUPS, TOKENS, RulesService
 from hookgate.store import audit as audit_log
+from hookgate.store import console as console_queries
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso, utcnow
 
@@ -531,6 +533,9 @@ class Console:
         if item is None:
             raise Refused(404, f"no event with id {event_id}")
         raw: bytes = item.pop("raw_body")
+        outcome = await self.store.sql_read(
+            functools.partial(console_queries.processing_outcome, event_id=event_id)
+        )
         page = await self.store.list_deliveries(ViewFilter(equal={"event_id": event_id}), None, 100)
         deliveries = []
         for delivery in page.items:
@@ -538,6 +543,7 @@ class Console:
             deliveries.append(delivery)
         data = {
             "event": item,
+            "outcome": outcome or {},
             "body": pretty_body(raw),
             "body_bytes": len(raw),
             "deliveries": deliveries,
