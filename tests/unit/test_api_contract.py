@@ -145,6 +145,11 @@ def test_vendored_docs_files_are_pinned_with_their_licence() -> None:
         ("/api/v1/audit?cursor=bm9wZQ", "cursor", None),
         ("/api/v1/destinations?cursor=bm9wZQ", "cursor", None),
         ("/api/v1/events?limit=0", "limit", None),
+        # Unicode digits (str.isdigit holds for them, int() refuses some) are not a limit.
+        ("/api/v1/events?limit=%C2%B9", "limit", None),
+        ("/api/v1/sources?limit=%D9%A3", "limit", None),
+        ("/api/v1/destinations?limit=%EF%BC%95", "limit", None),
+        ("/api/v1/audit?limit=%F0%9D%9F%93", "limit", None),
         ("/api/v1/events?colour=red", "colour", None),
         ("/api/v1/events?limit=5&limit=6", "limit", None),
         ("/api/v1/export?month=2025-12&totals=perhaps", "totals", ["true", "false"]),

@@ -167,6 +167,20 @@ def test_where_does_not_confuse_booleans_with_numbers() -> None:
     assert router.destinations_for(event) == ["true"]
 
 
+def test_a_unicode_digit_in_a_where_path_is_no_list_index() -> None:
+    # str.isdigit() holds for superscripts, which int() refuses: the path just misses.
+    event = parking(document={"items": [7, 8]})
+    router = Router(
+        [
+            destination("first", where={"data.items.0": 7}),
+            destination("superscript", where={"data.items.\u00b9": 8}),
+            destination("arabic", where={"data.items.\u0661": 8}),
+        ],
+        PROVIDERS,
+    )
+    assert router.destinations_for(event) == ["first"]
+
+
 def test_every_filter_part_must_match() -> None:
     router = Router(
         [

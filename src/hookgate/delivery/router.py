@@ -68,7 +68,7 @@ def lookup(document: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         if isinstance(value, dict):
             value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.lstrip("-").isdigit():
+        elif isinstance(value, list) and part.lstrip("-").isascii() and part.lstrip("-").isdigit():
             index = int(part)
             value = value[index] if -len(value) <= index < len(value) else _MISSING
         elif isinstance(value, msgspec.Struct):

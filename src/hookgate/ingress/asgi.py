@@ -179,7 +179,12 @@ class Ingress:
 
     async def _read_body(self, receive: Receive, request: _Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             raise _TooLarge(b"", int(declared))
         chunks: list[bytes] = []
         size = 0
@@ -212,7 +217,11 @@ class Ingress:
         ever kept for a re-run)."""
         cap = self.config.storage.rejection_body_bytes
         declared = request.headers.get("content-length")
-        size = int(declared) if declared is not None and declared.isdigit() else 0
+        size = (
+            int(declared)
+            if declared is not None and declared.isascii() and declared.isdigit()
+            else 0
+        )
         if cap == 0 or declared == "0":
             return b"", size
         head = b""
