@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from hookgate.config import parse_config
-from hookgate.domain.events import InboundEvent
+from hookgate.domain.events import InboundEvent, RejectionCount
 from hookgate.ids import new_id
 from hookgate.store import make_store
 from support.e2e import run_cli
@@ -313,3 +313,34 @@ def test_fleet_costs_download_and_a_silent_source(console: Running) -> None:
         assert report["month"] == "2026-01" and report["lines"] == []
         bad = client.get("/console/costs?month=2026-13")
         assert bad.status_code == 400
+
+
+def test_a_rejection_spike_raises_the_attention_state(console: Running) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+
+    async def refusals(counts: list[RejectionCount]) -> None:
+        store = make_store(console.config.storage)
+        await store.open()
+        try:
+            await store.count_rejections(counts)
+        finally:
+            await store.close()
+
+    def count(minutes_ago: int, total: int) -> RejectionCount:
+        return RejectionCount(
+            minute=now - timedelta(minutes=minutes_ago),
+            source="ampeco",
+            reason="unauthorized",
+            total=total,
+            recorded=1,
+            body_bytes=100,
+        )
+
+    # the day's usual rate: a few an hour, then 30 in the last quarter hour
+    asyncio.run(refusals([count(m, 1) for m in range(60, 24 * 60, 20)]))
+    with signed_in(console) as client:
+        assert client.get("/console/?format=json").json()["attention"] == []
+        asyncio.run(refusals([count(5, 30)]))
+        attention = client.get("/console/?format=json").json()["attention"]
+    assert [a["title"] for a in attention] == ["Rejection spike: ampeco"]
+    assert attention[0]["link"] == "/console/rejections?source=ampeco&window=hour"
