@@ -451,16 +451,22 @@ def test_register_list_authorize_and_end(
 
         # A CDR ends the second one (no Session update came) and releases it too.
         cdr = cdr_object(second["authorization_reference"], 0.1)
+        # A DateTime without a zone designator is UTC (spec 16.1).
+        cdr["end_date_time"] = "2026-01-31T18:40:00"
         posted = http.post("/ocpi/2.2.1/cdrs", json=cdr, headers=c)
         check_envelope(posted, 200, 1000)
         assert posted.headers["location"] == f"{url}/ocpi/2.2.1/cdrs/SE/CHG/{cdr['id']}"
         assert check_envelope(http.get(posted.headers["location"], headers=c), 200, 1000) == cdr
         check_envelope(http.get("/ocpi/2.2.1/cdrs/SE/CHG/none", headers=c), 404, 2000)
-        assert query(
+        [(status, ended_at)] = query(
             storage_url,
-            "SELECT status FROM authorized_sessions WHERE source = 'ocpi' AND session_id = ?",
+            "SELECT status, ended_at FROM authorized_sessions "
+            "WHERE source = 'ocpi' AND session_id = ?",
             second["authorization_reference"],
-        ) == [("ended",)]
+        )
+        if isinstance(ended_at, str):
+            ended_at = datetime.fromisoformat(ended_at.replace("Z", "+00:00"))
+        assert status == "ended" and ended_at == datetime(2026, 1, 31, 18, 40, tzinfo=UTC)
         third = check_envelope(
             http.post("/ocpi/2.2.1/tokens/BUD-1/authorize", headers=c), 200, 1000
         )

@@ -52,6 +52,12 @@ def deciding_source(config: OcpiConfig) -> ZaptecSource:
     )
 
 
+def utc(moment: datetime) -> datetime:
+    """An OCPI DateTime as an aware UTC instant: one without a zone designator is UTC
+    (OCPI 2.2.1, 16.1)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def ocpi_time(moment: datetime) -> datetime:
     """OCPI DateTime is string(25): whole seconds in UTC."""
     return moment.astimezone(UTC).replace(microsecond=0)
@@ -250,7 +256,7 @@ class TokenDesk:
             body,
             document,
             normalise_uid(session.cdr_token.uid),
-            dedup_key=f"{prefix}{session.status}:{session.last_updated.isoformat()}",
+            dedup_key=f"{prefix}{session.status}:{utc(session.last_updated).isoformat()}",
         )
         if not final:
             await self.store.ingest(event)
@@ -258,7 +264,7 @@ class TokenDesk:
         assert session.authorization_reference is not None
         end = SessionEnd(
             session_ids=[session.authorization_reference],
-            ended_at=session.end_date_time or session.last_updated,
+            ended_at=utc(session.end_date_time or session.last_updated),
             energy_kwh=_kwh(session.kwh),
             token=session.cdr_token.uid,
         )
@@ -277,7 +283,7 @@ class TokenDesk:
         reference = cdr.authorization_reference or f"cdr:{cdr.id}"
         end = SessionEnd(
             session_ids=[reference],
-            ended_at=cdr.end_date_time,
+            ended_at=utc(cdr.end_date_time),
             energy_kwh=_kwh(cdr.total_energy),
             token=cdr.cdr_token.uid,
         )
