@@ -24,6 +24,7 @@ from hookgate.alerts.settings import AlertsConfig
 from hookgate.config_explain import explain, item_label, line_of
 from hookgate.domain.errors import Invalid
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
+from hookgate.domain.tariffs import Reimbursement, Tariff
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
@@ -595,8 +596,17 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     ocpi: OcpiConfig = msgspec.field(default_factory=OcpiConfig)
+    # Prices of sessions no provider prices, and home-charging reimbursement rates
+    # (domain/tariffs.py; docs/configuration.md#tariffs).
+    tariffs: list[Tariff] = []
+    reimbursements: list[Reimbursement] = []
 
     def __post_init__(self) -> None:
+        for kind, rates in (("tariffs", self.tariffs), ("reimbursements", self.reimbursements)):
+            names = [rate.name for rate in rates]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(f"{kind}: the names {twice} are used more than once")
         self._check_alert_rules()
         named: dict[str, int] = {}
         for index, destination in enumerate(self.destinations):

@@ -31,6 +31,8 @@ import msgspec
 from hookgate.domain.money import amount_problem
 from hookgate.domain.queries import ViewFilter
 from hookgate.domain.rules import normalise_uid
+from hookgate.domain.tariffs import Reimbursement, Tariff, price
+from hookgate.domain.tariffs import Session as PricedSession
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
 
@@ -82,6 +84,9 @@ class ExportLine(msgspec.Struct, kw_only=True):
     # What a charging cost is made of, from the provider's billing record (CDR):
     # [{"type", "amount", "quantity", "unit"}]; None when no record said.
     components: list[dict[str, Any]] | None = None
+    # `tariff:<name>` or `reimbursement:<name>` when hookgate priced a session that no
+    # provider priced ([[tariffs]], [[reimbursements]]); None for a provider's amount.
+    priced_by: str | None = None
 
 
 class VehicleTotal(msgspec.Struct, kw_only=True):
@@ -219,19 +224,54 @@ def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> Ex
     )
 
 
-def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> ExportLine:
+class Rates(msgspec.Struct, kw_only=True, frozen=True):
+    """The configured prices of sessions no provider prices."""
+
+    tariffs: tuple[Tariff, ...] = ()
+    reimbursements: tuple[Reimbursement, ...] = ()
+
+
+NO_RATES = Rates()
+
+
+def _charging_line(
+    row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo, rates: Rates = NO_RATES
+) -> ExportLine:
     token = normalise_uid(str(row["token"])) if row.get("token") else None
     owner = tokens.by_uid.get(token) if token else None
     read = _Amounts(row)
     total = read("cost")
     excl = read("cost_excl_vat")
     vat = total - excl if total is not None and excl is not None else None
+    currency = row.get("currency") or None
+    components = row.get("cost_components") or None
+    priced = None
+    if total is None and row.get("cost") in (None, "") and rates.tariffs + rates.reimbursements:
+        priced = price(
+            PricedSession(
+                source=str(row["source"]),
+                charger_id=row.get("charger_id"),
+                started_at=_instant(row["started_at"]) if row.get("started_at") else None,
+                ended_at=_instant(row["ended_at"]) if row.get("ended_at") else None,
+                energy_kwh=row.get("energy_kwh"),
+                vehicle=owner.get("vehicle") if owner else None,
+                driver=owner.get("driver") if owner else None,
+            ),
+            rates.tariffs,
+            rates.reimbursements,
+        )
+    if priced is not None:
+        excl, vat, total = (
+            Decimal(priced.amount_excl_vat),
+            Decimal(priced.vat),
+            Decimal(priced.total),
+        )
+        currency, components = priced.currency, list(priced.components)
     parts = ["Charging"]
     if row.get("energy_kwh"):
         parts.append(f"{row['energy_kwh']} kWh")
     if row.get("charger_id"):
         parts.append(f"at {row['charger_id']}")
-    components = row.get("cost_components") or None
     if components:
         parts.append("(" + ", ".join(_component(part) for part in components) + ")")
     return ExportLine(
@@ -246,9 +286,10 @@ def _charging_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> E
         amount_excl_vat=_money(excl),
         vat=_money(vat),
         total=_money(total),
-        currency=row.get("currency") or None,
+        currency=currency,
         note=read.note(),
         components=components,
+        priced_by=priced.by if priced else None,
     )
 
 
@@ -297,12 +338,17 @@ def _totals(lines: list[ExportLine]) -> list[VehicleTotal]:
 
 
 async def build_report(
-    store: Store, month: str, timezone: str, configured: Iterable[Any] = ()
+    store: Store,
+    month: str,
+    timezone: str,
+    configured: Iterable[Any] = (),
+    rates: Rates = NO_RATES,
 ) -> FleetReport:
     """The report of `month` (YYYY-MM, in `timezone`); ValueError for a bad month.
 
     `configured` are the `[authorization] tokens` of the configuration: they win over the
-    stored copies, which a server only refreshes from the file when it starts."""
+    stored copies, which a server only refreshes from the file when it starts. `rates`
+    price the charging sessions no provider priced (domain/tariffs.py)."""
     since, until = month_bounds(month, timezone)
     zone = ZoneInfo(timezone)
     docs = {str(doc.get("uid")): doc for doc in await _token_docs(store)}
@@ -313,7 +359,7 @@ async def build_report(
     charging = await store.view_rows("charging_sessions", where)
     dated = [(_instant(row["ended_at"]), _parking_line(row, tokens, zone)) for row in parking]
     dated += [
-        (_instant(row["ended_at"]), _charging_line(row, tokens, zone))
+        (_instant(row["ended_at"]), _charging_line(row, tokens, zone, rates))
         for row in charging
         if row.get("ended_at") is not None
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hookgate.config import Config
 from hookgate.domain.errors import NotFound
 from hookgate.domain.queries import ReplayFilter
-from hookgate.export import FleetReport, build_report
+from hookgate.export import FleetReport, Rates, build_report
 from hookgate.ops.replay import BadReplay, check_replay
 from hookgate.store.base import Store
 
@@ -38,6 +38,10 @@ class Operations:
         """The fleet costs of a month (YYYY-MM in the [authorization] timezone)."""
         settings = self.config.authorization
         try:
-            return await build_report(self.store, month, settings.timezone, settings.tokens)
+            rates = Rates(
+                tariffs=tuple(self.config.tariffs),
+                reimbursements=tuple(self.config.reimbursements),
+            )
+            return await build_report(self.store, month, settings.timezone, settings.tokens, rates)
         except ValueError as exc:
             raise BadReplay("month", str(exc)) from None
