@@ -519,3 +519,32 @@ def test_revoked_token_a_cannot_register(gateway: tuple[str, Path], cpo: Cpo) ->
         )
         check_envelope(answer, 401, 2000)
     assert cpo.seen == []
+
+
+def test_token_a_registers_once_under_concurrent_posts(gateway: tuple[str, Path], cpo: Cpo) -> None:
+    url, config = gateway
+    issued = json.loads(
+        run_cli("ocpi", "issue", "--name", "Racer", "--json", "--config", str(config)).stdout
+    )
+    barrier = threading.Barrier(4)
+    answers: list[int] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=url, timeout=15) as http:
+            barrier.wait()
+            answer = http.post(
+                "/ocpi/2.2.1/credentials",
+                headers=token_header(issued["token_a"]),
+                json=cpo.credentials(),
+            )
+            answers.append(answer.status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # One registration wins; the others find token A used up (or already spent).
+    assert sorted(answers) == [200, 401, 401, 401]
+    [party] = json.loads(run_cli("ocpi", "list", "--json", "--config", str(config)).stdout)["items"]
+    assert party["status"] == "registered"
