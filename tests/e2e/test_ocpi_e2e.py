@@ -352,6 +352,11 @@ def test_register_list_authorize_and_end(
         empty = http.get("/ocpi/2.2.1/tokens", params={"date_from": later}, headers=c)
         assert check_envelope(empty, 200, 1000) == [] and empty.headers["x-total-count"] == "0"
         check_envelope(http.get("/ocpi/2.2.1/tokens", params={"limit": "0"}, headers=c), 400, 2001)
+        # Digits of other scripts (a superscript one int() refuses) and past any page.
+        for odd in ("\u00b9", "\u0663", "\uff15", "9" * 5000):
+            for name in ("limit", "offset"):
+                got = http.get("/ocpi/2.2.1/tokens", params={name: odd}, headers=c)
+                check_envelope(got, 400, 2001)
         check_envelope(
             http.get("/ocpi/2.2.1/tokens", params={"date_to": "yesterday"}, headers=c), 400, 2001
         )

@@ -576,6 +576,10 @@ _ODD_VALUES = [
     "-1",
     "501",
     "99999999999999999999999",
+    "9" * 5000,
+    "\u00b9",  # digits str.isdigit() accepts: superscript, Arabic-Indic, fullwidth
+    "\u0663",
+    "\uff15",
     "1e400",
     "NaN",
     "2025-12",

@@ -170,7 +170,7 @@ class AmpecoApiEmulator:
         if limited is not None:
             return limited
         object_id = found.group("id")
-        if route.id_type == "integer" and not object_id.isdigit():
+        if route.id_type == "integer" and not (object_id.isascii() and object_id.isdigit()):
             return JSONResponse({"message": "Not Found"}, status_code=404)
         faults = self.faults.get((route.kind, object_id))
         if faults:

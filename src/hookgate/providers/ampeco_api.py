@@ -83,7 +83,7 @@ class AmpecoApi:
         template = PATHS.get(kind)
         if template is None:
             raise FetchError(f"no AMPECO API path reads a {kind!r}", retryable=False)
-        if ref_id.isdigit():
+        if ref_id.isascii() and ref_id.isdigit():
             body = await self._get(template.format(id=ref_id), None)
         elif kind == "cdr":
             # `cdr.received` names a CDR by its roaming id (`DE-AMP-...`): the listing

@@ -97,7 +97,9 @@ def _count(request: Request, name: str, default: int, least: int) -> int:
     value = request.query_params.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) < least:
+    # ASCII digits only: str.isdigit() also holds for superscripts, which int() refuses,
+    # and for other scripts' digits; past 9 digits no page exists.
+    if not (value.isascii() and value.isdigit()) or len(value) > 9 or int(value) < least:
         raise Failure(400, 2001, f"{name}={value!r} must be a whole number of at least {least}")
     return int(value)
 
@@ -117,7 +119,7 @@ class OcpiApi:
         """The request body, refused with 413 past `[server] max_body_bytes` (read no
         further than that)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise Failure(413, 2000, f"the body exceeds {self.max_body_bytes} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
