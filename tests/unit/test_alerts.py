@@ -348,6 +348,13 @@ def test_destination_failing_fires_on_dead_deliveries_and_resolves_after_replay(
                 count=1,
                 max_attempts=1,
             )
+        # The rule reads the dead count, then the failing streak: with the second attempt
+        # committed between the two reads it fires on the streak with no delivery dead
+        # (true then, but not the alert this test is about). It starts once it is dead.
+        await until_async(
+            lambda: running.count("deliveries", "destination = ? AND status = 'dead'", "erp"),
+            "the delivery to be given up",
+        )
         async with evaluating(running, data, clock) as (evaluator, store):
             report = await until(evaluator, lambda r: bool(r.fired))
             assert report.fired == ["destination_failing/erp"]
