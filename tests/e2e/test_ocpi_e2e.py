@@ -406,6 +406,10 @@ def test_register_list_authorize_and_end(
             storage_url,
             "SELECT count(*) FROM decisions WHERE source = 'ocpi' AND result = 'UNKNOWN'",
         ) == [(2,)]
+        metrics = http.get("/metrics").text
+        for result, count in (("UNKNOWN", 2), ("ALLOWED", 1), ("BLOCKED", 1)):
+            line = f'hookgate_decisions_total{{fallback="false",result="{result}",source="ocpi"}}'
+            assert f"{line} {count}.0" in metrics, (line, metrics)
         check_envelope(
             http.post("/ocpi/2.2.1/tokens/TAG-1/authorize", params={"type": "CARD"}, headers=c),
             400,

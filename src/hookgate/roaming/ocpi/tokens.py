@@ -199,6 +199,7 @@ class TokenDesk:
                 latency_us=int((time.perf_counter() - began) * 1e6),
             )
             await self.store.record_session_start(event, decision)
+            self.sessions.metrics.decisions.labels(self.source.name, UNKNOWN, "false").inc()
             return Authorized(decision, None)
         started = await self.sessions.start(self.source, request, event, began)
         decision = started.decision
