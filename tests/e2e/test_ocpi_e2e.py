@@ -467,6 +467,21 @@ def test_register_list_authorize_and_end(
         assert posted.headers["location"] == f"{url}/ocpi/2.2.1/cdrs/SE/CHG/{cdr['id']}"
         assert check_envelope(http.get(posted.headers["location"], headers=c), 200, 1000) == cdr
         check_envelope(http.get("/ocpi/2.2.1/cdrs/SE/CHG/none", headers=c), 404, 2000)
+        # Charged offline (no authorization quoted): still counted against the budgets.
+        offline = cdr_object("offline1", 3.5, uid="TAG-1")
+        del offline["authorization_reference"]
+        check_envelope(http.post("/ocpi/2.2.1/cdrs", json=offline, headers=c), 200, 1000)
+        assert query(
+            storage_url,
+            "SELECT status, token FROM authorized_sessions "
+            "WHERE source = 'ocpi' AND session_id = ?",
+            f"cdr:{offline['id']}",
+        ) == [("unmatched", "TAG-1")]
+        assert query(
+            storage_url,
+            "SELECT kwh FROM consumption WHERE source = 'ocpi' AND session_key = ?",
+            f"session:cdr:{offline['id']}",
+        ) == [("3.5",)]
         [(status, ended_at)] = query(
             storage_url,
             "SELECT status, ended_at FROM authorized_sessions "
@@ -509,7 +524,7 @@ def test_register_list_authorize_and_end(
         return {status: int(n) for status, n in rows}
 
     until(lambda: set(statuses()) == {"processed"}, what="OCPI events processed")
-    assert statuses()["processed"] == 11  # 8 authorizations, 2 Session updates, 1 CDR
+    assert statuses()["processed"] == 12  # 8 authorizations, 2 Session updates, 2 CDRs
 
 
 def test_revoked_token_a_cannot_register(gateway: tuple[str, Path], cpo: Cpo) -> None:
