@@ -510,7 +510,7 @@ def test_request_id_in_problem_header_log_and_rejection(
         try:
             [found] = await store.sql_read(lambda c: alerting.rejections_by_request(c, request_id))
             assert found["id"] == rejection_id
-            assert (await store.get_rejection(rejection_id))["request_id"] == request_id
+            assert (await store.get_rejection(rejection_id)).request_id == request_id
         finally:
             await store.close()
 

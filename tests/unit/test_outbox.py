@@ -88,7 +88,7 @@ async def test_a_failing_handler_fails_only_its_event_and_rolls_its_changes_back
     result = await store.process_pending(handler, 10)
     assert (result.processed, result.failed, result.deliveries) == (1, 1, 1)
     row = await store.get_event(bad.id)
-    assert row is not None and row["status"] == "failed"
+    assert row is not None and row.status == "failed"
     assert (await store.replay(ReplayFilter(event_ids=[bad.id]))) == 1
     result = await store.process_pending(to("erp"), 10)
     assert (result.processed, result.deliveries) == (1, 1)

@@ -143,7 +143,7 @@ async def test_the_log_is_trimmed_to_its_size_cap_oldest_first(store: Store) -> 
     # Each record costs its body, replay copy, detail and path: a bit over 2,000 bytes.
     assert await store.trim_rejections(7_000) == 7
     left = (await store.list_rejections(None, None, 50)).items
-    assert [item["id"] for item in left] == ids[-3:][::-1]
+    assert [item.id for item in left] == ids[-3:][::-1]
 
 
 async def test_counts_add_up_per_minute_source_and_reason(store: Store) -> None:

@@ -107,9 +107,9 @@ async def test_a_quarantined_event_valid_now_is_queued_for_processing(
     )
     stored = await store.get_event(event.id)
     assert stored is not None
-    assert (stored["status"], stored["dedup_key"]) == ("received", "parking:2791368361")
-    assert stored["subject"] == "parking/2791368361"
-    assert stored["document"]["licenseNumber"] == "ABC123"
+    assert (stored.status, stored.dedup_key) == ("received", "parking:2791368361")
+    assert stored.subject == "parking/2791368361"
+    assert stored.document["licenseNumber"] == "ABC123"
 
     with pytest.raises(Conflict) as again:
         await reprocess_event(store, config, providers, event.id)
@@ -132,7 +132,7 @@ async def test_a_quarantined_duplicate_names_the_event_it_duplicates(
     assert (result.status, result.duplicate_of) == ("duplicate", first.id)
     assert result.detail.startswith(f"duplicate of event {first.id}")
     stored = await store.get_event(second.id)
-    assert stored is not None and stored["status"] == "quarantined"
+    assert stored is not None and stored.status == "quarantined"
 
 
 async def test_a_still_invalid_event_answers_422_with_the_parser_message(
@@ -224,11 +224,11 @@ async def test_a_rejected_call_passes_after_the_secret_is_configured(
     assert (result.status, result.event_type) == ("stored", "SessionStartStopNotification")
     event = await store.get_event(result.event_id)
     assert event is not None
-    assert event["raw_body"] == SESSION_STOP
-    assert event["status"] == "received"
-    assert "authorization" not in event["headers"]
+    assert event.raw_body == SESSION_STOP
+    assert event.status == "received"
+    assert "authorization" not in event.headers
     rejection = await store.get_rejection(rejection_id)
-    assert rejection is not None and rejection["rerun_event_id"] == result.event_id
+    assert rejection is not None and rejection.rerun_event_id == result.event_id
 
     with pytest.raises(Conflict) as twice:
         await rerun_rejection(store, after, providers, rejection_id)
@@ -269,9 +269,9 @@ async def test_rejection_listing_shows_the_rerun_but_not_the_copy(
     result = await rerun_rejection(store, config, providers, rejection_id)
     page = await store.list_rejections("ampeco", None, 10)
     (item,) = page.items
-    assert item["rerun_event_id"] == result.event_id
-    assert "replay" not in item
-    assert msgspec.json.encode(item["headers"]) == b"{}"
+    assert item.rerun_event_id == result.event_id
+    assert not hasattr(item, "replay")
+    assert msgspec.json.encode(item.headers) == b"{}"
 
 
 async def test_a_zaptec_rejection_without_a_copy_speaks_of_zaptec(

@@ -188,7 +188,7 @@ async def test_a_full_queue_refuses_ingest_at_once_and_keeps_the_reserve_for_dec
             # in any order once it is released.)
             assert done.index("s1") < done.index("k3") and done.index("s2") < done.index("k3")
         assert store.queued_writes() == 0
-        keys = {e["dedup_key"] for e in (await store.list_events(EventFilter(), None, 100)).items}
+        keys = {e.dedup_key for e in (await store.list_events(EventFilter(), None, 100)).items}
         assert keys == {"k0", "k1", "k2", "k3", "start-1", "start-2", "start-4"}
         store.check_ingest_room()  # room again
         assert (await store.ingest(event("after"))).stored

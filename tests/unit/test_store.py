@@ -163,7 +163,7 @@ async def test_end_without_start_is_flagged_unmatched(store: Store) -> None:
     )
     assert result.stored and not result.matched
     stored = await store.get_event(result.event_id)
-    assert stored is not None and "unmatched" in stored["flags"]
+    assert stored is not None and "unmatched" in stored.flags
     assert (await store.get_session("zaptec", "X"))["status"] == "unmatched"  # type: ignore[index]
 
 
@@ -214,7 +214,7 @@ async def test_cursor_pages_walk_every_row_once_newest_first(store: Store) -> No
     seen, cursor = [], None
     while True:
         page = await store.list_events(EventFilter(), cursor, 3)
-        seen.extend(item["id"] for item in page.items)
+        seen.extend(item.id for item in page.items)
         if page.next is None:
             break
         cursor = page.next
@@ -228,7 +228,7 @@ async def test_since_filter(store: Store) -> None:
     cut = now - timedelta(seconds=30)
     recent = await store.ingest(event("new"))
     page = await store.list_events(EventFilter(since=cut), None, 10)
-    assert [item["id"] for item in page.items] == [recent.event_id]
+    assert [item.id for item in page.items] == [recent.event_id]
     later = await store.list_events(EventFilter(since=cut + timedelta(hours=1)), None, 10)
     assert later.items == []
 
@@ -442,10 +442,10 @@ async def test_documents_and_odd_text_come_back_as_written(store: Store) -> None
     stored = await store.ingest(event("odd\x00key", document=doc, subject="plate\x00"))
     item = await store.get_event(stored.event_id)
     assert item is not None
-    assert list(item["document"]) == ["zeta", "alpha", "text"]
-    assert list(item["document"]["alpha"]) == ["b", "a"]
-    assert item["document"]["text"] == "nul\u0000byte"
-    assert isinstance(item["received_at"], str) and item["received_at"].endswith("Z")
+    assert list(item.document) == ["zeta", "alpha", "text"]
+    assert list(item.document["alpha"]) == ["b", "a"]
+    assert item.document["text"] == "nul\u0000byte"
+    assert isinstance(item.received_at, str) and item.received_at.endswith("Z")
 
 
 async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
@@ -490,12 +490,12 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
     }
     assert (await store.prune(cut))["inbox_bodies"] == 1
     kept = await store.get_event(old.event_id)
-    assert kept is not None and kept["raw_body"] == b"" and kept["body_sha256"] == "00"
-    assert kept["document"] == {"parkingId": 1, "price": "22.45"}
+    assert kept is not None and kept.raw_body == b"" and kept.body_sha256 == "00"
+    assert kept.document == {"parkingId": 1, "price": "22.45"}
     kept_for_rerun = await store.get_event(failing.event_id)
-    assert kept_for_rerun is not None and kept_for_rerun["raw_body"] != b""
+    assert kept_for_rerun is not None and kept_for_rerun.raw_body != b""
     fresh = await store.get_event(new.event_id)
-    assert fresh is not None and fresh["raw_body"] == b'{"parkingId": 1}'
+    assert fresh is not None and fresh.raw_body == b'{"parkingId": 1}'
     assert (await store.list_rejections(None, None, 10)).items == []
     assert (await store.prune(cut))["inbox_bodies"] == 0
 

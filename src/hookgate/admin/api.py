@@ -23,6 +23,7 @@ from hookgate.admin import schemas as s
 from hookgate.admin.contract import Handler, Operation, ParamError, decode_query, query_of
 from hookgate.config import AdminToken
 from hookgate.domain.errors import HookgateError, StoreError
+from hookgate.domain.events import StoredRejection
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page
 from hookgate.ids import new_id
 from hookgate.ingress.problems import error_answer, problem
@@ -90,6 +91,12 @@ def body_fields(raw: bytes, name: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         text = None
     return {name: text, f"{name}_base64": base64.b64encode(raw).decode()}
+
+
+def _rejection_answer(item: StoredRejection) -> s.RejectionRecord:
+    fields = msgspec.structs.asdict(item)
+    fields.update(body_fields(fields.pop("body"), "body"))
+    return s.RejectionRecord(**fields)
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
@@ -256,8 +263,8 @@ class AdminApi:
     # -- handlers --------------------------------------------------------------------------
 
     @staticmethod
-    def _page(page: Page) -> Response:
-        return json_response({"items": page.items, "next": page.next})
+    def _page(page: Page[Any]) -> Response:
+        return json_response(page)
 
     async def events(self, request: Request) -> Response:
         q: s.EventsQuery = query_of(request, s.EventsQuery)
@@ -275,15 +282,14 @@ class AdminApi:
         item = await self._store.get_event(request.path_params["event_id"])
         if item is None:
             raise ApiError(404, "not-found", "no event with this id")
-        item.update(body_fields(item.pop("raw_body"), "raw_body"))
-        return json_response(item)
+        fields = msgspec.structs.asdict(item)
+        fields.update(body_fields(fields.pop("raw_body"), "raw_body"))
+        return json_response(s.EventDetail(**fields))
 
     async def rejections(self, request: Request) -> Response:
         q: s.RejectionsQuery = query_of(request, s.RejectionsQuery)
         page = await self._store.list_rejections(q.source, q.cursor, q.limit)
-        for item in page.items:
-            item.update(body_fields(item.pop("body"), "body"))
-        return self._page(page)
+        return self._page(Page([_rejection_answer(item) for item in page.items], page.next))
 
     async def rejection_counts(self, request: Request) -> Response:
         """Every refusal, recorded in full or only counted, summed per source and reason

@@ -6,15 +6,19 @@ suite checks the live answers against it, so a change here is a change of the co
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from hookgate.authorization.outcome import RESULTS
+from hookgate.domain.events import Event, EventStatus, IsoInstant
+from hookgate.domain.queries import Page
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token
 
-T = TypeVar("T")
+# The stored records the API answers as they are (hookgate.domain); what is defined below
+# is the API's own: query parameters, bodies, and envelopes that render bytes as text.
+__all__ = ["Event", "EventStatus", "IsoInstant", "Page"]
 
 # Instants are parsed by the handlers (`timeutil.parse_iso`), so that an offset-less or
 # out-of-range value gets a 400 naming the parameter rather than a generic type error.
@@ -35,7 +39,6 @@ Cursor = Annotated[
     ),
 ]
 
-EventStatus = Literal["received", "processed", "failed", "quarantined"]
 DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
 DecisionResult = Literal[RESULTS]  # type: ignore[valid-type]
 Scope = Literal["read", "write"]
@@ -49,14 +52,6 @@ class PageQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     limit: Limit = 50
     cursor: Cursor | None = None
-
-
-class Page(msgspec.Struct, Generic[T], kw_only=True):
-    """A page of items, newest first; `next` is the cursor of the following page, or null
-    on the last one."""
-
-    items: list[T]
-    next: str | None
 
 
 class Problem(msgspec.Struct, kw_only=True):
@@ -82,25 +77,6 @@ class EventsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     since: Instant | None = None
 
 
-class Event(msgspec.Struct, kw_only=True):
-    """An inbox event: a verified provider call as stored, without its raw body."""
-
-    id: str
-    source: str
-    provider: str
-    type: str
-    received_at: datetime
-    dedup_key: str
-    subject: str | None
-    status: EventStatus
-    flags: list[str]
-    headers: dict[str, str]
-    document: Any
-    body_sha256: str
-    body_size: int | None = None
-    error: str | None = None
-
-
 class EventDetail(Event, kw_only=True):
     """An event with the exact bytes the provider sent (as text when they are UTF-8)."""
 
@@ -113,10 +89,12 @@ class RejectionsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
 
 
 class RejectionRecord(msgspec.Struct, kw_only=True):
-    """A refused call (masked credentials), kept for inspection and never processed."""
+    """A refused call (masked credentials), kept for inspection and never processed: the
+    stored record (hookgate.domain.events.StoredRejection) with its body as text when it
+    is UTF-8, and always as base64."""
 
     id: str
-    received_at: datetime
+    received_at: IsoInstant
     source: str
     provider: str | None
     method: str
@@ -128,9 +106,10 @@ class RejectionRecord(msgspec.Struct, kw_only=True):
     remote: str | None
     body_sha256: str
     body_size: int
+    rerun_event_id: str | None
+    request_id: str | None
     body: str | None
     body_base64: str
-    rerun_event_id: str | None = None
 
 
 class RejectionCountsQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -502,9 +481,9 @@ class SourceHealth(msgspec.Struct, kw_only=True):
     auth: str | None
     credentials: list[str]
     settings: dict[str, Any]
-    last_event_at: datetime | None
+    last_event_at: IsoInstant | None
     last_event_id: str | None
-    last_rejection_at: datetime | None
+    last_rejection_at: IsoInstant | None
     last_rejection_reason: str | None
     events_24h: dict[str, int]
     rejections_24h: int

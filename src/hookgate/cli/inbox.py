@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 from datetime import timedelta
-from typing import Any
 
 import click
+import msgspec
 
 from hookgate.cli.common import (
     _config,
@@ -17,6 +17,7 @@ from hookgate.cli.common import (
     config_option,
     main,
 )
+from hookgate.domain.events import StoredRejectionDetail
 from hookgate.domain.queries import EventFilter
 from hookgate.store import Store, alerting
 from hookgate.timeutil import iso, parse_iso, utcnow
@@ -74,19 +75,19 @@ def events_list(
         return
     rows = []
     for item in page.items:
-        document = item.get("document")
+        document = item.document
         note = ""
-        if item["status"] == "quarantined" and isinstance(document, dict):
+        if item.status == "quarantined" and isinstance(document, dict):
             # What to look at before `hookgate events reprocess ID` (after an upgrade).
             note = str(document.get("violation") or document.get("error") or "")
         rows.append(
             [
-                item["id"],
-                item["received_at"][:19],
-                item["source"],
-                item["type"],
-                item["status"],
-                ",".join(item["flags"]) or "-",
+                item.id,
+                item.received_at[:19],
+                item.source,
+                item.type,
+                item.status,
+                ",".join(item.flags) or "-",
                 note,
             ]
         )
@@ -108,11 +109,12 @@ def events_show(config_path: str | None, event_id: str) -> None:
     item = asyncio.run(_with_store(_config(config_path), lambda s: s.get_event(event_id)))
     if item is None:
         raise click.ClickException(f"no event with id {event_id}")
-    item.update(_body_text(item.pop("raw_body"), "raw_body"))
-    _print_json(item)
+    fields = msgspec.structs.asdict(item)
+    fields.update(_body_text(fields.pop("raw_body"), "raw_body"))
+    _print_json(fields)
 
 
-async def _find_rejection(store: Store, key: str) -> dict[str, Any] | None:
+async def _find_rejection(store: Store, key: str) -> StoredRejectionDetail | None:
     item = await store.get_rejection(key)
     if item is not None:
         return item
@@ -142,20 +144,22 @@ def rejections_list(
         _with_store(_config(config_path), lambda s: s.list_rejections(source, cursor, limit))
     )
     if as_json:
-        for item in page.items:
-            item["body"] = item["body"].decode("utf-8", "replace")
-        _print_json({"items": page.items, "next": page.next})
+        items = [
+            {**msgspec.structs.asdict(item), "body": item.body.decode("utf-8", "replace")}
+            for item in page.items
+        ]
+        _print_json({"items": items, "next": page.next})
         return
     _table(
         ["ID", "RECEIVED", "SOURCE", "STATUS", "REASON", "DETAIL"],
         [
             [
-                item["id"],
-                item["received_at"][:19],
-                item["source"] or "-",
-                str(item["status"]),
-                item["reason"],
-                item["detail"] or "",
+                item.id,
+                item.received_at[:19],
+                item.source or "-",
+                str(item.status),
+                item.reason,
+                item.detail or "",
             ]
             for item in page.items
         ],
@@ -179,10 +183,10 @@ def rejections_show(config_path: str | None, rejection_id: str) -> None:
             f"no rejection with id or request id {rejection_id}: `hookgate rejections list` "
             "shows them (only the per-minute sample of refusals is recorded in full)"
         )
-    item.update(_body_text(item.pop("body"), "body"))
-    replay = item.pop("replay", None)
-    item["rerunnable"] = replay is not None
-    _print_json(item)
+    fields = msgspec.structs.asdict(item)
+    fields.update(_body_text(fields.pop("body"), "body"))
+    fields["rerunnable"] = fields.pop("replay") is not None
+    _print_json(fields)
 
 
 @rejections.command("counts")

@@ -66,7 +66,10 @@ def _time(value: Any) -> str:
 
 
 def _print_page(
-    page: Page, as_json: bool, what: str, columns: list[tuple[str, Callable[[Row], str]]]
+    page: Page[dict[str, Any]],
+    as_json: bool,
+    what: str,
+    columns: list[tuple[str, Callable[[Row], str]]],
 ) -> None:
     """A page as a table with a header (or as JSON); says so when there is nothing."""
     if as_json:
@@ -89,7 +92,7 @@ def _view_list(
     until: str | None,
     cursor: str | None,
     limit: int,
-) -> Page:
+) -> Page[dict[str, Any]]:
     where = ViewFilter(
         equal={column: value for column, value in equal.items() if value},
         time_column=time_column,

@@ -68,7 +68,7 @@ async def overview_data(
     sources = []
     for source in config.sources:
         last = await store.list_events(EventFilter(source=source.name), None, 1)
-        last_at = _instant(last.items[0]["received_at"]) if last.items else None
+        last_at = _instant(last.items[0].received_at) if last.items else None
         total = sum(per_source.get(source.name, []))
         sources.append(
             {

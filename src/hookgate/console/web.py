@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import msgspec
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from msgspec.structs import asdict
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -509,7 +510,7 @@ class Console:
         else:
             where = EventFilter(source=source, event_type=event_type, status=status)
             page = await self.store.list_events(where, cursor, PAGE)
-            items = [{**item, "event_type": item.get("type")} for item in page.items]
+            items = [{**asdict(item), "event_type": item.type} for item in page.items]
             following = page.next
             searched = False
         for item in items:
@@ -532,7 +533,8 @@ class Console:
         item = await self.store.get_event(event_id)
         if item is None:
             raise Refused(404, f"no event with id {event_id}")
-        raw: bytes = item.pop("raw_body")
+        event = asdict(item)
+        raw: bytes = event.pop("raw_body")
         outcome = await self.store.sql_read(
             functools.partial(console_queries.processing_outcome, event_id=event_id)
         )
@@ -542,7 +544,7 @@ class Console:
             delivery["history"] = await self.store.delivery_attempts(delivery["id"])
             deliveries.append(delivery)
         data = {
-            "event": item,
+            "event": event,
             "outcome": outcome or {},
             "body": pretty_body(raw),
             "body_bytes": len(raw),
@@ -582,7 +584,7 @@ class Console:
         groups.sort(key=lambda g: -g.total)
         page = await self.store.list_rejections(source, p.get("cursor") or None, PAGE)
         reason = p.get("reason") or None
-        items = [r for r in page.items if reason in (None, r.get("reason"))]
+        items = [asdict(r) for r in page.items if reason in (None, r.reason)]
         for item in items:
             item.pop("body", None)
         data = {
@@ -600,10 +602,11 @@ class Console:
         item = await self.store.get_rejection(rejection_id)
         if item is None:
             raise Refused(404, f"no rejection with id {rejection_id}")
-        raw = item.pop("body", None)
-        item.pop("replay", None)  # the stored call a re-run sends again: not for display
+        rejection = asdict(item)
+        raw = rejection.pop("body", None)
+        rejection.pop("replay", None)  # the stored call a re-run sends again: not for display
         body = pretty_body(raw) if isinstance(raw, bytes) and raw else None
-        return "rejection.html", {"rejection": item, "body": body}
+        return "rejection.html", {"rejection": rejection, "body": body}
 
     async def rerun(
         self, request: Request, session: Session, form: dict[str, str]

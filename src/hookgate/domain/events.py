@@ -4,9 +4,20 @@ what an ingest reports back."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+# An instant as stored records are read: fixed-width UTC text (`timeutil.iso`), the form
+# both backends return, so it sorts as text and the JSON answered stays byte for byte the
+# same whatever the backend. `timeutil.parse_iso` turns it into a datetime.
+IsoInstant = Annotated[
+    str, Meta(extra_json_schema={"format": "date-time"}, description="UTC, ISO 8601")
+]
+
+# What an inbox event can be: stored and waiting, done, failed in processing, held back.
+EventStatus = Literal["received", "processed", "failed", "quarantined"]
 
 
 class InboundEvent(msgspec.Struct, kw_only=True):
@@ -100,3 +111,60 @@ class RejectionCount(msgspec.Struct, kw_only=True):
     total: int
     recorded: int
     body_bytes: int
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """An inbox event as listings read it: a verified provider call as stored, without
+    its raw body (`body_size` is the body's length; None once retention cleared it)."""
+
+    id: str
+    source: str
+    provider: str
+    type: str
+    received_at: IsoInstant
+    dedup_key: str
+    subject: str | None
+    status: EventStatus
+    flags: list[str]
+    headers: dict[str, str]
+    document: Any
+    body_sha256: str
+    body_size: int | None
+    request_id: str | None
+
+
+class EventWithBody(Event, kw_only=True):
+    """An inbox event with the exact bytes the provider sent (empty once retention
+    cleared them)."""
+
+    raw_body: bytes
+
+
+class StoredRejection(msgspec.Struct, kw_only=True):
+    """A refused call as listings read it (masked credentials), kept for inspection and
+    never processed; `rerun_event_id` is the inbox event a re-run made of it."""
+
+    id: str
+    received_at: IsoInstant
+    source: str
+    provider: str | None
+    method: str
+    path: str
+    status: int
+    reason: str
+    detail: str
+    headers: dict[str, str]
+    remote: str | None
+    body_sha256: str
+    body_size: int
+    body: bytes
+    rerun_event_id: str | None
+    request_id: str | None
+
+
+class StoredRejectionDetail(StoredRejection, kw_only=True):
+    """A rejection with its replay copy (None when the call cannot be verified again)
+    and what it costs in the log's size cap."""
+
+    replay: bytes | None
+    stored_bytes: int

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class EventFilter(msgspec.Struct, kw_only=True):
@@ -47,8 +49,10 @@ class ReplayFilter(msgspec.Struct, kw_only=True):
     destination: str | None = None
 
 
-class Page(msgspec.Struct):
-    """A page of rows, newest first, and the cursor of the next page if any."""
+class Page(msgspec.Struct, Generic[T]):
+    """A page of items, newest first; `next` is the cursor of the following page, or null
+    on the last one. `Page[Event]` says what a listing holds; the admin API answers
+    this struct as it is (its OpenAPI schema is generated from it)."""
 
-    items: list[dict[str, Any]]
+    items: list[T]
     next: str | None

@@ -17,7 +17,7 @@ import msgspec
 from hookgate.config import Config, SourceConfig
 from hookgate.domain.decisions import ConsumptionReport
 from hookgate.domain.errors import Conflict, NotFound, Unprocessable
-from hookgate.domain.events import InboundEvent, IngestResult
+from hookgate.domain.events import InboundEvent, IngestResult, StoredRejectionDetail
 from hookgate.providers.base import Call, Parsed, Provider, Reject, RouteKind, read_replay_copy
 from hookgate.store.base import Store
 
@@ -85,13 +85,13 @@ def _still_invalid(exc: Reject) -> Unprocessable:
     return Unprocessable(exc.detail)
 
 
-def _no_copy_reason(rejection: dict[str, Any], config: Config, providers: Providers) -> str:
-    if rejection["reason"] == "body-too-large":
+def _no_copy_reason(rejection: StoredRejectionDetail, config: Config, providers: Providers) -> str:
+    if rejection.reason == "body-too-large":
         return "the body was over the size limit and was not kept whole"
-    if rejection["provider"] is None:
+    if rejection.provider is None:
         return "the request named no configured source, so nothing was kept to verify it"
-    source = config.source(rejection["source"])
-    provider = providers.get(rejection["provider"])
+    source = config.source(rejection.source)
+    provider = providers.get(rejection.provider)
     if source is not None and provider is not None and not provider.replay_headers(source):
         return (
             f"source {source.name!r} authenticates with credentials in headers (Basic, API "
@@ -127,12 +127,12 @@ class Reruns:
         event = await store.get_event(event_id)
         if event is None:
             raise NotFound(f"no event with id {event_id}")
-        if event["status"] != "quarantined":
+        if event.status != "quarantined":
             raise Conflict(
-                f"event {event_id} is {event['status']}, not quarantined", code="not-quarantined"
+                f"event {event_id} is {event.status}, not quarantined", code="not-quarantined"
             )
-        source, provider = _source(self.config, self.providers, event["source"])
-        call = Call(_ingest_route(provider), dict(event["headers"]), event["raw_body"])
+        source, provider = _source(self.config, self.providers, event.source)
+        call = Call(_ingest_route(provider), dict(event.headers), event.raw_body)
         try:
             parsed = provider.parse(source, call)
         except Reject as exc:
@@ -169,28 +169,27 @@ class Reruns:
         rejection = await store.get_rejection(rejection_id)
         if rejection is None:
             raise NotFound(f"no rejection with id {rejection_id}")
-        if rejection.get("rerun_event_id"):
+        if rejection.rerun_event_id:
             raise Conflict(
-                f"rejection {rejection_id} was already re-run as event "
-                f"{rejection['rerun_event_id']}",
+                f"rejection {rejection_id} was already re-run as event {rejection.rerun_event_id}",
                 code="already-rerun",
             )
-        if rejection.get("replay") is None:
+        if rejection.replay is None:
             raise Conflict(
                 _no_copy_reason(rejection, self.config, self.providers), code="no-replay-copy"
             )
-        source, provider = _source(self.config, self.providers, rejection["source"])
-        if source.provider != rejection["provider"]:
+        source, provider = _source(self.config, self.providers, rejection.source)
+        if source.provider != rejection.provider:
             raise Conflict(
-                f"source {source.name!r} is now {source.provider}, not {rejection['provider']}",
+                f"source {source.name!r} is now {source.provider}, not {rejection.provider}",
                 code="provider-changed",
             )
-        route = rejection["path"].removeprefix("/hooks/").strip("/").partition("/")[2]
+        route = rejection.path.removeprefix("/hooks/").strip("/").partition("/")[2]
         if provider.routes.get(route) != "ingest":
             raise Conflict(
                 f"calls to /{route} are answered live and cannot be re-run", code="not-rerunnable"
             )
-        copy = read_replay_copy(rejection["replay"])
+        copy = read_replay_copy(rejection.replay)
         call = Call(route, dict(copy.headers), copy.body)
         # The edge's checks first (credentials, media type), then the pipeline's steps.
         pipeline = self.pipeline

@@ -90,7 +90,7 @@ def _row(row: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
 
 def list_audit(
     conn: Any, where: AuditFilter, cursor: str | None, limit: int, dialect: Dialect
-) -> Page:
+) -> Page[dict[str, Any]]:
     """One page of entries, newest first."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -132,6 +132,8 @@ async def record(store: Store, entry: AuditRecord) -> None:
     await store.sql_write(lambda conn: insert_audit(conn, entry, _dialect(conn)))
 
 
-async def page(store: Store, where: AuditFilter, cursor: str | None, limit: int) -> Page:
+async def page(
+    store: Store, where: AuditFilter, cursor: str | None, limit: int
+) -> Page[dict[str, Any]]:
     """One page of the audit log, newest first."""
     return await store.sql_read(lambda conn: list_audit(conn, where, cursor, limit, _dialect(conn)))

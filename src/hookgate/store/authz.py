@@ -285,7 +285,9 @@ def decision_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-async def list_decisions(tx: Tx, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
+async def list_decisions(
+    tx: Tx, where: DecisionFilter, cursor: str | None, limit: int
+) -> Page[dict[str, Any]]:
     """Authorization decisions, newest first."""
     clauses, params = equal_filters(
         tx,

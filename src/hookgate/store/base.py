@@ -12,12 +12,16 @@ from typing import Any, Protocol, TypeVar
 
 from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
 from hookgate.domain.events import (
+    Event,
+    EventWithBody,
     InboundEvent,
     IngestResult,
     Rejection,
     RejectionCount,
     SessionEndResult,
     StoredEvent,
+    StoredRejection,
+    StoredRejectionDetail,
 )
 from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
@@ -125,10 +129,10 @@ class Store(Protocol):
     async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
         """Store the end call once and close (or flag as unmatched) its session."""
 
-    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
+    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page[Event]:
         """Inbox rows without raw bodies, newest first."""
 
-    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+    async def get_event(self, event_id: str) -> EventWithBody | None:
         """One inbox row with its raw body."""
 
     async def count_rejections(self, counts: Sequence[RejectionCount]) -> None:
@@ -144,10 +148,12 @@ class Store(Protocol):
         """Refusals per source and reason in minutes from `since` to before `until`:
         total, recorded, unrecorded, body_bytes, first and last minute; most first."""
 
-    async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
+    async def list_rejections(
+        self, source: str | None, cursor: str | None, limit: int
+    ) -> Page[StoredRejection]:
         """Rejected requests, newest first."""
 
-    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+    async def get_rejection(self, rejection_id: str) -> StoredRejectionDetail | None:
         """One rejection with its body, replay copy (bytes or None) and `rerun_event_id`."""
 
     async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
@@ -156,7 +162,9 @@ class Store(Protocol):
     async def find_event(self, source: str, dedup_key: str) -> str | None:
         """The id of the inbox event of `source` holding `dedup_key`, if any."""
 
-    async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
+    async def list_decisions(
+        self, where: DecisionFilter, cursor: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
         """Authorization decisions, newest first."""
 
     async def auth_snapshot(self, since: datetime) -> AuthSnapshot:
@@ -232,7 +240,9 @@ class Store(Protocol):
         Returns how many deliveries (and events) were queued; with `dry_run` the same work
         is rolled back, so the count is what a real replay would queue now."""
 
-    async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+    async def list_deliveries(
+        self, where: ViewFilter, cursor: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
         """Deliveries newest first (filters on event_id, destination, status)."""
 
     async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -258,7 +268,7 @@ class Store(Protocol):
 
     async def list_view(
         self, table: str, where: ViewFilter, cursor: str | None, limit: int
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         """A domain view's rows newest first (by their `id`), with JSON and instant
         columns decoded."""
 

@@ -13,7 +13,16 @@ from typing import Any
 import msgspec
 
 from hookgate.domain.decisions import ConsumptionReport
-from hookgate.domain.events import InboundEvent, IngestResult, Rejection, RejectionCount
+from hookgate.domain.events import (
+    Event,
+    EventWithBody,
+    InboundEvent,
+    IngestResult,
+    Rejection,
+    RejectionCount,
+    StoredRejection,
+    StoredRejectionDetail,
+)
 from hookgate.domain.queries import EventFilter, Page
 from hookgate.store.dialect import DIALECTS, Dialect
 from hookgate.store.paging import equal_filters, id_page
@@ -112,8 +121,7 @@ def _event_columns(d: Dialect) -> str:
     )
 
 
-def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An inbox row as callers see it (JSON columns decoded, timestamps as ISO text)."""
+def _event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "source": row["source"],
@@ -132,7 +140,12 @@ def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def list_events(tx: Tx, where: EventFilter, cursor: str | None, limit: int) -> Page:
+def event_row(row: Mapping[str, Any]) -> Event:
+    """An inbox row as callers see it (JSON columns decoded, instants as ISO text)."""
+    return Event(**_event_fields(row))
+
+
+async def list_events(tx: Tx, where: EventFilter, cursor: str | None, limit: int) -> Page[Event]:
     """Inbox rows without raw bodies, newest first."""
     clauses, params = equal_filters(
         tx,
@@ -149,16 +162,14 @@ async def list_events(tx: Tx, where: EventFilter, cursor: str | None, limit: int
     return await id_page(tx, "inbox", columns, clauses, params, cursor, limit, event_row)
 
 
-async def get_event(tx: Tx, event_id: str) -> dict[str, Any] | None:
+async def get_event(tx: Tx, event_id: str) -> EventWithBody | None:
     """One inbox row with its raw body."""
     row = await tx.one(
         f"SELECT {_event_columns(tx.dialect)}, raw_body FROM inbox WHERE id = ?", (event_id,)
     )
     if row is None:
         return None
-    item = event_row(tx.dialect.plain(row))
-    item["raw_body"] = bytes(row["raw_body"])
-    return item
+    return EventWithBody(**_event_fields(tx.dialect.plain(row)), raw_body=bytes(row["raw_body"]))
 
 
 async def requeue_event(
@@ -284,21 +295,41 @@ async def trim_rejections(tx: Tx, max_bytes: int) -> int:
     )
 
 
-def rejection_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A rejection as callers see it."""
-    item = dict(row)
-    item["headers"] = msgspec.json.decode(row["headers"])
-    item["body"] = bytes(row["body"])
-    return item
-
-
 _REJECTION_COLUMNS = (
     "id, received_at, source, provider, method, path, status, reason, detail, "
     "headers, remote, body_sha256, body_size, body, rerun_event_id, request_id"
 )
 
 
-async def list_rejections(tx: Tx, source: str | None, cursor: str | None, limit: int) -> Page:
+def _rejection_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "received_at": row["received_at"],
+        "source": row["source"],
+        "provider": row["provider"],
+        "method": row["method"],
+        "path": row["path"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "headers": msgspec.json.decode(row["headers"]),
+        "remote": row["remote"],
+        "body_sha256": row["body_sha256"],
+        "body_size": row["body_size"],
+        "body": bytes(row["body"]),
+        "rerun_event_id": row["rerun_event_id"],
+        "request_id": row["request_id"],
+    }
+
+
+def rejection_row(row: Mapping[str, Any]) -> StoredRejection:
+    """A rejection as listings see it."""
+    return StoredRejection(**_rejection_fields(row))
+
+
+async def list_rejections(
+    tx: Tx, source: str | None, cursor: str | None, limit: int
+) -> Page[StoredRejection]:
     """Rejected requests, newest first."""
     clauses, params = ([], []) if source is None else (["source = ?"], [source])
     return await id_page(
@@ -306,14 +337,20 @@ async def list_rejections(tx: Tx, source: str | None, cursor: str | None, limit:
     )
 
 
-async def get_rejection(tx: Tx, rejection_id: str) -> dict[str, Any] | None:
+async def get_rejection(tx: Tx, rejection_id: str) -> StoredRejectionDetail | None:
     """One rejection with its body, replay copy and re-run event."""
-    row = await tx.one("SELECT * FROM rejections WHERE id = ?", (rejection_id,))
+    row = await tx.one(
+        f"SELECT {_REJECTION_COLUMNS}, replay, stored_bytes FROM rejections WHERE id = ?",
+        (rejection_id,),
+    )
     if row is None:
         return None
-    item = rejection_row(tx.dialect.plain(row))
-    item["replay"] = bytes(row["replay"]) if row["replay"] is not None else None
-    return item
+    replay = row["replay"]
+    return StoredRejectionDetail(
+        **_rejection_fields(tx.dialect.plain(row)),
+        replay=bytes(replay) if replay is not None else None,
+        stored_bytes=int(row["stored_bytes"]),
+    )
 
 
 async def mark_rejection_rerun(tx: Tx, rejection_id: str, event_id: str) -> None:

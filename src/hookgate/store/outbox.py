@@ -364,7 +364,9 @@ async def _replay(tx: Tx, where: ReplayFilter) -> int:
     return queued
 
 
-async def list_deliveries(tx: Tx, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+async def list_deliveries(
+    tx: Tx, where: ViewFilter, cursor: str | None, limit: int
+) -> Page[dict[str, Any]]:
     """Deliveries newest first (filters on id, event_id, destination, status)."""
     clauses, params = equal_filters(
         tx,

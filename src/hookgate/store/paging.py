@@ -12,12 +12,14 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from hookgate.domain.errors import BadCursor
 from hookgate.domain.queries import Page
 from hookgate.ids import floor_id
 from hookgate.store.tx import Row, Tx
+
+T = TypeVar("T")
 
 __all__ = ["BadCursor", "decode_cursor", "decode_id_cursor", "encode_cursor", "id_page"]
 
@@ -75,8 +77,8 @@ async def id_page(
     params: Sequence[Any],
     cursor: str | None,
     limit: int,
-    convert: Callable[[Row], dict[str, Any]],
-) -> Page:
+    convert: Callable[[Row], T],
+) -> Page[T]:
     """Rows newest first by id, `limit` of them, and the cursor of the next page."""
     where, values = list(clauses), list(params)
     if cursor:
@@ -90,4 +92,4 @@ async def id_page(
     rows = await tx.all(sql, values)
     items = [convert(tx.dialect.plain(row)) for row in rows[:limit]]
     more = len(rows) > limit
-    return Page(items, encode_cursor(items[-1]["id"]) if more and items else None)
+    return Page(items, encode_cursor(str(rows[limit - 1]["id"])) if more and items else None)

@@ -17,11 +17,15 @@ from typing import Any, TypeVar
 from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
 from hookgate.domain.errors import StoreError
 from hookgate.domain.events import (
+    Event,
+    EventWithBody,
     InboundEvent,
     IngestResult,
     Rejection,
     RejectionCount,
     SessionEndResult,
+    StoredRejection,
+    StoredRejectionDetail,
 )
 from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
@@ -110,16 +114,18 @@ class SqlStore(QueryMethods):
     ) -> list[dict[str, Any]]:
         return await self._read(lambda tx: inbox.rejection_counts(tx, source, since, until))
 
-    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page:
+    async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page[Event]:
         return await self._read(lambda tx: inbox.list_events(tx, where, cursor, limit))
 
-    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+    async def get_event(self, event_id: str) -> EventWithBody | None:
         return await self._read(lambda tx: inbox.get_event(tx, event_id))
 
-    async def list_rejections(self, source: str | None, cursor: str | None, limit: int) -> Page:
+    async def list_rejections(
+        self, source: str | None, cursor: str | None, limit: int
+    ) -> Page[StoredRejection]:
         return await self._read(lambda tx: inbox.list_rejections(tx, source, cursor, limit))
 
-    async def get_rejection(self, rejection_id: str) -> dict[str, Any] | None:
+    async def get_rejection(self, rejection_id: str) -> StoredRejectionDetail | None:
         return await self._read(lambda tx: inbox.get_rejection(tx, rejection_id))
 
     async def mark_rejection_rerun(self, rejection_id: str, event_id: str) -> None:
@@ -168,7 +174,9 @@ class SqlStore(QueryMethods):
     async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
         return await self._write(lambda tx: authz.record_session_end(tx, event, end), Lane.DECISION)
 
-    async def list_decisions(self, where: DecisionFilter, cursor: str | None, limit: int) -> Page:
+    async def list_decisions(
+        self, where: DecisionFilter, cursor: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
         return await self._read(lambda tx: authz.list_decisions(tx, where, cursor, limit))
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
@@ -224,7 +232,9 @@ class SqlStore(QueryMethods):
     async def replay(self, where: ReplayFilter, *, dry_run: bool = False) -> int:
         return await self._write(lambda tx: outbox.replay(tx, where, dry_run=dry_run))
 
-    async def list_deliveries(self, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+    async def list_deliveries(
+        self, where: ViewFilter, cursor: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
         return await self._read(lambda tx: outbox.list_deliveries(tx, where, cursor, limit))
 
     async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -240,7 +250,7 @@ class SqlStore(QueryMethods):
 
     async def list_view(
         self, table: str, where: ViewFilter, cursor: str | None, limit: int
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         return await self._read(lambda tx: viewtx.list_page(tx, table, where, cursor, limit))
 
     async def view_rows(self, table: str, where: ViewFilter) -> list[dict[str, Any]]:

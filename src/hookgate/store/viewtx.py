@@ -288,7 +288,9 @@ def cursor_value(table: str, cursor: str) -> str:
     return text
 
 
-async def list_page(tx: Tx, table: str, where: ViewFilter, cursor: str | None, limit: int) -> Page:
+async def list_page(
+    tx: Tx, table: str, where: ViewFilter, cursor: str | None, limit: int
+) -> Page[dict[str, Any]]:
     """One listing page of a view, newest first, rows ready for JSON."""
     cursor_id = cursor_value(table, cursor) if cursor else None
     sql, params = _select(table, where, cursor_id, tx.dialect, "DESC")
@@ -307,7 +309,7 @@ async def list_rows(tx: Tx, table: str, where: ViewFilter) -> list[dict[str, Any
 
 def fetch_page(
     conn: Any, table: str, where: ViewFilter, cursor: str | None, limit: int, dialect: AnyDialect
-) -> Page:
+) -> Page[dict[str, Any]]:
     """`list_page` over a DB-API connection."""
     return run_sync(list_page(DbApiTx(conn, dialect_of(dialect)), table, where, cursor, limit))
 
