@@ -22,6 +22,7 @@ import msgspec
 
 from hookgate.alerts.settings import AlertsConfig
 from hookgate.config_explain import explain, item_label, line_of
+from hookgate.domain.anomalies import AnomalyRules
 from hookgate.domain.errors import Invalid
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
 from hookgate.domain.tariffs import Reimbursement, Tariff
@@ -599,6 +600,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Prices of sessions no provider prices, and home-charging reimbursement rates
     # (domain/tariffs.py; docs/configuration.md#tariffs).
     tariffs: list[Tariff] = []
+    # Thresholds of the anomaly flags on charging sessions (domain/anomalies.py).
+    anomalies: AnomalyRules = msgspec.field(default_factory=AnomalyRules)
     reimbursements: list[Reimbursement] = []
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from hookgate.domain.anomalies import ANOMALIES, PARKED
 from hookgate.domain.money import amount_problem
 from hookgate.domain.queries import ViewFilter
 from hookgate.domain.rules import normalise_uid
@@ -50,6 +51,7 @@ LINE_COLUMNS = (
     "total",
     "currency",
     "note",
+    "flags",
 )
 TOTAL_COLUMNS = ("vehicle", "currency", "lines", "amount_excl_vat", "vat", "total", "incomplete")
 
@@ -87,6 +89,9 @@ class ExportLine(msgspec.Struct, kw_only=True):
     # `tariff:<name>` or `reimbursement:<name>` when hookgate priced a session that no
     # provider priced ([[tariffs]], [[reimbursements]]); None for a provider's amount.
     priced_by: str | None = None
+    # Anomaly flags of the session (docs/views.md#anomaly-flags), and
+    # `parked_while_charging` on a parking and a charging line of one vehicle that overlap.
+    flags: list[str] = []
 
 
 class VehicleTotal(msgspec.Struct, kw_only=True):
@@ -290,6 +295,7 @@ def _charging_line(
         note=read.note(),
         components=components,
         priced_by=priced.by if priced else None,
+        flags=sorted(set(row.get("flags") or ()) & ANOMALIES),
     )
 
 
@@ -363,9 +369,34 @@ async def build_report(
         for row in charging
         if row.get("ended_at") is not None
     ]
+    _parked_while_charging(parking, charging, dated)
     dated.sort(key=lambda pair: (pair[0], pair[1].id))
     lines = [line for _, line in dated]
     return FleetReport(month=month, timezone=timezone, lines=lines, totals=_totals(lines))
+
+
+def _parked_while_charging(
+    parking: list[dict[str, Any]],
+    charging: list[dict[str, Any]],
+    dated: list[tuple[datetime, ExportLine]],
+) -> None:
+    """Flag a vehicle's parking and charging lines whose times overlap: a car cannot be
+    parked in one place while it charges in another (a shared or misused token)."""
+    lines = {line.id: line for _, line in dated}
+    parked: dict[str, list[dict[str, Any]]] = {}
+    for row in parking:
+        if row.get("license_number"):
+            parked.setdefault(_plate(str(row["license_number"])), []).append(row)
+    for row in charging:
+        line = lines.get(str(row["id"]))
+        if line is None or not line.vehicle or row.get("started_at") is None:
+            continue
+        start, end = _instant(row["started_at"]), _instant(row["ended_at"])
+        for stay in parked.get(_plate(line.vehicle), ()):
+            if _instant(stay["started_at"]) < end and start < _instant(stay["ended_at"]):
+                for hit in (line, lines.get(str(stay["id"]))):
+                    if hit is not None and PARKED not in hit.flags:
+                        hit.flags = sorted({*hit.flags, PARKED})
 
 
 def csv_cell(value: Any, numeric: bool = False) -> str:
@@ -386,7 +417,10 @@ def _csv(columns: tuple[str, ...], rows: Iterable[msgspec.Struct]) -> str:
     writer.writerow(columns)
     numeric = [column in _NUMERIC for column in columns]
     for row in rows:
-        values = (getattr(row, column) for column in columns)
+        values = (
+            " ".join(value) if isinstance(value, list) else value
+            for value in (getattr(row, column) for column in columns)
+        )
         writer.writerow(
             csv_cell(value, is_number) for value, is_number in zip(values, numeric, strict=True)
         )

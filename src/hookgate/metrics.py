@@ -148,6 +148,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.anomalies = Counter(
+            "hookgate_anomalies_total",
+            "Anomaly flags raised on charging sessions by processing, by source and flag "
+            "(docs/views.md#anomaly-flags).",
+            ["source", "flag"],
+            registry=self.registry,
+        )
         self.fetches = Counter(
             "hookgate_reference_fetches_total",
             "Objects read from a provider's API after a thin notification, by source, kind "

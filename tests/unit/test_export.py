@@ -148,8 +148,9 @@ async def test_lines_totals_and_formats(store: SqliteStore, tmp_path: Path) -> N
         "total",
         "currency",
         "note",
+        "flags",
     ]
-    assert rows[3][8:] == ["", "", "10.00", "SEK", ""]
+    assert rows[3][8:] == ["", "", "10.00", "SEK", "", ""]
     assert lines_csv(report).endswith("\r\n")
     total_rows = list(csv.reader(io.StringIO(totals_csv(report))))
     assert total_rows[0] == [

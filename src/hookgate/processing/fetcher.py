@@ -80,6 +80,7 @@ class Fetcher:
         self.store = store
         self.metrics = metrics
         self.poll = config.processing.poll_interval_ms / 1000
+        self.rules = config.anomalies
         self.apis: dict[str, _SourceApi] = {}
         for source in config.sources:
             if isinstance(source, AmpecoSource) and source.api_base_url and source.api_token:
@@ -125,13 +126,17 @@ class Fetcher:
         )
         facts = facts_of(fetch.kind, document, now)
 
+        raised: list[str] = []
+
         def apply(tx: ViewTx) -> None:
-            project(tx, event, facts)
+            raised.extend(project(tx, event, facts, self.rules))
 
         await self.store.sql_write(
             lambda conn: fetches.settle(conn, fetch, now, document=document, apply=apply)
         )
         self.metrics.fetches.labels(fetch.source, fetch.kind, "fetched").inc()
+        for flag in raised:
+            self.metrics.anomalies.labels(fetch.source, flag).inc()
 
     async def _failed(self, api: _SourceApi, fetch: fetches.Fetch, exc: FetchError) -> None:
         now = utcnow()

@@ -21,6 +21,14 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from hookgate.domain.anomalies import (
+    ANOMALIES,
+    OVERLAP,
+    UNAUTHORIZED,
+    AnomalyRules,
+    overlaps,
+    row_anomalies,
+)
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.facts import (
     ChargePointFact,
@@ -35,7 +43,7 @@ from hookgate.domain.facts import (
 from hookgate.ids import new_id
 from hookgate.store.base import ViewTx
 from hookgate.store.views import view
-from hookgate.timeutil import iso, utcnow
+from hookgate.timeutil import iso, parse_iso, utcnow
 
 __all__ = ["project"]
 
@@ -72,13 +80,20 @@ _EVSE_FIELDS = ("charge_point_id", "status", "hardware_status", "connectors", "m
 _OPENED = "_opened"
 _UNMATCHED = "unmatched"
 _HISTORY_LIMIT = 10_000
+# Sessions of one token looked at for overlaps (a token's recent history).
+_OVERLAP_SCAN = 500
 
 
-def project(tx: ViewTx, event: StoredEvent, facts: list[Fact]) -> None:
-    """Fold one event's facts into the views (idempotent, order-tolerant)."""
+def project(
+    tx: ViewTx, event: StoredEvent, facts: list[Fact], rules: AnomalyRules | None = None
+) -> list[str]:
+    """Fold one event's facts into the views (idempotent, order-tolerant). With `rules`,
+    charging sessions are checked for anomalies; returns the anomaly flags this event
+    newly raised (for the metrics)."""
+    raised: list[str] = []
     for fact in facts:
         if isinstance(fact, ChargingSessionFact):
-            _session(tx, event, fact)
+            raised += _session(tx, event, fact, rules)
         elif isinstance(fact, MeterSample):
             _meter_value(tx, event, fact)
         elif isinstance(fact, ChargePointFact):
@@ -91,6 +106,7 @@ def project(tx: ViewTx, event: StoredEvent, facts: list[Fact]) -> None:
             _object_state(tx, event, fact)
         elif isinstance(fact, ReferenceFact):
             _reference(tx, event, fact)
+    return raised
 
 
 # -- shared rules ---------------------------------------------------------------------
@@ -155,9 +171,11 @@ def _find_session(tx: ViewTx, source: str, keys: tuple[str, ...]) -> dict[str, A
     return None
 
 
-def _session(tx: ViewTx, event: StoredEvent, fact: ChargingSessionFact) -> None:
+def _session(
+    tx: ViewTx, event: StoredEvent, fact: ChargingSessionFact, rules: AnomalyRules | None
+) -> list[str]:
     if not fact.keys:
-        return
+        return []
     old = _find_session(tx, event.source, fact.keys)
     if old is None:
         row = _blank(
@@ -192,7 +210,52 @@ def _session(tx: ViewTx, event: StoredEvent, fact: ChargingSessionFact) -> None:
     row["flags"] = sorted(flags)
     row["event_ids"] = sorted({*row["event_ids"], event.id})
     row["last_occurred_at"] = _later(row["last_occurred_at"], fact.occurred_at)
+    raised: list[str] = []
+    if rules is not None:
+        before = set(old["flags"]) if old else set()
+        row["flags"] = _anomalies(tx, event, row, rules)
+        raised = sorted(set(row["flags"]) - before & ANOMALIES)
     _save(tx, "charging_sessions", old, row)
+    return raised
+
+
+def _approved_start(row: dict[str, Any]) -> datetime | None:
+    """When the session's start was reported (approved, for a Zaptec decision): the
+    instant that begins its `_opened` version."""
+    opened = row["versions"].get(_OPENED)
+    if not opened:
+        return None
+    try:
+        return parse_iso(opened.split("|", 1)[0])
+    except ValueError:
+        return None
+
+
+def _anomalies(
+    tx: ViewTx, event: StoredEvent, row: dict[str, Any], rules: AnomalyRules
+) -> list[str]:
+    """The row's flags with its anomalies computed afresh (a provider's flags and
+    `unmatched` are kept as they are). An overlapping session of the same token is
+    flagged too."""
+    found = row_anomalies(row, event.received_at, rules, _approved_start(row))
+    if row["token"]:
+        others = tx.select("charging_sessions", {"token": row["token"]}, limit=_OVERLAP_SCAN)
+        for other in others:
+            if (other["source"], other["session_key"]) == (row["source"], row["session_key"]):
+                continue
+            if overlaps(row, other):
+                found.add(OVERLAP)
+                if OVERLAP not in other["flags"]:
+                    tx.upsert(
+                        "charging_sessions",
+                        {
+                            "source": other["source"],
+                            "session_key": other["session_key"],
+                            "flags": sorted({*other["flags"], OVERLAP}),
+                        },
+                    )
+    kept = {flag for flag in row["flags"] if flag not in ANOMALIES or flag == UNAUTHORIZED}
+    return sorted(kept | found)
 
 
 def _meter_value(tx: ViewTx, event: StoredEvent, sample: MeterSample) -> None:

@@ -18,6 +18,7 @@ from hookgate import tracing
 from hookgate.config import Config
 from hookgate.delivery.router import Router
 from hookgate.delivery.worker import DeliveryWorker
+from hookgate.domain.anomalies import AnomalyRules
 from hookgate.domain.errors import StoreError
 from hookgate.domain.events import StoredEvent
 from hookgate.domain.outbox import ProcessResult
@@ -35,9 +36,17 @@ INDEX_BATCH = 500
 class Processor:
     """The processing step of one event: its facts into the views, then its destinations."""
 
-    def __init__(self, providers: dict[str, Provider[Any]], router: Router) -> None:
+    def __init__(
+        self,
+        providers: dict[str, Provider[Any]],
+        router: Router,
+        rules: AnomalyRules | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.providers = providers
         self.router = router
+        self.rules = rules
+        self.metrics = metrics
 
     def __call__(self, tx: ViewTx, event: StoredEvent) -> list[str]:
         span = (
@@ -51,7 +60,11 @@ class Processor:
         )
         try:
             provider = self.providers.get(event.provider)
-            project(tx, event, provider.facts(event) if provider is not None else [])
+            facts = provider.facts(event) if provider is not None else []
+            raised = project(tx, event, facts, self.rules)
+            if raised and self.metrics is not None:
+                for flag in raised:
+                    self.metrics.anomalies.labels(event.source, flag).inc()
             destinations = self.router.destinations_for(event)
         except Exception as exc:
             tracing.finish(span, error=f"{type(exc).__name__}: {exc}")
@@ -138,7 +151,10 @@ class Workers:
         metrics: Metrics,
     ) -> None:
         self.processing = ProcessingWorker(
-            store, Processor(providers, Router(config.destinations, providers)), config, metrics
+            store,
+            Processor(providers, Router(config.destinations, providers), config.anomalies, metrics),
+            config,
+            metrics,
         )
         self.delivery = DeliveryWorker(store, config, providers, metrics, owner=worker_owner())
         self.fetcher = Fetcher(store, config, metrics)
