@@ -16,7 +16,7 @@ import pytest
 from hookgate.authorization.outcome import ALLOWED, NO_CREDIT, NOT_ALLOWED, UNKNOWN, Outcome
 from hookgate.authorization.service import AuthorizationService
 from hookgate.config import AuthorizationConfig, StorageConfig, ZaptecSource
-from hookgate.domain.decisions import SessionEnd
+from hookgate.domain.decisions import DecisionRecord, SessionEnd
 from hookgate.domain.errors import LimitReached, StoreError
 from hookgate.domain.events import InboundEvent
 from hookgate.domain.queries import DecisionFilter
@@ -117,7 +117,7 @@ class Stalled:
         return getattr(self.inner, name)
 
 
-async def decisions(store: Store) -> list[dict[str, Any]]:
+async def decisions(store: Store) -> list[DecisionRecord]:
     page = await store.list_decisions(DecisionFilter(), None, 50)
     return list(page.items)
 
@@ -133,7 +133,7 @@ async def test_an_approval_is_audited_with_the_injected_time(
     assert started.decision.token == "GOOD"
     assert started.decision.session_id
     [row] = await decisions(store)
-    assert row["result"] == ALLOWED and row["session_id"] == started.decision.session_id
+    assert row.result == ALLOWED and row.session_id == started.decision.session_id
 
 
 async def test_a_refusal_carries_the_engine_message(
@@ -170,7 +170,7 @@ async def test_a_stalled_decision_answers_by_on_error_at_the_deadline(
     assert any("deadline exceeded" in reason for reason in started.decision.reasons)
     await sessions.drain()
     [row] = await decisions(store)
-    assert row["fallback"] is True and row["result"] == result
+    assert row.fallback is True and row.result == result
 
 
 async def test_a_storage_failure_falls_back_and_gives_the_reservation_back(

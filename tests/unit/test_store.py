@@ -194,7 +194,7 @@ async def test_claimed_by_fallback_abandons_the_write(store: Store) -> None:
     await store.record_fallback(start, fallback, void_session=None)
     assert await store.get_event(start.id) is not None
     page = await store.list_decisions(DecisionFilter(source="zaptec"), None, 10)
-    assert [d["fallback"] for d in page.items] == [True]
+    assert [d.fallback for d in page.items] == [True]
 
 
 async def test_fallback_voids_a_session_nobody_was_told_about(store: Store) -> None:

@@ -12,13 +12,14 @@ import msgspec
 from msgspec import Meta
 
 from hookgate.authorization.outcome import RESULTS
+from hookgate.domain.decisions import DecisionRecord
 from hookgate.domain.events import Event, EventStatus, IsoInstant
 from hookgate.domain.queries import Page
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token
 
 # The stored records the API answers as they are (hookgate.domain); what is defined below
 # is the API's own: query parameters, bodies, and envelopes that render bytes as text.
-__all__ = ["Event", "EventStatus", "IsoInstant", "Page"]
+__all__ = ["DecisionRecord", "Event", "EventStatus", "IsoInstant", "Page"]
 
 # Instants are parsed by the handlers (`timeutil.parse_iso`), so that an offset-less or
 # out-of-range value gets a 400 naming the parameter rather than a generic type error.
@@ -143,26 +144,6 @@ class DecisionsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     result: DecisionResult | None = None
     since: Instant | None = None
     until: Instant | None = None
-
-
-class DecisionRecord(msgspec.Struct, kw_only=True):
-    """A Zaptec session-start decision with its reasons."""
-
-    id: str
-    decided_at: datetime
-    source: str
-    event_id: str | None
-    charger_id: str | None
-    token: str | None
-    user_id: str | None
-    installation_id: str | None
-    result: str
-    reasons: list[str]
-    session_id: str | None
-    fallback: bool
-    latency_us: int
-    group_id: str | None = None
-    reserved_kwh: str | None = None
 
 
 # -- domain views ----------------------------------------------------------------------

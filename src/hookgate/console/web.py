@@ -763,7 +763,7 @@ class Console:
         decisions = await self.store.list_decisions(
             DecisionFilter(source=item.get("source"), token=item.get("token")), None, 50
         )
-        own = [d for d in decisions.items if d.get("session_id") == item.get("session_key")]
+        own = [d for d in decisions.items if d.session_id == item.get("session_key")]
         meters = item.get("meter_values") or []
         data = {
             "charging_session": item,

@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from hookgate.domain.errors import LimitReached
+from hookgate.domain.events import IsoInstant
 
 
 class Decision(msgspec.Struct, kw_only=True):
@@ -31,6 +32,24 @@ class Decision(msgspec.Struct, kw_only=True):
     latency_us: int = 0
     group_id: str | None = None
     reserved_kwh: str = "0"
+
+
+class DecisionRecord(msgspec.Struct, kw_only=True):
+    """A session-start decision with its reasons, as the audit listing reads it."""
+
+    id: str
+    decided_at: IsoInstant
+    source: str
+    event_id: str | None
+    charger_id: str | None
+    token: str | None
+    user_id: str | None
+    installation_id: str | None
+    result: str
+    reasons: list[str]
+    session_id: str | None
+    fallback: bool
+    latency_us: int
 
 
 class Limit(msgspec.Struct, frozen=True, kw_only=True):

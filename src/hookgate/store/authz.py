@@ -18,6 +18,7 @@ import msgspec
 from hookgate.domain.decisions import (
     ConsumptionReport,
     Decision,
+    DecisionRecord,
     Limit,
     SessionEnd,
     check_energy,
@@ -277,17 +278,34 @@ async def account(tx: Tx, source: str, report: ConsumptionReport) -> None:
 # -- reads -----------------------------------------------------------------------------
 
 
-def decision_row(row: Mapping[str, Any]) -> dict[str, Any]:
+_DECISION_COLUMNS = (
+    "id, decided_at, source, event_id, charger_id, token, user_id, installation_id, "
+    "result, reasons, session_id, fallback, latency_us"
+)
+
+
+def decision_row(row: Mapping[str, Any]) -> DecisionRecord:
     """A decision as callers see it."""
-    item = dict(row)
-    item["reasons"] = msgspec.json.decode(row["reasons"])
-    item["fallback"] = bool(row["fallback"])
-    return item
+    return DecisionRecord(
+        id=row["id"],
+        decided_at=row["decided_at"],
+        source=row["source"],
+        event_id=row["event_id"],
+        charger_id=row["charger_id"],
+        token=row["token"],
+        user_id=row["user_id"],
+        installation_id=row["installation_id"],
+        result=row["result"],
+        reasons=msgspec.json.decode(row["reasons"]),
+        session_id=row["session_id"],
+        fallback=bool(row["fallback"]),
+        latency_us=row["latency_us"],
+    )
 
 
 async def list_decisions(
     tx: Tx, where: DecisionFilter, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+) -> Page[DecisionRecord]:
     """Authorization decisions, newest first."""
     clauses, params = equal_filters(
         tx,
@@ -302,7 +320,9 @@ async def list_decisions(
     if where.until is not None:
         clauses.append("decided_at < ?")
         params.append(tx.dialect.instant(where.until))
-    return await id_page(tx, "decisions", "*", clauses, params, cursor, limit, decision_row)
+    return await id_page(
+        tx, "decisions", _DECISION_COLUMNS, clauses, params, cursor, limit, decision_row
+    )
 
 
 async def get_session(tx: Tx, source: str, session_id: str) -> dict[str, Any] | None:

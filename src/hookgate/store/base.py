@@ -10,7 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
+from hookgate.domain.decisions import (
+    ConsumptionReport,
+    Decision,
+    DecisionRecord,
+    Limit,
+    SessionEnd,
+)
 from hookgate.domain.events import (
     Event,
     EventWithBody,
@@ -164,7 +170,7 @@ class Store(Protocol):
 
     async def list_decisions(
         self, where: DecisionFilter, cursor: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[DecisionRecord]:
         """Authorization decisions, newest first."""
 
     async def auth_snapshot(self, since: datetime) -> AuthSnapshot:

@@ -55,7 +55,8 @@ async def _decisions_of(tx: Tx, event_ids: Sequence[str]) -> dict[str, dict[str,
     for start in range(0, len(event_ids), 400):
         clause, params = d.any_of("event_id", event_ids[start : start + 400])
         for row in await tx.all(f"SELECT * FROM decisions WHERE {clause} ORDER BY id", params):
-            found[row["event_id"]] = decision_row(d.plain(row))
+            # The processing step sees the decision as a document (StoredEvent.decision).
+            found[row["event_id"]] = msgspec.structs.asdict(decision_row(d.plain(row)))
     return found
 
 

@@ -14,7 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from hookgate.domain.decisions import ConsumptionReport, Decision, Limit, SessionEnd
+from hookgate.domain.decisions import (
+    ConsumptionReport,
+    Decision,
+    DecisionRecord,
+    Limit,
+    SessionEnd,
+)
 from hookgate.domain.errors import StoreError
 from hookgate.domain.events import (
     Event,
@@ -176,7 +182,7 @@ class SqlStore(QueryMethods):
 
     async def list_decisions(
         self, where: DecisionFilter, cursor: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[DecisionRecord]:
         return await self._read(lambda tx: authz.list_decisions(tx, where, cursor, limit))
 
     async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
