@@ -20,11 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from hookgate.config import parse_config
 from support.gateway import Running, base_config, serve
 from support.kafka import kafka_cluster, kafka_mock  # noqa: F401 (fixtures for every test)
 from support.storage import PG_URL, fresh_storage, pg_available
+
+# Property tests draw the same examples on every run, so a red run is reproducible and
+# never a matter of luck; HOOKGATE_FUZZ_RANDOM=1 (or bench/fuzz.py) explores new ones.
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("HOOKGATE_FUZZ_RANDOM") else "fixed")
 
 
 def pytest_configure(config: pytest.Config) -> None:
