@@ -53,7 +53,7 @@ from hookgate.emulate.easypark import transaction
 from hookgate.emulate.zaptec import charge
 from hookgate.emulate.ztlment import APPROVAL_FLOW, PAYMENT_FLOW, notification
 from hookgate.store import Store, make_store
-from hookgate.store.search import event_terms, truncate, with_prefixes
+from hookgate.store.search import event_terms, truncate
 from hookgate.timeutil import iso
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -421,10 +421,7 @@ def fill_postgres(url: str, chunks: Iterator[Any]) -> None:
         for rows, counts, refused in chunks:
             with conn.transaction():
                 copy(INBOX, rows.inbox)
-                copy(
-                    "event_docs (seq, event_id, counted, terms)",
-                    [(*r[:3], " ".join(with_prefixes(r[3].split()))) for r in rows.docs],
-                )
+                copy("event_docs (seq, event_id, counted, terms)", rows.docs)
                 copy(DELIVERIES, rows.deliveries)
                 copy(DECISIONS, rows.decisions)
                 copy(CONSUMPTION, rows.consumption)

@@ -245,29 +245,6 @@ def test_the_migration_queues_events_processed_before_it(tmp_path: Path) -> None
     conn.close()
 
 
-async def test_the_migration_adds_prefix_terms_to_documents_indexed_before_it(
-    store: Store, storage_url: str
-) -> None:
-    if not storage_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL keeps prefix terms; SQLite's FTS5 scans prefixes itself")
-    events = await _fill(store)
-    europark = [e.id for e in events if e.source == "easypark"][::-1]
-    short = [EventSearch(text="eu*"), EventSearch(text="svenska eur*")]
-    assert [await _ids(store, where) for where in short] == [europark, europark]
-    # Documents as the indexer wrote them before: no prefix terms, so nothing matches.
-    write_url(
-        storage_url,
-        "UPDATE event_docs SET terms = array_to_tsvector(ARRAY(SELECT t FROM "
-        "unnest(tsvector_to_array(terms)) AS t WHERE position('*' IN t) = 0))",
-    )
-    assert [await _ids(store, where) for where in short] == [[], []]
-    for version, _, statements in migrations("postgresql"):
-        if version == 14:
-            for statement in statements:
-                write_url(storage_url, statement)
-    assert [await _ids(store, where) for where in short] == [europark, europark]
-
-
 async def test_bad_search_input_is_refused_with_what_to_fix(store: Store) -> None:
     with pytest.raises(InvalidQuery, match="letters or digits"):
         await store.search_events(EventSearch(text=" -- "), None, 10)

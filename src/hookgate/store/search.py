@@ -50,7 +50,6 @@ __all__ = [
     "index_queued",
     "search_events",
     "seq_of",
-    "with_prefixes",
 ]
 
 # Longer runs are hashes, base64 or noise nobody searches for; capping them (and the terms
@@ -125,23 +124,6 @@ def event_terms(raw_body: bytes, document: Any) -> list[str]:
     if document is not None and body.lstrip()[:1] not in ("{", "["):
         terms.update(dict.fromkeys(words(msgspec.json.encode(document).decode())))
     return list(terms)[:MAX_TERMS]
-
-
-# PostgreSQL also indexes every term's first two and three characters as a term of their
-# own ("abc*"): GIN answers a prefix query by merging the posting list of every term
-# under the prefix, which for a short prefix is thousands of lists (hex field terms,
-# plates); one exact term is one list. Longer prefixes select few terms and stay ranges.
-PREFIX_TERMS = (2, 3)
-
-
-def with_prefixes(terms: list[str]) -> list[str]:
-    """`terms` and the prefix terms PostgreSQL keeps beside them (see PREFIX_TERMS)."""
-    found = dict.fromkeys(terms)
-    for term in terms:
-        for n in PREFIX_TERMS:
-            if len(term) >= n:
-                found[term[:n] + "*"] = None
-    return list(found)
 
 
 def seq_of(event_id: str) -> int:
@@ -372,9 +354,6 @@ class _Indexer:
             "INSERT INTO event_docs (seq, event_id, counted, terms) "
             "VALUES (%s, %s, %s, array_to_tsvector(%s::text[])) ON CONFLICT DO NOTHING"
         )
-        rows = [
-            (seq, event_id, status, with_prefixes(terms)) for seq, event_id, status, terms in rows
-        ]
         cur = self.conn.cursor()
         cur.executemany(insert, rows)
         if cur.rowcount == len(rows):
@@ -458,12 +437,7 @@ def _match(dialect: Dialect, terms: list[tuple[str, bool]]) -> str:
     # Terms are letters and digits only (or a hex digest): nothing in them needs escaping.
     if _name(dialect) == "sqlite":
         return " ".join(f'"{term}"' + ("*" if prefix else "") for term, prefix in terms)
-    return " & ".join(
-        f"'{term}*'"
-        if prefix and len(term) in PREFIX_TERMS
-        else f"'{term}'" + (":*" if prefix else "")
-        for term, prefix in terms
-    )
+    return " & ".join(f"'{term}'" + (":*" if prefix else "") for term, prefix in terms)
 
 
 def check_search(where: EventSearch) -> None:
