@@ -448,6 +448,12 @@ class ExportQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     totals: bool = False
 
 
+class ReconcileQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    month: Annotated[str, Meta(pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+    format: Literal["csv", "json"] = "json"
+    part: Literal["lines", "totals", "exceptions"] = "lines"
+
+
 # -- sources ---------------------------------------------------------------------------
 
 

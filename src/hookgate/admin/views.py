@@ -40,6 +40,7 @@ from hookgate.ops.details import (
     view_row,
 )
 from hookgate.ops.replay import BadReplay, destination_names, public_destination
+from hookgate.reconcile import reconciliation_csv, reconciliation_json
 from hookgate.services.operations import Operations
 from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
@@ -235,6 +236,21 @@ class ViewsApi:
 
     async def rerun(self, request: Request) -> Response:
         return self._rerun_answer(await self._reruns.rerun(request.path_params["rejection_id"]))
+
+    async def reconciliation(self, request: Request) -> Response:
+        q: sc.ReconcileQuery = query_of(request, sc.ReconcileQuery)
+        try:
+            result = await self._operations.reconcile(q.month)
+        except BadReplay as exc:
+            raise _bad(exc.param, exc.detail) from None
+        if q.format == "json":
+            return Response(reconciliation_json(result), media_type="application/json")
+        name = f"reconciliation-{q.month}-{q.part}.csv"
+        return Response(
+            reconciliation_csv(result, q.part),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def export(self, request: Request) -> Response:
         q: sc.ExportQuery = query_of(request, sc.ExportQuery)
@@ -440,5 +456,19 @@ class ViewsApi:
                 answer=dict[str, Any],
                 media=("text/csv", "application/json"),
                 description="CSV lines (or totals with `totals=true`), or JSON with `format=json`.",
+            ),
+            op(
+                "GET",
+                "/api/v1/reconciliation",
+                self.reconciliation,
+                "reconcileMonth",
+                "Monthly reconciliation",
+                "views",
+                query=sc.ReconcileQuery,
+                answer=dict[str, Any],
+                media=("application/json", "text/csv"),
+                description="Lines (booked, flagged, credit), totals per vehicle, driver, cost "
+                "centre and legal entity, and exceptions; JSON, or one part as CSV "
+                "(`format=csv&part=lines|totals|exceptions`).",
             ),
         ]

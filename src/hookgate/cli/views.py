@@ -41,6 +41,7 @@ from hookgate.ops.replay import (
     destination_names,
     public_destination,
 )
+from hookgate.reconcile import reconciliation_csv, reconciliation_json
 from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
@@ -582,6 +583,40 @@ def export_costs(
     with open(output, "w", encoding="utf-8", newline="") as file:
         file.write(text)
     click.echo(f"{len(report.lines)} lines written to {output}", err=True)
+
+
+@main.command("reconcile")
+@config_option
+@click.option("--month", required=True, help="YYYY-MM, in [authorization] timezone.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option(
+    "--part",
+    type=click.Choice(["lines", "totals", "exceptions"]),
+    default="lines",
+    help="CSV: the lines, the totals per vehicle/driver/cost centre/legal entity, or the "
+    "sessions no decision authorized and decisions with no session.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+def reconcile_month(
+    config_path: str | None, month: str, fmt: str, part: str, output: str | None
+) -> None:
+    """Monthly reconciliation: parking and charging together, flagged lines and credits
+    apart, totals excl./incl. VAT per currency, and the exceptions to look at."""
+    config = _config(config_path)
+    try:
+        result = _run(config, lambda graph: graph.operations.reconcile(month))
+    except BadReplay as exc:
+        raise click.BadParameter(exc.detail, param_hint="--month") from None
+    if fmt == "json":
+        text = reconciliation_json(result).decode() + "\n"
+    else:
+        text = reconciliation_csv(result, part)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as file:
+        file.write(text)
+    click.echo(f"{len(result.lines)} lines written to {output}", err=True)
 
 
 def _rerun(

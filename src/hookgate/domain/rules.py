@@ -116,6 +116,8 @@ class Token(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     driver: str | None = None
     vehicle: str | None = None
     cost_centre: str | None = None
+    # The company that pays for the token's sessions (monthly reconciliation).
+    legal_entity: str | None = None
     scope: Scope = Scope()
     schedule: Schedule | None = None
     max_sessions: Annotated[int, msgspec.Meta(ge=0)] | None = None

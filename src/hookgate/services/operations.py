@@ -8,6 +8,7 @@ from hookgate.domain.errors import NotFound
 from hookgate.domain.queries import ReplayFilter
 from hookgate.export import FleetReport, Rates, build_report
 from hookgate.ops.replay import BadReplay, check_replay
+from hookgate.reconcile import Reconciliation, build_reconciliation
 from hookgate.store.base import Store
 
 
@@ -33,6 +34,19 @@ class Operations:
             raise NotFound("no event with this id")
         where = ReplayFilter(event_ids=[event_id], destination=destination)
         return await self.replay(where, dry_run=dry_run)
+
+    async def reconcile(self, month: str) -> Reconciliation:
+        """The reconciliation of a month (YYYY-MM in the [authorization] timezone)."""
+        settings = self.config.authorization
+        rates = Rates(
+            tariffs=tuple(self.config.tariffs), reimbursements=tuple(self.config.reimbursements)
+        )
+        try:
+            return await build_reconciliation(
+                self.store, month, settings.timezone, settings.tokens, rates
+            )
+        except ValueError as exc:
+            raise BadReplay("month", str(exc)) from None
 
     async def export(self, month: str) -> FleetReport:
         """The fleet costs of a month (YYYY-MM in the [authorization] timezone)."""

@@ -146,6 +146,18 @@ def get(conn: Any, source: str, kind: str, ref_id: str) -> dict[str, Any] | None
     return decode_row(_TABLE, rows[0], d.name, for_api=True) if rows else None
 
 
+def documents(conn: Any, kind: str, limit: int) -> list[dict[str, Any]]:
+    """The last document read of each fetched object of `kind` (newest first)."""
+    d = _dialect(conn)
+    rows = _rows(
+        conn,
+        f"SELECT source, kind, ref_id, event_id, document, fetched_at FROM {_TABLE} "
+        "WHERE kind = ? AND document IS NOT NULL ORDER BY id DESC LIMIT ?",
+        [kind, limit],
+    )
+    return [decode_row(_TABLE, row, d.name) for row in rows]
+
+
 # -- thin delegates for callers holding a Store ----------------------------------------
 
 
@@ -165,3 +177,7 @@ async def fetch_row(store: Store, source: str, kind: str, ref_id: str) -> dict[s
 
 async def requeue(store: Store, source: str | None, now: datetime) -> int:
     return await store.sql_write(lambda conn: requeue_failed(conn, source, now))
+
+
+async def fetched_documents(store: Store, kind: str, limit: int = 100_000) -> list[dict[str, Any]]:
+    return await store.sql_read(lambda conn: documents(conn, kind, limit))
