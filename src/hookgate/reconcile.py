@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from hookgate.domain.anomalies import UNAUTHORIZED
+from hookgate.domain.decisions import DecisionRecord
 from hookgate.domain.queries import DecisionFilter, ViewFilter
 from hookgate.export import (
     NO_RATES,
@@ -203,8 +204,8 @@ async def _credits(
     return lines
 
 
-async def _decisions(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+async def _decisions(store: Store, since: datetime, until: datetime) -> list[DecisionRecord]:
+    found: list[DecisionRecord] = []
     cursor: str | None = None
     while True:
         page = await store.list_decisions(DecisionFilter(since=since, until=until), cursor, _PAGE)
@@ -237,7 +238,7 @@ async def _exceptions(
         if UNAUTHORIZED in (row.get("flags") or ())
     ]
     for decision in await _decisions(store, since, until):
-        session_id = decision.get("session_id")
+        session_id = decision.session_id
         if not session_id or session_id in known:
             continue
         # A session may start just before the month's end and be reported in the next.
@@ -249,11 +250,11 @@ async def _exceptions(
         problems.append(
             ReconException(
                 problem="decision_without_session",
-                id=str(decision["id"]),
-                date=_instant(decision["decided_at"]).astimezone(zone).date().isoformat(),
-                source=str(decision["source"]),
-                token=decision.get("token"),
-                charger_id=decision.get("charger_id"),
+                id=decision.id,
+                date=_instant(decision.decided_at).astimezone(zone).date().isoformat(),
+                source=decision.source,
+                token=decision.token,
+                charger_id=decision.charger_id,
                 session_id=str(session_id),
             )
         )
