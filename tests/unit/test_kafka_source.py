@@ -500,25 +500,35 @@ async def test_storage_failure_commits_nothing_and_loses_nothing(
 async def test_a_full_writer_queue_defers_messages_without_committing_them(
     tmp_path: Path, make_rig: Callable[..., Awaitable[Rig]]
 ) -> None:
-    # Room for two ingest writes (bound 3, one kept for Zaptec decisions); the test holds
-    # the SQLite write lock, so the first two wait in a batch and the rest find no room.
+    # Room for two ingest writes (bound 3, one kept for Zaptec decisions), taken by two
+    # writes waiting on the SQLite write lock the test holds: every message finds no room,
+    # in whatever batches the Kafka client hands them over (a batch of the first few
+    # would wait on the lock with them instead).
     db = tmp_path / "hookgate.db"
     store = SqliteStore(str(db), auto_migrate=True, queue_max=3, queue_reserve=1)
     rig = await make_rig(store=store)
     bodies = [ampeco_body("SessionUpdateNotification", seq) for seq in range(5)]
     for body in bodies:
         rig.produce(body, secret=SECRET)
+
+    async def nothing(tx: Any) -> None:
+        return None
+
     lock = sqlite3.connect(str(db), isolation_level=None, timeout=30)
     lock.execute("BEGIN IMMEDIATE")
     try:
+        held = [asyncio.ensure_future(store._write(nothing)) for _ in range(2)]
+        await until_async(lambda: store.queued_writes() == 2, "the room taken")
         await rig.consumer()
-        await until_async(lambda: rig.counted("deferred") == 3, "three messages deferred")
+        await until_async(lambda: rig.counted("deferred") >= 5, "every message deferred")
         assert store.queued_writes() == 2
         assert rig.committed()[0] < 0
         assert rig.counted("error") == 0
+        assert rig.counted("accepted") == 0
     finally:
         lock.execute("ROLLBACK")
         lock.close()
+    await asyncio.gather(*held)
 
     # Read again after the Retry-After: every message stored once, then committed.
     await until_async(lambda: rig.committed() == [5], "every offset committed")
