@@ -20,6 +20,7 @@ from hookgate.config import Config, parse_config
 from hookgate.delivery.router import Router
 from hookgate.delivery.worker import DeliveryWorker, claim_limit
 from hookgate.domain.events import InboundEvent, StoredEvent
+from hookgate.domain.outbox import Delivery
 from hookgate.domain.queries import ViewFilter
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
@@ -107,9 +108,9 @@ def worker(
     return DeliveryWorker(store, cfg, PROVIDERS, metrics, owner="w1", clock=clock, rand=lambda: 0.5)
 
 
-async def deliveries(store: SqliteStore) -> list[dict[str, Any]]:
+async def deliveries(store: SqliteStore) -> list[Delivery]:
     page = await store.list_deliveries(ViewFilter(), None, 100)
-    return sorted(page.items, key=lambda d: d["id"])
+    return sorted(page.items, key=lambda d: d.id)
 
 
 async def test_every_delivery_is_signed_verifiable_and_recorded(
@@ -131,11 +132,9 @@ async def test_every_delivery_is_signed_verifiable_and_recorded(
     assert [e["subject"] for e in envelopes] == ["parking/1", "parking/2", "parking/3"]
     assert {r.headers["webhook-id"] for r in receiver.received} == {e["id"] for e in envelopes}
     rows = await deliveries(store)
-    assert [(d["destination"], d["status"], d["attempts"]) for d in rows] == [
-        ("erp", "delivered", 1)
-    ] * 3
-    attempts = await store.delivery_attempts(rows[0]["id"])
-    assert [(a["outcome"], a["status_code"]) for a in attempts] == [("delivered", 204)]
+    assert [(d.destination, d.status, d.attempts) for d in rows] == [("erp", "delivered", 1)] * 3
+    attempts = await store.delivery_attempts(rows[0].id)
+    assert [(a.outcome, a.status_code) for a in attempts] == [("delivered", 204)]
     assert (
         metrics.registry.get_sample_value(
             "hookgate_deliveries_total", {"destination": "erp", "outcome": "delivered"}
@@ -155,7 +154,7 @@ async def test_a_5xx_is_retried_on_the_jittered_schedule(
     try:
         assert await w.run_once() == 1
         (row,) = await deliveries(store)
-        assert (row["status"], row["last_status_code"]) == ("failed", 503)
+        assert (row.status, row.last_status_code) == ("failed", 503)
         # rand = 0.5 of a 10 s cap: due 5 s after the failure, not before.
         clock.advance(4.9)
         assert await w.run_once() == 0
@@ -164,9 +163,9 @@ async def test_a_5xx_is_retried_on_the_jittered_schedule(
     finally:
         await w.close()
     (row,) = await deliveries(store)
-    assert (row["status"], row["attempts"]) == ("delivered", 2)
-    attempts = await store.delivery_attempts(row["id"])
-    assert [(a["outcome"], a["status_code"]) for a in attempts] == [
+    assert (row.status, row.attempts) == ("delivered", 2)
+    attempts = await store.delivery_attempts(row.id)
+    assert [(a.outcome, a.status_code) for a in attempts] == [
         ("failed", 503),
         ("delivered", 204),
     ]
@@ -185,8 +184,8 @@ async def test_a_timeout_is_a_failed_attempt(store: SqliteStore, receiver: Recei
     finally:
         await w.close()
     (row,) = await deliveries(store)
-    assert (row["status"], row["last_status_code"]) == ("failed", None)
-    assert row["last_error"] == "timed out after 0.3 s"
+    assert (row.status, row.last_status_code) == ("failed", None)
+    assert row.last_error == "timed out after 0.3 s"
 
 
 async def test_a_receiver_that_stays_down_makes_the_delivery_dead(store: SqliteStore) -> None:
@@ -204,10 +203,10 @@ async def test_a_receiver_that_stays_down_makes_the_delivery_dead(store: SqliteS
     finally:
         await w.close()
     (row,) = await deliveries(store)
-    assert (row["status"], row["attempts"]) == ("dead", 3)
-    assert "ConnectError" in row["last_error"] and "dead: 3 attempts failed" in row["last_error"]
-    attempts = await store.delivery_attempts(row["id"])
-    assert [a["outcome"] for a in attempts] == ["failed", "failed", "dead"]
+    assert (row.status, row.attempts) == ("dead", 3)
+    assert "ConnectError" in row.last_error and "dead: 3 attempts failed" in row.last_error
+    attempts = await store.delivery_attempts(row.id)
+    assert [a.outcome for a in attempts] == ["failed", "failed", "dead"]
     assert (
         metrics.registry.get_sample_value("hookgate_deliveries_dead_total", {"destination": "erp"})
         == 1
@@ -225,16 +224,16 @@ async def test_410_disables_the_destination_until_it_is_enabled_again(
     try:
         await w.run_once()
         states = await store.destination_states()
-        assert "410 Gone" in states["erp"]["reason"]
+        assert "410 Gone" in states["erp"].reason
         clock.advance(3600)
         assert await w.run_once() == 0  # disabled: its deliveries wait
-        assert {d["status"] for d in await deliveries(store)} <= {"failed", "pending"}
+        assert {d.status for d in await deliveries(store)} <= {"failed", "pending"}
         await store.set_destination_disabled("erp", None)
         clock.advance(120)  # past the lease of a delivery left unsent after the 410
         assert await w.run_once() == 2
     finally:
         await w.close()
-    assert {d["status"] for d in await deliveries(store)} == {"delivered"}
+    assert {d.status for d in await deliveries(store)} == {"delivered"}
 
 
 async def test_the_breaker_opens_probes_and_closes(store: SqliteStore, receiver: Receiver) -> None:
@@ -281,7 +280,7 @@ async def test_the_breaker_opens_probes_and_closes(store: SqliteStore, receiver:
         assert await w.run_once() == 2
     finally:
         await w.close()
-    assert {d["status"] for d in await deliveries(store)} == {"delivered"}
+    assert {d.status for d in await deliveries(store)} == {"delivered"}
     assert len(receiver.received) == 6
 
 
@@ -362,9 +361,7 @@ async def test_deliveries_of_destinations_no_longer_configured_are_left_alone(
         assert await w.run_once() == 0
     finally:
         await w.close()
-    assert [(d["destination"], d["status"]) for d in await deliveries(store)] == [
-        ("retired", "pending")
-    ]
+    assert [(d.destination, d.status) for d in await deliveries(store)] == [("retired", "pending")]
 
 
 async def test_kafka_destination_end_to_end(
@@ -380,7 +377,7 @@ async def test_kafka_destination_end_to_end(
         assert await w.run_once() == 3
     finally:
         await w.close()
-    assert {d["status"] for d in await deliveries(store)} == {"delivered"}
+    assert {d.status for d in await deliveries(store)} == {"delivered"}
     records = kafka_mock.consume("events", 3)
     envelopes = {r.key(): msgspec.json.decode(r.value()) for r in records}
     assert set(envelopes) == {b"parking/1", b"parking/2", b"parking/3"}
@@ -486,8 +483,8 @@ async def test_a_failing_provider_hook_fails_only_its_delivery(
         assert await w.run_once() == 3
     finally:
         await w.close()
-    by_subject = {d["event_id"]: d for d in await deliveries(store)}
-    assert sorted(d["status"] for d in by_subject.values()) == ["delivered", "delivered", "failed"]
-    (failed,) = [d for d in by_subject.values() if d["status"] == "failed"]
-    assert failed["last_error"] == "KeyError: 'zone'"
+    by_subject = {d.event_id: d for d in await deliveries(store)}
+    assert sorted(d.status for d in by_subject.values()) == ["delivered", "delivered", "failed"]
+    (failed,) = [d for d in by_subject.values() if d.status == "failed"]
+    assert failed.last_error == "KeyError: 'zone'"
     assert w.breakers["erp"].state == "closed"

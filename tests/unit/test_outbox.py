@@ -69,7 +69,7 @@ async def test_processing_marks_events_and_fans_out_one_delivery_per_destination
     page = await store.list_events(EventFilter(status="processed"), None, 10)
     assert len(page.items) == 3
     deliveries = await store.list_deliveries(ViewFilter(equal={"destination": "erp"}), None, 10)
-    assert {d["status"] for d in deliveries.items} == {"pending"}
+    assert {d.status for d in deliveries.items} == {"pending"}
     assert len(deliveries.items) == 3
 
 
@@ -126,7 +126,7 @@ async def test_leases_give_a_delivery_to_one_worker_until_they_expire(store: Sto
     assert not await store.finish_delivery(first[0], "w1", done)
     assert await store.finish_delivery(second[0], "w2", done)
     attempts = await store.delivery_attempts(first[0].id)
-    assert [a["outcome"] for a in attempts] == ["delivered", "delivered"]
+    assert [a.outcome for a in attempts] == ["delivered", "delivered"]
     assert await store.claim_deliveries("w3", later + timedelta(hours=1), 10, 30, ["erp"]) == []
 
 
@@ -169,6 +169,6 @@ async def test_replay_to_a_named_destination_creates_the_missing_delivery(
 async def test_destinations_are_disabled_and_enabled_again(store: Store) -> None:
     await store.set_destination_disabled("erp", "410 Gone")
     states = await store.destination_states()
-    assert states["erp"]["reason"] == "410 Gone"
+    assert states["erp"].reason == "410 Gone"
     await store.set_destination_disabled("erp", None)
     assert await store.destination_states() == {}

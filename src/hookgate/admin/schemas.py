@@ -14,12 +14,23 @@ from msgspec import Meta
 from hookgate.authorization.outcome import RESULTS
 from hookgate.domain.decisions import DecisionRecord
 from hookgate.domain.events import Event, EventStatus, IsoInstant
+from hookgate.domain.outbox import Delivery, DeliveryAttempt, DeliveryDetail, DeliveryStatus
 from hookgate.domain.queries import Page
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token
 
 # The stored records the API answers as they are (hookgate.domain); what is defined below
 # is the API's own: query parameters, bodies, and envelopes that render bytes as text.
-__all__ = ["DecisionRecord", "Event", "EventStatus", "IsoInstant", "Page"]
+__all__ = [
+    "DecisionRecord",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryDetail",
+    "DeliveryStatus",
+    "Event",
+    "EventStatus",
+    "IsoInstant",
+    "Page",
+]
 
 # Instants are parsed by the handlers (`timeutil.parse_iso`), so that an offset-less or
 # out-of-range value gets a 400 naming the parameter rather than a generic type error.
@@ -40,7 +51,6 @@ Cursor = Annotated[
     ),
 ]
 
-DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
 DecisionResult = Literal[RESULTS]  # type: ignore[valid-type]
 Scope = Literal["read", "write"]
 
@@ -333,37 +343,6 @@ class DeliveriesQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     status: DeliveryStatus | None = None
     since: Instant | None = None
     until: Instant | None = None
-
-
-class DeliveryAttempt(msgspec.Struct, kw_only=True):
-    id: str
-    delivery_id: str
-    attempt: int
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    status_code: int | None
-    error: str | None
-
-
-class Delivery(msgspec.Struct, kw_only=True):
-    id: str
-    event_id: str
-    destination: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-    delivered_at: datetime | None
-
-
-class DeliveryDetail(Delivery, kw_only=True):
-    history: list[DeliveryAttempt]
 
 
 class DestinationFilter(msgspec.Struct, kw_only=True):

@@ -110,7 +110,7 @@ class ViewsApi:
         return AdminApi._page(page)
 
     @staticmethod
-    def _found(item: dict[str, Any] | None, what: str) -> Response:
+    def _found(item: Any, what: str) -> Response:
         if item is None:
             raise ApiError(404, "not-found", f"no {what} with this id")
         return json_response(item)

@@ -67,10 +67,10 @@ def _time(value: Any) -> str:
 
 
 def _print_page(
-    page: Page[dict[str, Any]],
+    page: Page[Any],
     as_json: bool,
     what: str,
-    columns: list[tuple[str, Callable[[Row], str]]],
+    columns: list[tuple[str, Callable[[Any], str]]],
 ) -> None:
     """A page as a table with a header (or as JSON); says so when there is nothing."""
     if as_json:
@@ -103,9 +103,7 @@ def _view_list(
     return _store_run(_config(config_path), lambda s: s.list_view(table, where, cursor, limit))
 
 
-def _show(
-    config_path: str | None, fetch: Callable[[Store], Awaitable[Row | None]], what: str
-) -> None:
+def _show(config_path: str | None, fetch: Callable[[Store], Awaitable[Any]], what: str) -> None:
     item = _store_run(_config(config_path), fetch)
     if item is None:
         raise click.ClickException(f"no {what} with this id")
@@ -438,13 +436,13 @@ def deliveries_list(
         as_json,
         "deliveries",
         [
-            ("ID", lambda i: i["id"]),
-            ("EVENT", lambda i: i["event_id"]),
-            ("DESTINATION", lambda i: i["destination"]),
-            ("STATUS", lambda i: i["status"]),
-            ("ATTEMPTS", lambda i: str(i["attempts"])),
-            ("LAST", lambda i: _text(i["last_status_code"])),
-            ("ERROR", lambda i: i["last_error"] or ""),
+            ("ID", lambda i: i.id),
+            ("EVENT", lambda i: i.event_id),
+            ("DESTINATION", lambda i: i.destination),
+            ("STATUS", lambda i: i.status),
+            ("ATTEMPTS", lambda i: str(i.attempts)),
+            ("LAST", lambda i: _text(i.last_status_code)),
+            ("ERROR", lambda i: i.last_error or ""),
         ],
     )
 

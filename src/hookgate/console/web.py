@@ -541,8 +541,8 @@ class Console:
         page = await self.store.list_deliveries(ViewFilter(equal={"event_id": event_id}), None, 100)
         deliveries = []
         for delivery in page.items:
-            delivery["history"] = await self.store.delivery_attempts(delivery["id"])
-            deliveries.append(delivery)
+            history = await self.store.delivery_attempts(delivery.id)
+            deliveries.append({**asdict(delivery), "history": history})
         data = {
             "event": event,
             "outcome": outcome or {},
@@ -632,7 +632,7 @@ class Console:
             )
             row["breaker"] = breakers.get(destination.name, "unknown")
             row["counts"] = counts
-            row["last_error"] = last.items[0].get("last_error") if last.items else None
+            row["last_error"] = last.items[0].last_error if last.items else None
             out.append(row)
         return out
 

@@ -92,7 +92,7 @@ class DeliveryWorker:
         """Claim and send what is due now; returns how many deliveries were claimed."""
         now = self._clock()
         states = await self._store.destination_states()
-        disabled = {name for name, row in states.items() if row.get("disabled_at") is not None}
+        disabled = {name for name, row in states.items() if row.disabled_at is not None}
         self._gone = set()
         jobs: list[tuple[DeliveryJob, DestinationConfig]] = []
         for name, destination in self._destinations.items():

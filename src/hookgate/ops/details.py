@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from hookgate.domain.outbox import DeliveryDetail
 from hookgate.domain.queries import ViewFilter
 from hookgate.store.base import Store
 
@@ -45,11 +48,10 @@ async def charge_point_detail(store: Store, row_id: str) -> dict[str, Any] | Non
     return item
 
 
-async def delivery_detail(store: Store, delivery_id: str) -> dict[str, Any] | None:
+async def delivery_detail(store: Store, delivery_id: str) -> DeliveryDetail | None:
     """A delivery with its attempts (`history`), oldest first."""
     page = await store.list_deliveries(ViewFilter(equal={"id": delivery_id}), None, 1)
     if not page.items:
         return None
-    item = page.items[0]
-    item["history"] = await store.delivery_attempts(delivery_id)
-    return item
+    history = await store.delivery_attempts(delivery_id)
+    return DeliveryDetail(**msgspec.structs.asdict(page.items[0]), history=history)

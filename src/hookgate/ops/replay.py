@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hookgate.config import Config, DestinationConfig
 from hookgate.domain.errors import Invalid
+from hookgate.domain.outbox import DestinationState
 from hookgate.domain.queries import ReplayFilter
 
 DELIVERY_STATUSES = ("pending", "failed", "delivered", "dead")
@@ -54,7 +55,7 @@ def _shown_url(url: str | None) -> str | None:
 
 
 def public_destination(
-    destination: DestinationConfig, state: dict[str, Any] | None
+    destination: DestinationConfig, state: DestinationState | None
 ) -> dict[str, Any]:
     """A destination as operators may see it: no secret, no header values, no URL
     credentials or query, with its disabled state."""
@@ -81,6 +82,6 @@ def public_destination(
             "max_age_seconds": policy.max_age_seconds,
         },
         "disabled": state is not None,
-        "disabled_at": state.get("disabled_at") if state else None,
-        "disabled_reason": state.get("reason") if state else None,
+        "disabled_at": state.disabled_at if state else None,
+        "disabled_reason": state.reason if state else None,
     }

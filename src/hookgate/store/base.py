@@ -29,7 +29,14 @@ from hookgate.domain.events import (
     StoredRejection,
     StoredRejectionDetail,
 )
-from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
+from hookgate.domain.outbox import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryJob,
+    DeliveryOutcome,
+    DestinationState,
+    ProcessResult,
+)
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
 from hookgate.domain.search import EventPage, EventSearch
@@ -248,13 +255,13 @@ class Store(Protocol):
 
     async def list_deliveries(
         self, where: ViewFilter, cursor: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[Delivery]:
         """Deliveries newest first (filters on event_id, destination, status)."""
 
-    async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+    async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         """Every attempt of one delivery, oldest first."""
 
-    async def destination_states(self) -> dict[str, dict[str, Any]]:
+    async def destination_states(self) -> dict[str, DestinationState]:
         """Destinations that were disabled (410 Gone or by an operator), by name."""
 
     async def set_destination_disabled(self, name: str, reason: str | None) -> None:

@@ -16,7 +16,14 @@ from typing import Any
 import msgspec
 
 from hookgate.domain.events import StoredEvent
-from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome, ProcessResult
+from hookgate.domain.outbox import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryJob,
+    DeliveryOutcome,
+    DestinationState,
+    ProcessResult,
+)
 from hookgate.domain.queries import Page, ReplayFilter, ViewFilter
 from hookgate.ids import floor_id, new_id
 from hookgate.store.authz import decision_row
@@ -367,7 +374,7 @@ async def _replay(tx: Tx, where: ReplayFilter) -> int:
 
 async def list_deliveries(
     tx: Tx, where: ViewFilter, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+) -> Page[Delivery]:
     """Deliveries newest first (filters on id, event_id, destination, status)."""
     clauses, params = equal_filters(
         tx,
@@ -381,21 +388,52 @@ async def list_deliveries(
     if where.until is not None:
         clauses.append("created_at < ?")
         params.append(tx.dialect.instant(where.until))
-    return await id_page(tx, "deliveries", "*", clauses, params, cursor, limit, dict)
+    return await id_page(
+        tx, "deliveries", _DELIVERY_COLUMNS, clauses, params, cursor, limit, _delivery
+    )
 
 
-async def delivery_attempts(tx: Tx, delivery_id: str) -> list[dict[str, Any]]:
+_DELIVERY_COLUMNS = (
+    "id, event_id, destination, status, attempts, next_attempt_at, lease_owner, lease_until, "
+    "last_status_code, last_error, created_at, updated_at, delivered_at"
+)
+
+
+def _delivery(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        destination=row["destination"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        delivered_at=row["delivered_at"],
+    )
+
+
+async def delivery_attempts(tx: Tx, delivery_id: str) -> list[DeliveryAttempt]:
     """Every attempt of one delivery, oldest first."""
     rows = await tx.all(
-        "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id", (delivery_id,)
+        "SELECT id, delivery_id, attempt, started_at, duration_ms, outcome, status_code, error "
+        "FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id",
+        (delivery_id,),
     )
-    return [tx.dialect.plain(row) for row in rows]
+    return [DeliveryAttempt(**tx.dialect.plain(row)) for row in rows]
 
 
-async def destination_states(tx: Tx) -> dict[str, dict[str, Any]]:
+async def destination_states(tx: Tx) -> dict[str, DestinationState]:
     """Destinations that were disabled, by name."""
-    rows = await tx.all("SELECT * FROM destination_state WHERE disabled_at IS NOT NULL")
-    return {row["name"]: tx.dialect.plain(row) for row in rows}
+    rows = await tx.all(
+        "SELECT name, disabled_at, reason, updated_at FROM destination_state "
+        "WHERE disabled_at IS NOT NULL"
+    )
+    return {row["name"]: DestinationState(**tx.dialect.plain(row)) for row in rows}
 
 
 async def set_destination_disabled(tx: Tx, name: str, reason: str | None) -> None:

@@ -33,7 +33,13 @@ from hookgate.domain.events import (
     StoredRejection,
     StoredRejectionDetail,
 )
-from hookgate.domain.outbox import DeliveryJob, DeliveryOutcome
+from hookgate.domain.outbox import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryJob,
+    DeliveryOutcome,
+    DestinationState,
+)
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
 from hookgate.store import authz, inbox, outbox, retention, viewtx
@@ -240,13 +246,13 @@ class SqlStore(QueryMethods):
 
     async def list_deliveries(
         self, where: ViewFilter, cursor: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[Delivery]:
         return await self._read(lambda tx: outbox.list_deliveries(tx, where, cursor, limit))
 
-    async def delivery_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+    async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         return await self._read(lambda tx: outbox.delivery_attempts(tx, delivery_id))
 
-    async def destination_states(self) -> dict[str, dict[str, Any]]:
+    async def destination_states(self) -> dict[str, DestinationState]:
         return await self._read(outbox.destination_states)
 
     async def set_destination_disabled(self, name: str, reason: str | None) -> None:
