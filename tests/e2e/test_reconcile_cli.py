@@ -225,3 +225,40 @@ def test_reconcile_month_csv_and_json(config: Path, tmp_path: Path) -> None:
         )
         assert refused.status_code == 400
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_failed_fetches_are_listed_and_requeued(config: Path) -> None:
+    db = db_path(config.parent)
+    conn = sqlite3.connect(db)
+    try:
+        tx = SqlViewTx(conn, "sqlite")
+        for ref_id, status, error in (("1", "failed", "HTTP 404: gone"), ("2", "done", None)):
+            tx.insert(
+                "reference_fetches",
+                {
+                    "source": "ampeco",
+                    "kind": "transaction",
+                    "ref_id": ref_id,
+                    "id": new_id(),
+                    "event_id": new_id(),
+                    "status": status,
+                    "attempts": 1,
+                    "next_at": T0,
+                    "last_error": error,
+                    "updated_at": T0,
+                },
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    listed = json.loads(cli(config, "fetches", "list", "--status", "failed", "--json"))
+    assert listed["counts"] == {"done": 1, "failed": 1}
+    assert [(i["ref_id"], i["last_error"]) for i in listed["items"]] == [("1", "HTTP 404: gone")]
+    assert "failed   ampeco transaction 1 attempts=1 HTTP 404: gone" in cli(
+        config, "fetches", "list"
+    )
+    assert cli(config, "fetches", "requeue", "--source", "ampeco").strip() == "requeued 1"
+    after = json.loads(cli(config, "fetches", "list", "--json"))
+    assert after["counts"] == {"done": 1, "pending": 1}
+    (pending,) = [i for i in after["items"] if i["status"] == "pending"]
+    assert (pending["ref_id"], pending["attempts"]) == ("1", 0)

@@ -44,7 +44,8 @@ from hookgate.ops.replay import (
 from hookgate.reconcile import reconciliation_csv, reconciliation_json
 from hookgate.services.rerun import RerunResult, Reruns
 from hookgate.store.base import Store
-from hookgate.timeutil import parse_iso
+from hookgate.store.fetches import fetch_counts, fetch_list, requeue
+from hookgate.timeutil import parse_iso, utcnow
 
 Row = dict[str, Any]
 
@@ -615,6 +616,47 @@ def reconcile_month(
     with open(output, "w", encoding="utf-8", newline="") as file:
         file.write(text)
     click.echo(f"{len(result.lines)} lines written to {output}", err=True)
+
+
+@main.group()
+def fetches() -> None:
+    """Objects read from a provider's API after a thin notification (fetch on notify)."""
+
+
+@fetches.command("list")
+@config_option
+@click.option("--status", type=click.Choice(["pending", "done", "failed"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50)
+@click.option("--json", "as_json", is_flag=True)
+def fetches_list(config_path: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """The newest fetches, with their attempts and last error; counts per status."""
+    config = _config(config_path)
+
+    async def read(store: Store) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        return await fetch_counts(store), await fetch_list(store, status, limit)
+
+    counts, rows = _store_run(config, read)
+    if as_json:
+        _print_json({"counts": counts, "items": rows})
+        return
+    click.echo(", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "no fetches")
+    for row in rows:
+        click.echo(
+            f"{row['status']:<8} {row['source']} {row['kind']} {row['ref_id']} "
+            f"attempts={row['attempts']} {row['last_error'] or ''}".rstrip()
+        )
+
+
+@fetches.command("requeue")
+@config_option
+@click.option("--source", default=None, help="Only this source's failed fetches.")
+@audited("fetches.requeue", "source")
+def fetches_requeue(config_path: str | None, source: str | None) -> None:
+    """Try the failed fetches again from their first attempt (after fixing the API URL or
+    token, or once the objects exist)."""
+    config = _config(config_path)
+    count = _store_run(config, lambda store: requeue(store, source, utcnow()))
+    click.echo(f"requeued {count}")
 
 
 def _rerun(

@@ -129,6 +129,22 @@ def requeue_failed(conn: Any, source: str | None, now: datetime) -> int:
         return _rows_written(conn, sql, params)
 
 
+def listing(conn: Any, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Fetch rows (without their documents), newest first; of one status, or all."""
+    d = _dialect(conn)
+    sql = (
+        f"SELECT source, kind, ref_id, id, event_id, status, attempts, next_at, last_error, "
+        f"fetched_at, updated_at FROM {_TABLE}"
+    )
+    params: list[Any] = []
+    if status is not None:
+        sql += " WHERE status = ?"
+        params.append(status)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    return [decode_row(_TABLE, row, d.name, for_api=True) for row in _rows(conn, sql, params)]
+
+
 def counts(conn: Any) -> dict[str, int]:
     """Fetches per status."""
     rows = _rows(conn, f"SELECT status, COUNT(*) AS n FROM {_TABLE} GROUP BY status", [])
@@ -181,3 +197,7 @@ async def requeue(store: Store, source: str | None, now: datetime) -> int:
 
 async def fetched_documents(store: Store, kind: str, limit: int = 100_000) -> list[dict[str, Any]]:
     return await store.sql_read(lambda conn: documents(conn, kind, limit))
+
+
+async def fetch_list(store: Store, status: str | None, limit: int) -> list[dict[str, Any]]:
+    return await store.sql_read(lambda conn: listing(conn, status, limit))
