@@ -145,7 +145,7 @@ async def test_a_failing_write_does_not_lose_its_neighbours(store: Store) -> Non
 async def test_session_start_end_and_repeat(store: Store) -> None:
     start = event("start:1", source="zaptec", event_type="session.start")
     await store.record_session_start(start, decision("S-1", start.id))
-    assert (await store.get_session("zaptec", "S-1"))["status"] == "active"  # type: ignore[index]
+    assert (await store.get_session("zaptec", "S-1")).status == "active"  # type: ignore[union-attr]
 
     end = SessionEnd(session_ids=["S-1"], ended_at=None, energy_kwh="12.5")
     first = await store.record_session_end(event("end:S-1", source="zaptec"), end)
@@ -153,7 +153,7 @@ async def test_session_start_end_and_repeat(store: Store) -> None:
     assert first.stored and first.matched
     assert not again.stored and again.event_id == first.event_id
     row = await store.get_session("zaptec", "S-1")
-    assert row is not None and row["status"] == "ended" and row["energy_kwh"] == "12.5"
+    assert row is not None and row.status == "ended" and row.energy_kwh == "12.5"
 
 
 async def test_end_without_start_is_flagged_unmatched(store: Store) -> None:
@@ -164,7 +164,7 @@ async def test_end_without_start_is_flagged_unmatched(store: Store) -> None:
     assert result.stored and not result.matched
     stored = await store.get_event(result.event_id)
     assert stored is not None and "unmatched" in stored.flags
-    assert (await store.get_session("zaptec", "X"))["status"] == "unmatched"  # type: ignore[index]
+    assert (await store.get_session("zaptec", "X")).status == "unmatched"  # type: ignore[union-attr]
 
 
 async def test_external_id_matches_the_issued_session(store: Store) -> None:
@@ -175,7 +175,7 @@ async def test_external_id_matches_the_issued_session(store: Store) -> None:
         SessionEnd(session_ids=["theirs", "OURS"], ended_at=None, energy_kwh="1"),
     )
     assert result.matched
-    assert (await store.get_session("zaptec", "OURS"))["status"] == "ended"  # type: ignore[index]
+    assert (await store.get_session("zaptec", "OURS")).status == "ended"  # type: ignore[union-attr]
 
 
 async def test_claimed_by_fallback_abandons_the_write(store: Store) -> None:
@@ -203,7 +203,7 @@ async def test_fallback_voids_a_session_nobody_was_told_about(store: Store) -> N
     answered = decision(None, start.id)
     answered.fallback = True
     await store.record_fallback(start, answered, void_session="ORPHAN")
-    assert (await store.get_session("zaptec", "ORPHAN"))["status"] == "void"  # type: ignore[index]
+    assert (await store.get_session("zaptec", "ORPHAN")).status == "void"  # type: ignore[union-attr]
 
 
 async def test_cursor_pages_walk_every_row_once_newest_first(store: Store) -> None:

@@ -52,6 +52,26 @@ class DecisionRecord(msgspec.Struct, kw_only=True):
     latency_us: int
 
 
+class AuthorizedSession(msgspec.Struct, kw_only=True):
+    """A session the engine approved (or an end no start matched, `unmatched`), as the
+    store tracks it for limits: `status` is active, ended, void or unmatched;
+    `reserved_kwh` is what it holds of its budgets while active (decimal text)."""
+
+    session_id: str
+    source: str
+    status: str
+    charger_id: str | None
+    token: str | None
+    decision_id: str | None
+    started_at: IsoInstant | None
+    ended_at: IsoInstant | None
+    energy_kwh: str | None
+    start_event_id: str | None
+    end_event_id: str | None
+    group_id: str | None
+    reserved_kwh: str | None
+
+
 class Limit(msgspec.Struct, frozen=True, kw_only=True):
     """A limit an approval must respect, re-checked by the store inside the transaction
     that records the session (other instances may have approved against it meanwhile).

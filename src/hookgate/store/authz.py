@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from hookgate.domain.decisions import (
+    AuthorizedSession,
     ConsumptionReport,
     Decision,
     DecisionRecord,
@@ -325,13 +326,15 @@ async def list_decisions(
     )
 
 
-async def get_session(tx: Tx, source: str, session_id: str) -> dict[str, Any] | None:
+async def get_session(tx: Tx, source: str, session_id: str) -> AuthorizedSession | None:
     """An authorized (or unmatched) Zaptec session."""
     row = await tx.one(
-        "SELECT * FROM authorized_sessions WHERE source = ? AND session_id = ?",
+        "SELECT session_id, source, status, charger_id, token, decision_id, started_at, "
+        "ended_at, energy_kwh, start_event_id, end_event_id, group_id, reserved_kwh "
+        "FROM authorized_sessions WHERE source = ? AND session_id = ?",
         (source, tx.dialect.text(session_id)),
     )
-    return tx.dialect.plain(row) if row else None
+    return AuthorizedSession(**tx.dialect.plain(row)) if row else None
 
 
 # -- rule entities and the change log --------------------------------------------------

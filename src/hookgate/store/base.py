@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from hookgate.domain.decisions import (
+    AuthorizedSession,
     ConsumptionReport,
     Decision,
     DecisionRecord,
@@ -207,7 +208,7 @@ class Store(Protocol):
     async def auth_sync_config(self, entities: list[AuthEntity]) -> int:
         """Make the configuration-managed entities exactly `entities`; returns changes."""
 
-    async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, source: str, session_id: str) -> AuthorizedSession | None:
         """An authorized (or unmatched) Zaptec session."""
 
     async def prune(self, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:

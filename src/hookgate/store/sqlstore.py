@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from hookgate.domain.decisions import (
+    AuthorizedSession,
     ConsumptionReport,
     Decision,
     DecisionRecord,
@@ -191,7 +192,7 @@ class SqlStore(QueryMethods):
     ) -> Page[DecisionRecord]:
         return await self._read(lambda tx: authz.list_decisions(tx, where, cursor, limit))
 
-    async def get_session(self, source: str, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, source: str, session_id: str) -> AuthorizedSession | None:
         return await self._read(lambda tx: authz.get_session(tx, source, session_id))
 
     async def auth_snapshot(self, since: datetime) -> AuthSnapshot:
