@@ -25,7 +25,7 @@ from hookgate.config_explain import explain, item_label, line_of
 from hookgate.domain.anomalies import AnomalyRules
 from hookgate.domain.errors import Invalid
 from hookgate.domain.rules import Budget, ChargerRule, Group, Token, check_zone
-from hookgate.domain.tariffs import Reimbursement, Tariff
+from hookgate.domain.tariffs import Rates, Reimbursement, Tariff
 
 CONFIG_ENV = "HOOKGATE_CONFIG"
 DEFAULT_CONFIG = "hookgate.toml"
@@ -603,6 +603,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Thresholds of the anomaly flags on charging sessions (domain/anomalies.py).
     anomalies: AnomalyRules = msgspec.field(default_factory=AnomalyRules)
     reimbursements: list[Reimbursement] = []
+
+    def rates(self) -> Rates:
+        """The tariffs and reimbursement rates, as pricing takes them."""
+        return Rates(tariffs=tuple(self.tariffs), reimbursements=tuple(self.reimbursements))
 
     def __post_init__(self) -> None:
         for kind, rates in (("tariffs", self.tariffs), ("reimbursements", self.reimbursements)):

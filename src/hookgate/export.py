@@ -32,7 +32,7 @@ from hookgate.domain.anomalies import ANOMALIES, PARKED
 from hookgate.domain.money import amount_problem
 from hookgate.domain.queries import ViewFilter
 from hookgate.domain.rules import normalise_uid
-from hookgate.domain.tariffs import Reimbursement, Tariff, price
+from hookgate.domain.tariffs import NO_RATES, Rates, price
 from hookgate.domain.tariffs import Session as PricedSession
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso
@@ -227,16 +227,6 @@ def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> Ex
         currency=row.get("currency") or None,
         note=read.note(),
     )
-
-
-class Rates(msgspec.Struct, kw_only=True, frozen=True):
-    """The configured prices of sessions no provider prices."""
-
-    tariffs: tuple[Tariff, ...] = ()
-    reimbursements: tuple[Reimbursement, ...] = ()
-
-
-NO_RATES = Rates()
 
 
 def _charging_line(

@@ -28,10 +28,9 @@ import msgspec
 from hookgate.domain.anomalies import UNAUTHORIZED
 from hookgate.domain.decisions import DecisionRecord
 from hookgate.domain.queries import DecisionFilter, ViewFilter
+from hookgate.domain.tariffs import NO_RATES, Rates
 from hookgate.export import (
-    NO_RATES,
     ExportLine,
-    Rates,
     _csv,
     _instant,
     _money,

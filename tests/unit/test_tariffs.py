@@ -14,8 +14,9 @@ import pytest
 
 from hookgate.config import parse_config
 from hookgate.domain.rules import AuthEntity
-from hookgate.domain.tariffs import Band, Reimbursement, Session, Tariff, choose, price
-from hookgate.export import Rates, build_report, lines_csv
+from hookgate.domain.tariffs import Band, Rates, Reimbursement, Session, Tariff, choose, price
+from hookgate.export import build_report, lines_csv
+from hookgate.ops.details import session_detail
 from hookgate.store.sqlite import SqliteStore
 from support.views import seed
 
@@ -247,3 +248,26 @@ async def test_the_export_prices_sessions_no_provider_priced(
     assert "4.38" in lines_csv(report)
     unpriced = await build_report(store, "2026-11", "UTC")
     assert unpriced.lines[0].total is None
+
+
+async def test_a_session_detail_shows_its_tariff_price(store: SqliteStore, tmp_path: Path) -> None:
+    row = seed(
+        tmp_path / "export.db",
+        "charging_sessions",
+        source="zaptec",
+        provider="zaptec",
+        status="ended",
+        session_key="z9",
+        token="tag-1",
+        charger_id="CH-1",
+        started_at=at("2026-11-03T08:00:00+00:00"),
+        ended_at=at("2026-11-03T09:00:00+00:00"),
+        energy_kwh="10",
+    )
+    home = Reimbursement(name="anna", currency="EUR", per_kwh="0.20", drivers=["Anna Berg"])
+    detail = await session_detail(store, row["id"], Rates(tariffs=(FLAT,), reimbursements=(home,)))
+    assert detail is not None
+    assert detail["price"]["by"] == "reimbursement:anna"  # the token's driver is Anna Berg
+    assert detail["price"]["total"] == "2.00"
+    plain = await session_detail(store, row["id"])
+    assert plain is not None and plain["price"] is None

@@ -204,10 +204,15 @@ class ChargingSession(msgspec.Struct, kw_only=True):
     versions: dict[str, Any]
     last_occurred_at: datetime | None
     updated_at: datetime
+    # What a fetched CDR says the cost is made of (type, amount, quantity, unit).
+    cost_components: list[dict[str, Any]] | None = None
 
 
 class ChargingSessionDetail(ChargingSession, kw_only=True):
     meter_values: list[MeterValue]
+    # The configured tariff's price of a session no provider priced (by, currency,
+    # amount_excl_vat, vat, total, components); None otherwise.
+    price: dict[str, Any] | None = None
 
 
 class ParkingQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):

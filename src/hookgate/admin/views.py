@@ -124,7 +124,9 @@ class ViewsApi:
         )
 
     async def session(self, request: Request) -> Response:
-        item = await session_detail(self._store, request.path_params["id"])
+        item = await session_detail(
+            self._store, request.path_params["id"], self._operations.config.rates()
+        )
         return self._found(item, "charging session")
 
     async def parking(self, request: Request) -> Response:

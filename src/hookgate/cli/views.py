@@ -217,12 +217,14 @@ def sessions_list(
 @config_option
 @click.argument("session_id")
 def sessions_show(config_path: str | None, session_id: str) -> None:
-    """One session with its meter values, by hookgate's id or the provider's session id."""
+    """One session with its meter values, by hookgate's id or the provider's session id,
+    and its price under the configured tariffs when no provider priced it."""
+    rates = _config(config_path).rates()
     _show_view(
         config_path,
         "charging_sessions",
         session_id,
-        session_detail,
+        lambda store, row_id: session_detail(store, row_id, rates),
         "charging session",
         ("session_key", "external_id"),
     )

@@ -757,7 +757,7 @@ class Console:
         return "charging.html", data
 
     async def session(self, request: Request, session: Session) -> tuple[str, dict[str, Any]]:
-        item = await session_detail(self.store, request.path_params["id"])
+        item = await session_detail(self.store, request.path_params["id"], self.config.rates())
         if item is None:
             raise Refused(404, "no charging session with this id")
         decisions = await self.store.list_decisions(

@@ -105,6 +105,16 @@ class Reimbursement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
             raise ValueError(f"reimbursement {self.name!r} names no vehicles and no drivers")
 
 
+class Rates(msgspec.Struct, kw_only=True, frozen=True):
+    """The configured prices of sessions no provider prices."""
+
+    tariffs: tuple[Tariff, ...] = ()
+    reimbursements: tuple[Reimbursement, ...] = ()
+
+
+NO_RATES = Rates()
+
+
 class Priced(msgspec.Struct, kw_only=True, frozen=True):
     """A session's price: amounts as decimal text with two places, its parts, and what
     priced it (`tariff:<name>` or `reimbursement:<name>`)."""

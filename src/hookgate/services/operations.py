@@ -6,7 +6,7 @@ from __future__ import annotations
 from hookgate.config import Config
 from hookgate.domain.errors import NotFound
 from hookgate.domain.queries import ReplayFilter
-from hookgate.export import FleetReport, Rates, build_report
+from hookgate.export import FleetReport, build_report
 from hookgate.ops.replay import BadReplay, check_replay
 from hookgate.reconcile import Reconciliation, build_reconciliation
 from hookgate.store.base import Store
@@ -38,9 +38,7 @@ class Operations:
     async def reconcile(self, month: str) -> Reconciliation:
         """The reconciliation of a month (YYYY-MM in the [authorization] timezone)."""
         settings = self.config.authorization
-        rates = Rates(
-            tariffs=tuple(self.config.tariffs), reimbursements=tuple(self.config.reimbursements)
-        )
+        rates = self.config.rates()
         try:
             return await build_reconciliation(
                 self.store, month, settings.timezone, settings.tokens, rates
@@ -52,10 +50,7 @@ class Operations:
         """The fleet costs of a month (YYYY-MM in the [authorization] timezone)."""
         settings = self.config.authorization
         try:
-            rates = Rates(
-                tariffs=tuple(self.config.tariffs),
-                reimbursements=tuple(self.config.reimbursements),
-            )
+            rates = self.config.rates()
             return await build_report(self.store, month, settings.timezone, settings.tokens, rates)
         except ValueError as exc:
             raise BadReplay("month", str(exc)) from None
