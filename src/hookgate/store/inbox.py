@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -29,6 +29,8 @@ from hookgate.store.paging import equal_filters, id_page
 from hookgate.store.tx import KeyTaken, Row, Tx
 
 _json = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+E = TypeVar("E", bound=Event)
 
 
 def json_text(value: Any) -> str:
@@ -121,28 +123,31 @@ def _event_columns(d: Dialect) -> str:
     )
 
 
-def _event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "source": row["source"],
-        "provider": row["provider"],
-        "type": row["event_type"],
-        "received_at": row["received_at"],
-        "dedup_key": row["dedup_key"],
-        "subject": row["subject"],
-        "status": row["status"],
-        "flags": msgspec.json.decode(row["flags"]),
-        "headers": msgspec.json.decode(row["headers"]),
-        "document": msgspec.json.decode(row["document"]) if row["document"] else None,
-        "body_sha256": row["body_sha256"],
-        "body_size": row["body_size"],
-        "request_id": row["request_id"],
-    }
-
-
 def event_row(row: Mapping[str, Any]) -> Event:
     """An inbox row as callers see it (JSON columns decoded, instants as ISO text)."""
-    return Event(**_event_fields(row))
+    return _event(Event, row)
+
+
+def _event(cls: type[E], row: Mapping[str, Any], **extra: Any) -> E:
+    """Built directly, without a dict in between (a listing builds 50 of them)."""
+    document = row["document"]
+    return cls(
+        id=row["id"],
+        source=row["source"],
+        provider=row["provider"],
+        type=row["event_type"],
+        received_at=row["received_at"],
+        dedup_key=row["dedup_key"],
+        subject=row["subject"],
+        status=row["status"],
+        flags=_decode(row["flags"]),
+        headers=_decode(row["headers"]),
+        document=_decode(document) if document else None,
+        body_sha256=row["body_sha256"],
+        body_size=row["body_size"],
+        request_id=row["request_id"],
+        **extra,
+    )
 
 
 async def list_events(tx: Tx, where: EventFilter, cursor: str | None, limit: int) -> Page[Event]:
@@ -169,7 +174,7 @@ async def get_event(tx: Tx, event_id: str) -> EventWithBody | None:
     )
     if row is None:
         return None
-    return EventWithBody(**_event_fields(tx.dialect.plain(row)), raw_body=bytes(row["raw_body"]))
+    return _event(EventWithBody, tx.dialect.plain(row), raw_body=bytes(row["raw_body"]))
 
 
 async def requeue_event(
