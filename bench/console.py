@@ -84,6 +84,14 @@ async def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
         plate = parking[0]["license_number"] if parking else "NONE"
         payments = plate_page.json()["payments"]
         charging = (await client.get("/console/charging", params={"format": "json"})).json()
+        # Time the session page on a session with meter values (its chart), when one is listed.
+        session = charging["sessions"][0]["id"] if charging["sessions"] else None
+        for listed in charging["sessions"]:
+            page = f"/console/charging/sessions/{listed['id']}"
+            detail = (await client.get(page, params={"format": "json"})).json()
+            if detail.get("charging_session", {}).get("meter_values"):
+                session = listed["id"]
+                break
         delivery = await first_id(client, "/console/deliveries")
         rejection = await first_id(client, "/console/rejections")
         pages = {
@@ -103,11 +111,7 @@ async def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
             "deliveries, status=dead": "/console/deliveries?status=dead",
             "delivery detail": f"/console/deliveries/{delivery}",
             "charging": "/console/charging",
-            "charging session": (
-                f"/console/charging/sessions/{charging['sessions'][0]['id']}"
-                if charging["sessions"]
-                else None
-            ),
+            "charging session": f"/console/charging/sessions/{session}" if session else None,
             "parking and payments": "/console/parking",
             "payment detail": f"/console/payments/{payments[0]['id']}" if payments else None,
             "fleet costs": "/console/costs",

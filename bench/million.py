@@ -110,6 +110,10 @@ def pool(distinct: int, rng: random.Random) -> dict[str, list[Doc]]:
                 f"{kind}.{state.lower()}",
                 f"{kind}/{5 * 10**6 + n // 7}",
                 notification(5 * 10**6 + n // 7, obj_type, state),
+                object_type=obj_type,
+                state=state,
+                rank=flow.index(state),
+                final=state == flow[-1],
             )
         )
         name = AMPECO_NAMES[n % len(AMPECO_NAMES)]
@@ -157,6 +161,11 @@ class Rows:
         self.consumption: list[tuple[Any, ...]] = []
         self.parking: list[tuple[Any, ...]] = []
         self.rejections: list[tuple[Any, ...]] = []
+        self.sessions: list[tuple[Any, ...]] = []
+        self.meters: list[tuple[Any, ...]] = []
+        self.attempts: list[tuple[Any, ...]] = []
+        self.payment_states: list[tuple[Any, ...]] = []
+        self.payments: list[tuple[Any, ...]] = []
 
     def clear(self) -> None:
         for rows in vars(self).values():
@@ -174,6 +183,8 @@ def generate(
     counts: dict[tuple[Any, ...], int] = {}
     refused: dict[tuple[Any, ...], int] = {}
     seqs: set[int] = set()
+    # ZTLment objects (about seven state changes each): type, state, final, first, last event.
+    objects: dict[str, list[Any]] = {}
     rows = Rows()
     for i in range(events):
         ms = start_ms + int(i * step)
@@ -236,9 +247,23 @@ def generate(
                 else ("pending", 0, None)
             )
             created = at + timedelta(milliseconds=40)
+            delivery_id = ulid(ms + 40, rng.getrandbits(80))
+            for attempt in range(1, attempts + 1):
+                rows.attempts.append(
+                    (
+                        ulid(ms + 40 + attempt, rng.getrandbits(80)),
+                        delivery_id,
+                        attempt,
+                        created + timedelta(minutes=attempt - 1),
+                        rng.randint(20, 900),
+                        "delivered" if state == "delivered" else "failed",
+                        code,
+                        None if state == "delivered" else f"HTTP {code}",
+                    )
+                )
             rows.deliveries.append(
                 (
-                    ulid(ms + 40, rng.getrandbits(80)),
+                    delivery_id,
                     event_id,
                     destination,
                     state,
@@ -287,6 +312,73 @@ def generate(
                     at,
                 )
             )
+            # The charging session processing made of the start and this end.
+            plugged = timedelta(minutes=rng.randint(20, 600))
+            energy = float(doc.fields["Energy"])
+            rows.sessions.append(
+                (
+                    provider,
+                    f"s{i}",
+                    ulid(ms, rng.getrandbits(80)),
+                    provider,
+                    "ended",
+                    doc.subject.removeprefix("charger/"),
+                    token,
+                    at - plugged,
+                    at,
+                    str(doc.fields["Energy"]),
+                    "[]",
+                    f'["{event_id}"]',
+                    "{}",
+                    at,
+                    at,
+                )
+            )
+            if i % 16 == 3:  # a quarter of the sessions came with meter values
+                for k in range(1, 13):
+                    sampled = at - plugged + plugged * k / 12
+                    for measurand, value, unit in (
+                        ("Energy.Active.Import.Register", energy * k / 12, "kWh"),
+                        ("Power.Active.Import", 3.7 + rng.random() * 7.4, "kW"),
+                    ):
+                        rows.meters.append(
+                            (
+                                provider,
+                                f"s{i}",
+                                sampled,
+                                measurand,
+                                "",
+                                f"{value:.3f}",
+                                unit,
+                                event_id,
+                            )
+                        )
+        elif provider == "ztlment" and status == "processed":
+            f = doc.fields
+            object_id = str(5 * 10**6 + i // 28)  # every fourth event is ZTLment's
+            known = objects.get(object_id)
+            out_of_order = known is not None and f["rank"] < known[4]
+            rows.payment_states.append(
+                (
+                    event_id,
+                    provider,
+                    f["object_type"],
+                    object_id,
+                    f["state"],
+                    f["rank"],
+                    f["final"],
+                    True,
+                    at,
+                    not out_of_order,
+                    out_of_order,
+                )
+            )
+            if known is None:
+                objects[object_id] = [f["object_type"], f["state"], f["final"], at, f["rank"], at]
+                objects[object_id].append(event_id)
+            elif not out_of_order:
+                known[1:3] = [f["state"], f["final"]]
+                known[4:7] = [f["rank"], at, event_id]
         elif provider == "easypark":
             f = doc.fields
             rows.parking.append(
@@ -325,6 +417,21 @@ def generate(
         if len(rows.inbox) >= chunk:
             yield rows, {}, {}
             rows.clear()
+    for object_id, (kind, state, final, first, _, last, event_id) in objects.items():
+        rows.payments.append(
+            (
+                "ztlment",
+                kind,
+                object_id,
+                ulid(int(first.timestamp() * 1000), rng.getrandbits(80)),
+                state,
+                final,
+                "[]",
+                first,
+                last,
+                event_id,
+            )
+        )
     yield rows, counts, refused
 
 
@@ -346,6 +453,23 @@ CONSUMPTION = "consumption (id, source, session_key, origin, token, group_id, kw
 PARKING = (
     "parking_transactions (source, parking_id, id, event_id, license_number, started_at, "
     "ended_at, currency, price, price_vat, price_excl_vat, received_at, consistent, flags)"
+)
+SESSIONS = (
+    "charging_sessions (source, session_key, id, provider, status, charger_id, token, "
+    "started_at, ended_at, energy_kwh, flags, event_ids, versions, last_occurred_at, updated_at)"
+)
+METERS = "meter_values (source, session_key, at, measurand, phase, value, unit, event_id)"
+ATTEMPTS = (
+    "delivery_attempts (id, delivery_id, attempt, started_at, duration_ms, outcome, "
+    "status_code, error)"
+)
+PAYMENT_STATES = (
+    "payment_states (event_id, source, object_type, object_id, state, state_rank, final, "
+    "known, received_at, applied, out_of_order)"
+)
+PAYMENTS = (
+    "payment_objects (source, object_type, object_id, id, state, final, flags, first_seen_at, "
+    "updated_at, last_event_id)"
 )
 REJECTIONS = (
     "rejections (id, received_at, source, provider, reason, headers, body, body_size, "
@@ -389,6 +513,14 @@ def fill_sqlite(path: str, chunks: Iterator[Any]) -> None:
         put(DECISIONS, [(*r[:8], int(r[8]), r[9]) for r in rows.decisions])
         put(CONSUMPTION, rows.consumption)
         put(PARKING, rows.parking, (1, "[]"))
+        put(SESSIONS, rows.sessions)
+        put(METERS, rows.meters)
+        put(ATTEMPTS, rows.attempts)
+        put(
+            PAYMENT_STATES,
+            [(*r[:6], int(r[6]), 1, r[8], int(r[9]), int(r[10])) for r in rows.payment_states],
+        )
+        put(PAYMENTS, [(*r[:5], int(r[5]), *r[6:]) for r in rows.payments])
         put(REJECTIONS, rows.rejections, ("POST", "/hooks/x", 401, "refused", "0" * 64, 40))
         for key, n in counts.items():
             conn.execute(
@@ -426,6 +558,11 @@ def fill_postgres(url: str, chunks: Iterator[Any]) -> None:
                 copy(DECISIONS, rows.decisions)
                 copy(CONSUMPTION, rows.consumption)
                 copy(PARKING, [(*r, True, "[]") for r in rows.parking])
+                copy(SESSIONS, rows.sessions)
+                copy(METERS, rows.meters)
+                copy(ATTEMPTS, rows.attempts)
+                copy(PAYMENT_STATES, rows.payment_states)
+                copy(PAYMENTS, rows.payments)
                 copy(
                     REJECTIONS,
                     [
