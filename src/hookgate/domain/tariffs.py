@@ -1,10 +1,11 @@
 """Prices of charging sessions that no provider prices (Zaptec reports energy, no money).
 
 A tariff (`[[tariffs]]`) charges per kWh, per minute and a fee per session, with
-time-of-use bands read in the site's time zone, and adds VAT; it is assigned to chargers
-or to whole sources. A reimbursement rate (`[[reimbursements]]`) pays a driver or a
-vehicle per kWh for charging at home. `price()` is the one function that turns a session
-into money: the export, the views and budgets all call it, so they never disagree.
+time-of-use bands read in the site's time zone, and adds VAT; it is assigned to chargers,
+to installations (a Zaptec site) or to whole sources. A reimbursement rate
+(`[[reimbursements]]`) pays a driver or a vehicle per kWh for charging at home. `price()`
+is the one function that turns a session into money: the export, the views and budgets
+all call it, so they never disagree.
 
 Energy is taken as delivered evenly over the session (a session's meter samples are not
 read here): a session across a band boundary is split by time. Amounts are exact
@@ -79,6 +80,7 @@ class Tariff(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     timezone: str = "UTC"  # the site's time zone, where bands are read
     bands: list[Band] = []
     chargers: list[str] = []
+    installations: list[str] = []
     sources: list[str] = []
 
     def __post_init__(self) -> None:
@@ -135,6 +137,7 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     started_at: datetime | None
     ended_at: datetime | None
     energy_kwh: str | None
+    installation_id: str | None = None
     vehicle: str | None = None
     driver: str | None = None
 
@@ -148,7 +151,7 @@ def choose(
 ) -> Tariff | Reimbursement | None:
     """The rate that prices `session`: a reimbursement of its vehicle or driver (at one of
     its home chargers, when it names them), else the tariff of its charger, else of its
-    source; the first one configured wins a tie."""
+    installation, else of its source; the first one configured wins a tie."""
     vehicle = _plate(session.vehicle) if session.vehicle else None
     for rate in reimbursements:
         mine = (vehicle is not None and vehicle in {_plate(v) for v in rate.vehicles}) or (
@@ -158,6 +161,9 @@ def choose(
             return rate
     for tariff in tariffs:
         if session.charger_id is not None and session.charger_id in tariff.chargers:
+            return tariff
+    for tariff in tariffs:
+        if session.installation_id is not None and session.installation_id in tariff.installations:
             return tariff
     for tariff in tariffs:
         if session.source in tariff.sources:
