@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated
@@ -140,6 +140,12 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     installation_id: str | None = None
     vehicle: str | None = None
     driver: str | None = None
+
+
+# How a session end is priced for budgets (services/sessions.py makes one from the
+# configured rates): the session, and the token it was charged with, whose vehicle or
+# driver a reimbursement may name.
+Pricing = Callable[[Session, str | None], Priced | None]
 
 
 def _plate(text: str) -> str:

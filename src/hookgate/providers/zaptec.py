@@ -215,6 +215,9 @@ Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authent
             ended_at=ended,
             energy_kwh=doc.get("energy_kwh"),
             token=doc.get("token"),
+            charger_id=doc.get("charger_id"),
+            installation_id=doc.get("installation_id"),
+            started_at=parse_iso(doc["started_at"]) if "started_at" in doc else None,
         )
 
     @staticmethod
