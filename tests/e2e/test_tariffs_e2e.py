@@ -1,7 +1,7 @@
 """Tariffs end to end through the HTTP app, on both backends: Zaptec reports energy and no
 money, so a money budget fills with what the tariff of the session's installation makes
 of it (the one pricing function), until the next start is refused; the views keep the
-installation."""
+installation, and the admin API lists the configured rates."""
 
 from __future__ import annotations
 
@@ -145,3 +145,21 @@ def test_the_session_view_keeps_the_installation_and_prices_by_its_tariff(
         detail = admin.get(f"/api/v1/charging-sessions/{row['id']}").json()
     assert detail["price"]["by"] == "tariff:site"
     assert detail["price"]["total"] == "10.00"
+
+
+def test_the_admin_api_lists_the_configured_tariffs_read_only(priced: Running) -> None:
+    with priced.admin() as admin:
+        listed = admin.get("/api/v1/tariffs")
+        assert listed.status_code == 200, listed.text
+        body = listed.json()
+        assert [t["name"] for t in body["tariffs"]] == ["site", "zaptec-default"]
+        assert body["tariffs"][0]["installations"] == [SITE]
+        assert body["tariffs"][0]["per_kwh"] == "2.50"
+        assert [r["name"] for r in body["reimbursements"]] == ["home"]
+        unknown = admin.get("/api/v1/tariffs", params={"name": "site"})
+        assert unknown.status_code == 400
+        assert unknown.headers["content-type"].startswith("application/problem+json")
+        assert admin.post("/api/v1/tariffs", json={}).status_code == 405
+        document = admin.get("/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/tariffs"]["get"]
+    assert "configuration file" in operation["description"]
