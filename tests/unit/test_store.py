@@ -192,6 +192,11 @@ async def test_an_end_without_money_is_priced_from_its_start_for_the_budgets(
         session_ids=["P-2"], ended_at=ended, energy_kwh="4", token="TAG2", installation_id="X"
     )
     await store.record_session_end(event("end:P-2", source="zaptec"), unmatched, pricing)
+    # An end that says what the session cost (an OCPI CDR) is not priced again.
+    billed = SessionEnd(
+        session_ids=["P-3"], ended_at=ended, energy_kwh="30", money="12.00", currency="EUR"
+    )
+    await store.record_session_end(event("end:P-3", source="zaptec"), billed, pricing)
 
     [(session, token), (other, other_token)] = seen
     assert (session.charger_id, session.installation_id, token) == ("CH1", "SITE-9", "TAG1")
@@ -199,7 +204,11 @@ async def test_an_end_without_money_is_priced_from_its_start_for_the_budgets(
     assert (other.installation_id, other.started_at, other_token) == ("X", None, "TAG2")
     snapshot = await store.auth_snapshot(ended - timedelta(days=1))
     money = {row["session_key"]: (row["money"], row["currency"]) for row in snapshot.consumption}
-    assert money == {"session:P-1": ("75.00", "SEK"), "session:P-2": (None, None)}
+    assert money == {
+        "session:P-1": ("75.00", "SEK"),
+        "session:P-2": (None, None),
+        "session:P-3": ("12.00", "EUR"),
+    }
 
 
 async def test_external_id_matches_the_issued_session(store: Store) -> None:

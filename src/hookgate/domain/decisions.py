@@ -106,6 +106,10 @@ class SessionEnd(msgspec.Struct, kw_only=True):
     charger_id: str | None = None
     installation_id: str | None = None
     started_at: datetime | None = None
+    # What the end says the session cost (an OCPI CDR's total, incl. VAT where given);
+    # None: the configured tariffs price it for the money budgets.
+    money: str | None = None
+    currency: str | None = None
 
 
 class ConsumptionReport(msgspec.Struct, kw_only=True):

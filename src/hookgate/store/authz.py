@@ -200,7 +200,7 @@ async def record_session_end(
     if end.energy_kwh is not None:
         token = (found["token"] if found else None) or end.token
         priced = None
-        if pricing is not None:
+        if pricing is not None and end.money is None:
             started = end.started_at or (_instant(found["started_at"]) if found else None)
             session = PricedSession(
                 source=event.source,
@@ -218,8 +218,8 @@ async def record_session_end(
             token=token,
             group_id=(found["group_id"] if found else None) or end.group_id,
             kwh=end.energy_kwh,
-            money=priced.total if priced else None,
-            currency=priced.currency if priced else None,
+            money=priced.total if priced else end.money,
+            currency=priced.currency if priced else end.currency,
             occurred_at=ended_at,
         )
         await account(tx, event.source, report)
