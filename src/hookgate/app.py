@@ -21,6 +21,7 @@ from hookgate.admin.docs import contract_routes
 from hookgate.admin.insights import InsightsApi
 from hookgate.admin.rules import RulesApi
 from hookgate.admin.slashes import relative_slash_redirects
+from hookgate.admin.tariffs import TariffsApi
 from hookgate.admin.views import ViewsApi
 from hookgate.bootstrap import Graph, bootstrap
 from hookgate.config import Config
@@ -78,6 +79,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
     views = ViewsApi(admin, gateway.store, config, gateway.reruns, gateway.operations)
     alerts = AlertsApi(admin, gateway.store)
     insights = InsightsApi(gateway.store, config)
+    tariffs = TariffsApi(config.rates())
     # Every /api/v1 endpoint, declared once: the routes and the OpenAPI document.
     operations = [
         *admin.operations(),
@@ -85,6 +87,7 @@ def create_app(config: Config, graph: Graph | None = None) -> Any:
         *views.operations(),
         *alerts.operations(),
         *insights.operations(),
+        *tariffs.operations(),
     ]
     workers = gateway
 

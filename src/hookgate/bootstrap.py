@@ -55,7 +55,9 @@ class Graph:
         self.pipeline = Pipeline(
             config, self.store, self.authorization, self.metrics, self._event_stored
         )
-        self.sessions = ChargingSessions(self.store, self.authorization, self.metrics)
+        self.sessions = ChargingSessions(
+            self.store, self.authorization, self.metrics, rates=config.rates()
+        )
         self.rules = RulesService(self.store, config.authorization, deciding_sources(config))
         self.reruns = Reruns(self.store, config, self.providers, self.pipeline)
         self.operations = Operations(self.store, config)

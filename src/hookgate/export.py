@@ -246,6 +246,7 @@ def _charging_line(
             PricedSession(
                 source=str(row["source"]),
                 charger_id=row.get("charger_id"),
+                installation_id=row.get("installation_id"),
                 started_at=_instant(row["started_at"]) if row.get("started_at") else None,
                 ended_at=_instant(row["ended_at"]) if row.get("ended_at") else None,
                 energy_kwh=row.get("energy_kwh"),

@@ -477,11 +477,13 @@ def test_register_list_authorize_and_end(
             "WHERE source = 'ocpi' AND session_id = ?",
             f"cdr:{offline['id']}",
         ) == [("unmatched", "TAG-1")]
+        # With the CPO's price incl. VAT, for money budgets in its currency.
         assert query(
             storage_url,
-            "SELECT kwh FROM consumption WHERE source = 'ocpi' AND session_key = ?",
+            "SELECT kwh, money, currency FROM consumption "
+            "WHERE source = 'ocpi' AND session_key = ?",
             f"session:cdr:{offline['id']}",
-        ) == [("3.5",)]
+        ) == [("3.5", "5.63", "SEK")]
         [(status, ended_at)] = query(
             storage_url,
             "SELECT status, ended_at FROM authorized_sessions "

@@ -167,6 +167,8 @@ ZAPTEC_ENDED = {
     "provider": "zaptec",
     "status": "ended",
     "charger_id": ZAPTEC_CHARGER,
+    # Both calls name the installation (a Zaptec site): tariffs can be assigned to it.
+    "installation_id": "7f2e9c41-0d3b-4a68-b5e1-93c7d2a8f6e0",
     "evse_id": None,
     "connector_id": None,
     "token": "RFID-04A1B2C3",
@@ -260,6 +262,7 @@ AMPECO_ENDED = {
     "provider": "ampeco",
     "status": "ended",
     "charger_id": "117",
+    "installation_id": None,
     "evse_id": "341",
     "connector_id": "1",
     "token": "04A1B2C3D40000",

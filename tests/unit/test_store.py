@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from hookgate.authorization.decider import Claim
@@ -19,6 +20,8 @@ from hookgate.domain.errors import Abandoned, LimitReached, SchemaOutdated, Stor
 from hookgate.domain.events import InboundEvent, Rejection, StoredEvent
 from hookgate.domain.queries import DecisionFilter, EventFilter
 from hookgate.domain.rules import AuthEntity
+from hookgate.domain.tariffs import Priced, Tariff, price
+from hookgate.domain.tariffs import Session as PricedSession
 from hookgate.ids import floor_id, new_id
 from hookgate.store import Store, make_store
 from hookgate.store.base import ViewTx
@@ -165,6 +168,47 @@ async def test_end_without_start_is_flagged_unmatched(store: Store) -> None:
     stored = await store.get_event(result.event_id)
     assert stored is not None and "unmatched" in stored.flags
     assert (await store.get_session("zaptec", "X")).status == "unmatched"  # type: ignore[union-attr]
+
+
+async def test_an_end_without_money_is_priced_from_its_start_for_the_budgets(
+    store: Store,
+) -> None:
+    """The pricing hook sees the charger, installation and start the start call stored
+    (the end names none of them here) and the token; its total is the money accounted."""
+    start = event("start:priced", source="zaptec", event_type="session.start")
+    approved = msgspec.structs.replace(decision("P-1", start.id), installation_id="SITE-9")
+    await store.record_session_start(start, approved)
+    seen: list[tuple[PricedSession, str | None]] = []
+
+    def pricing(session: PricedSession, token: str | None) -> Priced | None:
+        seen.append((session, token))
+        tariff = Tariff(name="site", currency="SEK", per_kwh="2.50", installations=["SITE-9"])
+        return price(session, [tariff])
+
+    ended = datetime.now(UTC)
+    end = SessionEnd(session_ids=["P-1"], ended_at=ended, energy_kwh="30")
+    await store.record_session_end(event("end:P-1", source="zaptec"), end, pricing)
+    unmatched = SessionEnd(
+        session_ids=["P-2"], ended_at=ended, energy_kwh="4", token="TAG2", installation_id="X"
+    )
+    await store.record_session_end(event("end:P-2", source="zaptec"), unmatched, pricing)
+    # An end that says what the session cost (an OCPI CDR) is not priced again.
+    billed = SessionEnd(
+        session_ids=["P-3"], ended_at=ended, energy_kwh="30", money="12.00", currency="EUR"
+    )
+    await store.record_session_end(event("end:P-3", source="zaptec"), billed, pricing)
+
+    [(session, token), (other, other_token)] = seen
+    assert (session.charger_id, session.installation_id, token) == ("CH1", "SITE-9", "TAG1")
+    assert session.started_at is not None and session.started_at <= ended
+    assert (other.installation_id, other.started_at, other_token) == ("X", None, "TAG2")
+    snapshot = await store.auth_snapshot(ended - timedelta(days=1))
+    money = {row["session_key"]: (row["money"], row["currency"]) for row in snapshot.consumption}
+    assert money == {
+        "session:P-1": ("75.00", "SEK"),
+        "session:P-2": (None, None),
+        "session:P-3": ("12.00", "EUR"),
+    }
 
 
 async def test_external_id_matches_the_issued_session(store: Store) -> None:

@@ -135,6 +135,21 @@ def test_a_reimbursement_wins_over_the_charger_tariff_which_wins_over_the_source
     assert (priced.by, priced.total) == ("reimbursement:anna-home", "2.50")
 
 
+def test_an_installation_tariff_comes_after_the_charger_and_before_the_source() -> None:
+    charger = Tariff(name="charger", currency="EUR", per_kwh="0.35", chargers=["CH-1"])
+    site = Tariff(name="site", currency="EUR", per_kwh="0.20", installations=["INST-7"])
+    home = Reimbursement(name="home", currency="EUR", per_kwh="0.10", drivers=["Anna Berg"])
+    rates = [FLAT, charger, site]
+    assert choose(session(installation_id="INST-7"), rates, [home]) == charger
+    assert choose(session(charger_id="CH-2", installation_id="INST-7"), rates, [home]) == site
+    assert choose(session(charger_id="CH-2", installation_id="INST-8"), rates, [home]) == FLAT
+    assert choose(session(charger_id="CH-2"), [site], [home]) is None
+    owned = session(charger_id="CH-2", installation_id="INST-7", driver="Anna Berg")
+    assert choose(owned, rates, [home]) == home
+    priced = price(session(charger_id="CH-2", installation_id="INST-7"), rates)
+    assert priced is not None and (priced.by, priced.total) == ("tariff:site", "2.00")
+
+
 def test_nothing_is_guessed_without_energy_or_without_both_ends_for_time_rates() -> None:
     assert price(session(energy_kwh=None), [FLAT]) is None
     assert price(session(energy_kwh="not a number"), [FLAT]) is None
@@ -155,6 +170,7 @@ def test_tariffs_and_reimbursements_come_from_the_configuration() -> None:
                     "timezone": "Europe/Stockholm",
                     "bands": [{"start": "17:00", "end": "20:00", "per_kwh": "3.40"}],
                     "chargers": ["ZAP-1"],
+                    "installations": ["INST-7"],
                 }
             ],
             "reimbursements": [
@@ -164,6 +180,7 @@ def test_tariffs_and_reimbursements_come_from_the_configuration() -> None:
         env={},
     )
     assert config.tariffs[0].bands[0].per_kwh == "3.40"
+    assert config.tariffs[0].installations == ["INST-7"]
     assert config.reimbursements[0].drivers == ["Anna Berg"]
     bad: list[tuple[dict[str, Any], str]] = [
         ({"tariffs": [{"name": "x", "currency": "SEK", "timezone": "Mars/Base"}]}, "time zone"),

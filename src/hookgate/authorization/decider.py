@@ -8,6 +8,7 @@ from typing import Protocol
 
 from hookgate.authorization.outcome import ALLOWED, NOT_ALLOWED, Outcome
 from hookgate.config import ZaptecSource
+from hookgate.domain.rules import Token
 from hookgate.providers.base import StartRequest
 
 
@@ -25,6 +26,9 @@ class Decider(Protocol):
 
     def group_of(self, token: str | None) -> str | None:
         """The group of a token, for consumption that arrives without one."""
+
+    def token_of(self, token: str | None) -> Token | None:
+        """A known token (its vehicle and driver: whose session a reimbursement prices)."""
 
     async def refresh(self) -> int:
         """Bring in changes committed since the last look (returns how many)."""

@@ -22,7 +22,15 @@ from hookgate.authorization.engine import ActiveSession, Consumption, Engine, wi
 from hookgate.authorization.outcome import Outcome
 from hookgate.config import AuthorizationConfig, ZaptecSource
 from hookgate.domain.errors import StoreError
-from hookgate.domain.rules import AuthChange, AuthEntity, Budget, ChargerRule, Group, Token
+from hookgate.domain.rules import (
+    AuthChange,
+    AuthEntity,
+    Budget,
+    ChargerRule,
+    Group,
+    Token,
+    normalise_uid,
+)
 from hookgate.providers.base import StartRequest
 from hookgate.store.base import Store
 from hookgate.timeutil import parse_iso, utcnow
@@ -258,3 +266,7 @@ class AuthorizationService:
     def group_of(self, token: str | None) -> str | None:
         """The group of a token, for consumption reported without one."""
         return self.engine.group_of(token)
+
+    def token_of(self, token: str | None) -> Token | None:
+        """A known token, from memory."""
+        return self.engine.tokens.get(normalise_uid(token)) if token else None

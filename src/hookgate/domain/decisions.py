@@ -102,6 +102,14 @@ class SessionEnd(msgspec.Struct, kw_only=True):
     # The charge token in the end call and its group: accounted when no start matches.
     token: str | None = None
     group_id: str | None = None
+    # Where and since when, as the end call says (pricing prefers them to the start's).
+    charger_id: str | None = None
+    installation_id: str | None = None
+    started_at: datetime | None = None
+    # What the end says the session cost (an OCPI CDR's total, incl. VAT where given);
+    # None: the configured tariffs price it for the money budgets.
+    money: str | None = None
+    currency: str | None = None
 
 
 class ConsumptionReport(msgspec.Struct, kw_only=True):

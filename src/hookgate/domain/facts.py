@@ -29,6 +29,8 @@ class ChargingSessionFact(msgspec.Struct, kw_only=True, frozen=True):
     occurred_at: datetime
     status: str | None = None  # "active" | "ended"
     charger_id: str | None = None
+    # The installation (a Zaptec site) of the charger, where the provider names one.
+    installation_id: str | None = None
     evse_id: str | None = None
     connector_id: str | None = None
     token: str | None = None

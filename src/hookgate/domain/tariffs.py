@@ -1,10 +1,11 @@
 """Prices of charging sessions that no provider prices (Zaptec reports energy, no money).
 
 A tariff (`[[tariffs]]`) charges per kWh, per minute and a fee per session, with
-time-of-use bands read in the site's time zone, and adds VAT; it is assigned to chargers
-or to whole sources. A reimbursement rate (`[[reimbursements]]`) pays a driver or a
-vehicle per kWh for charging at home. `price()` is the one function that turns a session
-into money: the export, the views and budgets all call it, so they never disagree.
+time-of-use bands read in the site's time zone, and adds VAT; it is assigned to chargers,
+to installations (a Zaptec site) or to whole sources. A reimbursement rate
+(`[[reimbursements]]`) pays a driver or a vehicle per kWh for charging at home. `price()`
+is the one function that turns a session into money: the export, the views and budgets
+all call it, so they never disagree.
 
 Energy is taken as delivered evenly over the session (a session's meter samples are not
 read here): a session across a band boundary is split by time. Amounts are exact
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated
@@ -79,6 +80,7 @@ class Tariff(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     timezone: str = "UTC"  # the site's time zone, where bands are read
     bands: list[Band] = []
     chargers: list[str] = []
+    installations: list[str] = []
     sources: list[str] = []
 
     def __post_init__(self) -> None:
@@ -135,8 +137,15 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     started_at: datetime | None
     ended_at: datetime | None
     energy_kwh: str | None
+    installation_id: str | None = None
     vehicle: str | None = None
     driver: str | None = None
+
+
+# How a session end is priced for budgets (services/sessions.py makes one from the
+# configured rates): the session, and the token it was charged with, whose vehicle or
+# driver a reimbursement may name.
+Pricing = Callable[[Session, str | None], Priced | None]
 
 
 def _plate(text: str) -> str:
@@ -148,7 +157,7 @@ def choose(
 ) -> Tariff | Reimbursement | None:
     """The rate that prices `session`: a reimbursement of its vehicle or driver (at one of
     its home chargers, when it names them), else the tariff of its charger, else of its
-    source; the first one configured wins a tie."""
+    installation, else of its source; the first one configured wins a tie."""
     vehicle = _plate(session.vehicle) if session.vehicle else None
     for rate in reimbursements:
         mine = (vehicle is not None and vehicle in {_plate(v) for v in rate.vehicles}) or (
@@ -158,6 +167,9 @@ def choose(
             return rate
     for tariff in tariffs:
         if session.charger_id is not None and session.charger_id in tariff.chargers:
+            return tariff
+    for tariff in tariffs:
+        if session.installation_id is not None and session.installation_id in tariff.installations:
             return tariff
     for tariff in tariffs:
         if session.source in tariff.sources:

@@ -87,6 +87,7 @@ class ZaptecEmulator:
         *,
         token: str | None = None,
         charger: str | None = None,
+        installation: str | None = None,
         energy_kwh: float | None = None,
         duplicate: bool = False,
         at: datetime | None = None,
@@ -96,7 +97,7 @@ class ZaptecEmulator:
         start_doc = {
             "ChargerId": charger_id,
             "DeviceId": f"ZAP{random.randint(100000, 999999)}",  # noqa: S311
-            "InstallationId": str(uuid.uuid4()),
+            "InstallationId": installation or str(uuid.uuid4()),
             "UserId": str(uuid.uuid4()),
             "TokenId": token or f"RFID-{random.randint(10**7, 10**8 - 1):X}",  # noqa: S311
         }

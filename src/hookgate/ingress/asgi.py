@@ -130,7 +130,7 @@ class Ingress:
             server.auth_failure_table_size,
         )
         self.pipeline = pipeline or Pipeline(config, store, decider, metrics, on_stored)
-        self.sessions = sessions or ChargingSessions(store, decider, metrics)
+        self.sessions = sessions or ChargingSessions(store, decider, metrics, rates=config.rates())
 
     # -- ASGI --------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ async def _price(store: Store, item: dict[str, Any], rates: Rates) -> dict[str, 
         PricedSession(
             source=str(item["source"]),
             charger_id=item.get("charger_id"),
+            installation_id=item.get("installation_id"),
             started_at=_moment(item.get("started_at")),
             ended_at=_moment(item.get("ended_at")),
             energy_kwh=item.get("energy_kwh"),

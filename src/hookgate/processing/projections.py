@@ -50,6 +50,7 @@ __all__ = ["project"]
 _STATUS_RANK = {"active": 0, "ended": 1}
 _SESSION_FIELDS = (
     "charger_id",
+    "installation_id",
     "evse_id",
     "connector_id",
     "token",

@@ -215,6 +215,9 @@ Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authent
             ended_at=ended,
             energy_kwh=doc.get("energy_kwh"),
             token=doc.get("token"),
+            charger_id=doc.get("charger_id"),
+            installation_id=doc.get("installation_id"),
+            started_at=parse_iso(doc["started_at"]) if "started_at" in doc else None,
         )
 
     @staticmethod
@@ -246,6 +249,7 @@ Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authent
                     occurred_at=event.received_at,
                     status="active",
                     charger_id=doc.get("charger_id"),
+                    installation_id=doc.get("installation_id"),
                     token=doc.get("token"),
                     user_id=doc.get("user_id"),
                     started_at=event.received_at,
@@ -266,6 +270,7 @@ Zaptec: Zaptec Portal > your installation > Authentication tab > Webhook authent
                 occurred_at=event.received_at,
                 status="ended",
                 charger_id=doc.get("charger_id"),
+                installation_id=doc.get("installation_id"),
                 token=doc.get("token"),
                 user_id=doc.get("user_id"),
                 started_at=_instant(doc.get("started_at")),

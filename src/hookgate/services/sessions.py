@@ -1,5 +1,6 @@
 """Charging sessions: a start decided within the source's deadline and audited (or the
-fallback), an end recorded and counted against budgets.
+fallback), an end recorded and counted against budgets (in money too: an end that
+reports no money is priced by the configured tariffs, domain/tariffs.py).
 
 Nothing here knows HTTP: the edge parses the call and turns the result into the
 provider's answer, so the deadline, the answer claim and the fallback are tested with a
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 import structlog
 
 from hookgate.authorization.decider import Claim, Decider, fallback
@@ -25,6 +27,8 @@ from hookgate.domain.decisions import Decision, SessionEnd
 from hookgate.domain.errors import LimitReached, StoreError
 from hookgate.domain.events import InboundEvent, SessionEndResult
 from hookgate.domain.rules import normalise_uid
+from hookgate.domain.tariffs import NO_RATES, Priced, Pricing, Rates, price
+from hookgate.domain.tariffs import Session as PricedSession
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
 from hookgate.providers.base import StartRequest
@@ -62,11 +66,17 @@ class ChargingSessions:
         decider: Decider,
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
+        rates: Rates = NO_RATES,
     ) -> None:
         self.store = store
         self.decider = decider
         self.metrics = metrics
         self.clock = clock
+        self.rates = rates
+        # Without rates nothing is priced, and the store is not asked to.
+        self._pricing: Pricing | None = (
+            self._price if rates.tariffs or rates.reimbursements else None
+        )
         self._background: set[asyncio.Future[None]] = set()
 
     async def start(
@@ -205,10 +215,18 @@ class ChargingSessions:
         its budgets with this end in them."""
         end.token = normalise_uid(end.token) if end.token else None
         end.group_id = self.decider.group_of(end.token)
-        result = await self.store.record_session_end(event, end)
+        result = await self.store.record_session_end(event, end, self._pricing)
         if result.stored:
             await self.decider.refresh()
         return result
+
+    def _price(self, session: PricedSession, token: str | None) -> Priced | None:
+        """The tariff's (or a reimbursement's) price of an ended session, for its money
+        budgets: the token's vehicle and driver come from the engine's memory."""
+        known = self.decider.token_of(token)
+        if known is not None:
+            session = msgspec.structs.replace(session, vehicle=known.vehicle, driver=known.driver)
+        return price(session, self.rates.tariffs, self.rates.reimbursements)
 
     async def drain(self) -> None:
         """Wait for the fallback audits still being written (on shutdown)."""

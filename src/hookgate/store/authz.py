@@ -29,12 +29,14 @@ from hookgate.domain.errors import Abandoned, AlreadyExists
 from hookgate.domain.events import InboundEvent, SessionEndResult
 from hookgate.domain.queries import DecisionFilter, Page
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
+from hookgate.domain.tariffs import Pricing
+from hookgate.domain.tariffs import Session as PricedSession
 from hookgate.ids import new_id
 from hookgate.store.dialect import Dialect
 from hookgate.store.inbox import existing_id, insert_event, insert_event_statement, json_text
 from hookgate.store.paging import equal_filters, id_page
 from hookgate.store.tx import Row, Tx
-from hookgate.timeutil import utcnow
+from hookgate.timeutil import parse_iso, utcnow
 
 # -- decisions and sessions ------------------------------------------------------------
 
@@ -47,8 +49,8 @@ _DECISION_INSERT = (
 # as `unmatched`; it becomes the ended session it really was.
 _SESSION_UPSERT = (
     "INSERT INTO authorized_sessions (session_id, source, status, charger_id, "
-    "token, decision_id, started_at, start_event_id, group_id, reserved_kwh) "
-    "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) "
+    "token, decision_id, started_at, start_event_id, group_id, reserved_kwh, installation_id) "
+    "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, session_id) DO UPDATE SET "
     "status = CASE WHEN authorized_sessions.status = 'unmatched' THEN 'ended' "
     "ELSE authorized_sessions.status END, "
@@ -56,7 +58,8 @@ _SESSION_UPSERT = (
     "excluded.token), decision_id = excluded.decision_id, "
     "started_at = excluded.started_at, start_event_id = excluded.start_event_id, "
     "group_id = coalesce(authorized_sessions.group_id, excluded.group_id), "
-    "reserved_kwh = excluded.reserved_kwh"
+    "reserved_kwh = excluded.reserved_kwh, "
+    "installation_id = coalesce(excluded.installation_id, authorized_sessions.installation_id)"
 )
 
 
@@ -91,6 +94,7 @@ def _session_params(d: Dialect, event: InboundEvent, decision: Decision) -> tupl
         event.id,
         text(decision.group_id),
         decision.reserved_kwh,
+        text(decision.installation_id),
     )
 
 
@@ -143,15 +147,19 @@ async def record_fallback(
         tx.changed("session", f"{decision.source}|{void_session}")
 
 
-async def record_session_end(tx: Tx, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
+async def record_session_end(
+    tx: Tx, event: InboundEvent, end: SessionEnd, pricing: Pricing | None = None
+) -> SessionEndResult:
     """The end call once; its session closed (or recorded as unmatched); its energy
-    accounted."""
+    accounted, with the money `pricing` makes of it when the end reports none (in
+    memory: the session's start is read by the same statement that finds it)."""
     d = tx.dialect
     text = d.text
     session_id, found = end.session_ids[0], None
     for candidate in end.session_ids:
         found = await tx.one(
-            "SELECT status, token, group_id FROM authorized_sessions "
+            "SELECT status, token, group_id, charger_id, installation_id, started_at "
+            "FROM authorized_sessions "
             f"WHERE session_id = ? AND source = ?{d.for_update}",
             (text(candidate), event.source),
         )
@@ -168,8 +176,8 @@ async def record_session_end(tx: Tx, event: InboundEvent, end: SessionEnd) -> Se
     if status is None:
         await tx.execute(
             "INSERT INTO authorized_sessions (session_id, source, status, ended_at, "
-            "energy_kwh, end_event_id, token, group_id) "
-            "VALUES (?, ?, 'unmatched', ?, ?, ?, ?, ?)",
+            "energy_kwh, end_event_id, token, group_id, charger_id, installation_id) "
+            "VALUES (?, ?, 'unmatched', ?, ?, ?, ?, ?, ?, ?)",
             (
                 text(session_id),
                 event.source,
@@ -178,6 +186,8 @@ async def record_session_end(tx: Tx, event: InboundEvent, end: SessionEnd) -> Se
                 event.id,
                 text(end.token),
                 text(end.group_id),
+                text(end.charger_id),
+                text(end.installation_id),
             ),
         )
     elif status == "active":
@@ -188,16 +198,39 @@ async def record_session_end(tx: Tx, event: InboundEvent, end: SessionEnd) -> Se
         )
     tx.changed("session", f"{event.source}|{session_id}")
     if end.energy_kwh is not None:
+        token = (found["token"] if found else None) or end.token
+        priced = None
+        if pricing is not None and end.money is None:
+            started = end.started_at or (_instant(found["started_at"]) if found else None)
+            session = PricedSession(
+                source=event.source,
+                charger_id=end.charger_id or (found["charger_id"] if found else None),
+                installation_id=end.installation_id
+                or (found["installation_id"] if found else None),
+                started_at=started,
+                ended_at=ended_at,
+                energy_kwh=end.energy_kwh,
+            )
+            priced = pricing(session, token)
         report = ConsumptionReport(
             session_key=f"session:{session_id}",
             origin=event.provider,  # the provider that reported the end
-            token=(found["token"] if found else None) or end.token,
+            token=token,
             group_id=(found["group_id"] if found else None) or end.group_id,
             kwh=end.energy_kwh,
+            money=priced.total if priced else end.money,
+            currency=priced.currency if priced else end.currency,
             occurred_at=ended_at,
         )
         await account(tx, event.source, report)
     return SessionEndResult(True, event.id, matched)
+
+
+def _instant(value: Any) -> datetime | None:
+    """A stored instant as either driver returns it (SQLite: text)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return parse_iso(str(value))
 
 
 # -- limits and consumption ------------------------------------------------------------

@@ -56,6 +56,7 @@ from hookgate.domain.stats import (
     RejectionStat,
     VehicleCost,
 )
+from hookgate.domain.tariffs import Pricing
 
 T = TypeVar("T")
 
@@ -140,8 +141,12 @@ class Store(Protocol):
         """Record the fallback answer (and its event if not yet stored); void a session
         the engine approved but the provider never heard of."""
 
-    async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
-        """Store the end call once and close (or flag as unmatched) its session."""
+    async def record_session_end(
+        self, event: InboundEvent, end: SessionEnd, pricing: Pricing | None = None
+    ) -> SessionEndResult:
+        """Store the end call once and close (or flag as unmatched) its session; account
+        its energy against budgets, with the money `pricing` makes of it (pure Python,
+        inside the transaction) when a tariff applies."""
 
     async def list_events(self, where: EventFilter, cursor: str | None, limit: int) -> Page[Event]:
         """Inbox rows without raw bodies, newest first."""

@@ -43,6 +43,7 @@ from hookgate.domain.outbox import (
 )
 from hookgate.domain.queries import DecisionFilter, EventFilter, Page, ReplayFilter, ViewFilter
 from hookgate.domain.rules import AuthChange, AuthEntity, AuthSnapshot
+from hookgate.domain.tariffs import Pricing
 from hookgate.store import authz, inbox, outbox, retention, viewtx
 from hookgate.store.admission import Lane, WriteQueue
 from hookgate.store.dialect import Dialect
@@ -184,8 +185,12 @@ class SqlStore(QueryMethods):
             lambda tx: authz.record_fallback(tx, event, decision, void_session), Lane.AUDIT
         )
 
-    async def record_session_end(self, event: InboundEvent, end: SessionEnd) -> SessionEndResult:
-        return await self._write(lambda tx: authz.record_session_end(tx, event, end), Lane.DECISION)
+    async def record_session_end(
+        self, event: InboundEvent, end: SessionEnd, pricing: Pricing | None = None
+    ) -> SessionEndResult:
+        return await self._write(
+            lambda tx: authz.record_session_end(tx, event, end, pricing), Lane.DECISION
+        )
 
     async def list_decisions(
         self, where: DecisionFilter, cursor: str | None, limit: int

@@ -48,7 +48,7 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "session_key"),
         "source session_key id provider status charger_id evse_id connector_id token user_id "
         "external_id started_at ended_at energy_kwh cost cost_excl_vat currency flags event_ids "
-        "versions last_occurred_at updated_at cost_components",
+        "versions last_occurred_at updated_at cost_components installation_id",
         instants="started_at ended_at last_occurred_at updated_at",
         json="flags event_ids versions cost_components",
     ),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import msgspec
@@ -287,8 +288,20 @@ class TokenDesk:
             ended_at=utc(cdr.end_date_time),
             energy_kwh=_kwh(cdr.total_energy),
             token=cdr.cdr_token.uid,
+            # The CPO's price counts against money budgets (no tariff replaces it).
+            money=_money(cdr.total_cost),
+            currency=cdr.currency.upper(),
         )
         return await self.sessions.end(event, end)
+
+
+def _money(cost: models.Price) -> str | None:
+    """The CPO's total (incl. VAT where it says) as decimal text in cents, for money
+    budgets; None for no amount they count: negative (a credit CDR) or out of range."""
+    value = Decimal(repr(cost.excl_vat if cost.incl_vat is None else cost.incl_vat))
+    if not value.is_finite() or value < 0 or value.adjusted() >= 9:
+        return None
+    return str(value.quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def _kwh(value: float) -> str:
