@@ -344,3 +344,45 @@ def test_a_rejection_spike_raises_the_attention_state(console: Running) -> None:
         attention = client.get("/console/?format=json").json()["attention"]
     assert [a["title"] for a in attention] == ["Rejection spike: ampeco"]
     assert attention[0]["link"] == "/console/rejections?source=ampeco&window=hour"
+
+
+class Clock:
+    """Seconds since the epoch that stand still until the test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_idle_past_the_configured_limit_is_sent_to_sign_in(
+    backend: str, tmp_path: Path
+) -> None:
+    with fresh_storage(backend, tmp_path) as url:
+        data = base_config(
+            tmp_path / "hookgate.db", url, console={"idle_minutes": 5, "lifetime_hours": 1}
+        )
+        for running in serve(parse_config(data, env={})):
+            sessions = running.app.console.sessions
+            assert (sessions.idle, sessions.lifetime) == (300, 3600)
+            clock = Clock()
+            sessions.clock = clock
+            with signed_in(running) as client:
+                clock.now += 299  # used just within the limit: the deadline slides
+                page = client.get("/console/events")
+                assert page.status_code == 200
+                assert "set-cookie" in page.headers  # re-signed with the later deadline
+                clock.now += 299
+                assert client.get("/console/events").status_code == 200
+                clock.now += 301  # idle past the configured 5 minutes
+                gone = client.get("/console/events?status=failed")
+                assert gone.status_code == 303
+                assert gone.headers["location"].startswith("/console/login?next=")
+                assert client.get("/console/events?format=json").status_code == 401
+            with signed_in(running) as client:  # and a busy session ends after 1 hour
+                for _ in range(12):
+                    clock.now += 280
+                    assert client.get("/console/audit").status_code == 200
+                clock.now += 280  # 3640 s after sign-in
+                assert client.get("/console/audit").status_code == 303

@@ -185,7 +185,11 @@ class Console:
         self.operations = operations
         self.breakers = breakers
         self.metrics = metrics
-        self.sessions = sessions or Sessions(config.admin.named())
+        self.sessions = sessions or Sessions(
+            config.admin.named(),
+            idle=config.console.idle_seconds,
+            lifetime=config.console.lifetime_seconds,
+        )
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
