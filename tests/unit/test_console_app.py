@@ -594,3 +594,55 @@ def test_the_reconciliation_page_sets_lines_apart_and_links_what_does_not_match(
                 assert len(cut["lines"]) == 1 and cut["counts"]["lines"] == 2
                 html = client.get("/console/reconciliation?month=2025-12").text
                 assert "The first 1 of 2: every line is in the" in html
+
+
+def test_a_signed_out_session_is_refused_by_every_instance(backend: str, tmp_path: Path) -> None:
+    from hookgate.console.auth import COOKIE
+    from hookgate.store import console as console_queries
+
+    with fresh_storage(backend, tmp_path) as url:
+        config = parse_config(base_config(tmp_path / "hookgate.db", url), env={})
+        first, second = serve(config), serve(config)
+        one, other = next(first), next(second)  # two instances on one database
+        try:
+            with signed_in(one) as client:
+                cookie = client.cookies[COOKIE]
+                with httpx.Client(
+                    base_url=other.url, cookies={COOKIE: cookie}, timeout=10
+                ) as elsewhere:
+                    assert elsewhere.get("/console/events?format=json").status_code == 200
+                    out = client.post("/console/logout", data={"csrf": csrf_of(client)})
+                    assert out.status_code == 303
+                    assert out.headers["location"] == "/console/login"
+                    # The other instance refuses the old cookie at once: pages and changes.
+                    assert elsewhere.get("/console/events?format=json").status_code == 401
+                    page = elsewhere.get("/console/events")
+                    assert page.status_code == 303
+                    assert page.headers["location"].startswith("/console/login")
+                    changed = elsewhere.post("/console/destinations/erp/pause", data={})
+                    assert changed.status_code == 401
+            with httpx.Client(base_url=one.url, cookies={COOKIE: cookie}, timeout=10) as again:
+                assert again.get("/console/events?format=json").status_code == 401
+            with signed_in(other) as fresh:  # a new sign-in is not affected
+                assert fresh.get("/console/events?format=json").status_code == 200
+        finally:
+            first.close()
+            second.close()
+
+        async def prune() -> tuple[dict[str, int], dict[str, int], bool]:
+            store = make_store(config.storage)
+            await store.open()
+            try:
+                past = datetime.now(UTC) - timedelta(minutes=1)
+                await store.sql_write(lambda conn: console_queries.revoke(conn, "long-over", past))
+                counted = await store.prune(datetime.now(UTC), dry_run=True)
+                done = await store.prune(datetime.now(UTC))
+                gone = await store.sql_read(lambda conn: console_queries.revoked(conn, "long-over"))
+                return counted, done, gone
+            finally:
+                await store.close()
+
+        counted, done, gone = asyncio.run(prune())
+        # The expired sign-out goes; the one signed out above lasts as long as its session.
+        assert counted["console_revocations"] == done["console_revocations"] == 1
+        assert gone is False

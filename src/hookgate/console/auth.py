@@ -1,12 +1,13 @@
 """Console sign-in: an admin token once, then a signed session cookie.
 
 The cookie carries the token's name, a random nonce, when the session began and when it
-was last used, signed with a key derived from that admin token. Nothing is kept on the
-server, so every instance behind a load balancer accepts it, and removing or rotating the
-token in the configuration ends its sessions everywhere. Sign-out also revokes the nonce
-in this process. A session ends after `idle` without a request, and after `lifetime` in
-any case (`[console] idle_minutes` and `lifetime_hours`); each answer slides the idle
-deadline forward.
+was last used, signed with a key derived from that admin token. Nothing about a live
+session is kept on the server, so every instance behind a load balancer accepts it, and
+removing or rotating the token in the configuration ends its sessions everywhere.
+Sign-out revokes the nonce in this process, and the console records it in the database
+(`console_revocations`) so that every instance refuses the cookie. A session ends after
+`idle` without a request, and after `lifetime` in any case (`[console] idle_minutes` and
+`lifetime_hours`); each answer slides the idle deadline forward.
 
 The CSRF token is derived from the same key and nonce: a page embeds it in every form, and
 a change without it (or with another session's) is refused with 403.
@@ -149,11 +150,15 @@ class Sessions:
         claims = _Claims(session.actor.name, session.nonce, session.began, now)
         return self.cookie(session.actor, claims)
 
-    def end(self, session: Session) -> None:
-        """Revoke a session in this process (the browser's cookie is cleared as well)."""
+    def end(self, session: Session) -> int:
+        """Revoke a session in this process (the browser's cookie is cleared as well, and
+        the console records the sign-out for every instance); when it would have ended
+        anyway, in seconds since the epoch."""
         now = int(self.clock())
         self._revoked = {n: t for n, t in self._revoked.items() if t > now}
-        self._revoked[session.nonce] = session.began + self.lifetime
+        until = session.began + self.lifetime
+        self._revoked[session.nonce] = until
+        return until
 
     @staticmethod
     def csrf_ok(session: Session, given: str | None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -285,8 +285,20 @@ class Console:
     async def root(self, _: Request) -> Response:
         return RedirectResponse("/console/", 307)
 
-    def _session(self, request: Request) -> Session | None:
-        return self.sessions.check(request.cookies.get(COOKIE))
+    async def _session(self, request: Request) -> Session | None:
+        """The signed-in operator: a valid cookie whose session no instance signed out.
+        When the sign-outs cannot be read, the cookie is refused (it may be one)."""
+        session = self.sessions.check(request.cookies.get(COOKIE))
+        if session is None:
+            return None
+        try:
+            ended = await self.store.sql_read(
+                functools.partial(console_queries.revoked, nonce=session.nonce)
+            )
+        except StoreError as exc:
+            log.error("console sign-outs unreadable: session refused", error=str(exc))
+            return None
+        return None if ended else session
 
     @staticmethod
     def _secure(request: Request) -> bool:
@@ -337,7 +349,7 @@ class Console:
 
         async def run(request: Request) -> Response:
             wants_json = request.query_params.get("format") == "json"
-            session = self._session(request)
+            session = await self._session(request)
             if session is None:
                 if wants_json:
                     return self._problem(401, "sign in to the console first")
@@ -401,7 +413,7 @@ class Console:
         the handler's (where to go back, what to tell) as a redirect, audited."""
 
         async def run(request: Request) -> Response:
-            session = self._session(request)
+            session = await self._session(request)
             if session is None:
                 return self._problem(401, "sign in to the console first")
             try:
@@ -503,12 +515,23 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is not None:
             form = await self._form(request)
             if not self.sessions.csrf_ok(session, form.get("csrf")):
                 return self._problem(403, "the form's CSRF token is missing or wrong: reload it")
-            self.sessions.end(session)
+            until = self.sessions.end(session)
+            try:
+                await self.store.sql_write(
+                    functools.partial(
+                        console_queries.revoke,
+                        nonce=session.nonce,
+                        expires_at=datetime.fromtimestamp(until, UTC),
+                    )
+                )
+            except StoreError as exc:  # this instance and the browser still forget it
+                log.error("console sign-out not recorded", actor=session.actor.name, error=str(exc))
+            log.info("console sign-out", actor=session.actor.name)
         response = RedirectResponse("/console/login", 303)
         response.delete_cookie(COOKIE, path="/")
         return response

@@ -1,6 +1,7 @@
 """What the operator console reads that no other caller needs: why processing of an event
-failed, and when it was processed; one authorization decision by its id. Written once for
-both backends over a DB-API connection, run through `Store.sql_read`."""
+failed, and when it was processed; one authorization decision by its id; the signed-out
+sessions every instance refuses (migration 0015). Written once for both backends over a
+DB-API connection, run through `Store.sql_read` and `Store.sql_write`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import msgspec
 
 from hookgate.domain.decisions import DecisionRecord
-from hookgate.store.alerting import dialect_of
+from hookgate.store.alerting import dialect_of, transaction
 from hookgate.store.dialect import DIALECTS
 from hookgate.timeutil import iso, parse_iso
 
@@ -68,3 +69,26 @@ def decision(conn: Any, decision_id: str) -> DecisionRecord | None:
         fallback=bool(row["fallback"]),
         latency_us=row["latency_us"],
     )
+
+
+def revoke(conn: Any, nonce: str, expires_at: datetime) -> None:
+    """Refuse the session with this nonce everywhere until `expires_at`."""
+    d = DIALECTS[dialect_of(conn)]
+    with transaction(conn):
+        conn.execute(
+            d.sql(
+                "INSERT INTO console_revocations (nonce, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (nonce) DO NOTHING"
+            ),
+            (nonce, d.instant(expires_at)),
+        )
+
+
+def revoked(conn: Any, nonce: str) -> bool:
+    """Whether the session with this nonce was signed out (on any instance)."""
+    cursor = conn.cursor()
+    cursor.execute(
+        DIALECTS[dialect_of(conn)].sql("SELECT 1 FROM console_revocations WHERE nonce = ?"),
+        (nonce,),
+    )
+    return cursor.fetchone() is not None
