@@ -1,7 +1,7 @@
 """Server-side render time of every console page on a big database.
 
     .venv/bin/python bench/million.py --backend sqlite --path /tmp/million.db --keep
-    .venv/bin/python bench/console.py --url sqlite:////tmp/million.db [--runs 20]
+    .venv/bin/python bench/console.py --url sqlite:////tmp/million.db [--runs 20] [--only word]
 
 Builds the gateway's application over the database (`create_app`, the graph `hookgate
 serve` uses, without starting workers), signs a session cookie for an admin token, and
@@ -65,7 +65,7 @@ async def first_id(client: httpx.AsyncClient, path: str, key: str = "items") -> 
     return str(items[0]["id"]) if items else None
 
 
-async def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
+async def measure(url: str, runs: int, only: list[str]) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         config = config_for(url, Path(tmp))
     app = create_app(config)
@@ -115,9 +115,14 @@ async def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
             "parking and payments": "/console/parking",
             "payment detail": f"/console/payments/{payments[0]['id']}" if payments else None,
             "fleet costs": "/console/costs",
+            "reconciliation, per vehicle": "/console/reconciliation",
+            "reconciliation, per legal entity": "/console/reconciliation?group=legal_entity",
+            "reconciliation, exceptions CSV": "/console/reconciliation/download?as=exceptions",
             "audit": "/console/audit",
         }
         for name, path in pages.items():
+            if only and not any(word in name for word in only):
+                continue
             if path is None or path.endswith("/None"):
                 print(f"  {name:<34} skipped: no row to open", file=sys.stderr)
                 continue
@@ -146,8 +151,11 @@ def main() -> int:
     parser.add_argument("--url", required=True, help="storage URL of a filled database")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--label", default=None, help="what the database holds, for the report")
+    parser.add_argument(
+        "--only", action="append", default=[], help="time only pages whose name has this word"
+    )
     args = parser.parse_args()
-    results = asyncio.run(measure(args.url, args.runs))
+    results = asyncio.run(measure(args.url, args.runs, args.only))
     backend = "sqlite" if args.url.startswith("sqlite") else "postgresql"
     report = {
         "backend": backend,
@@ -156,6 +164,9 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
         "pages": results,
     }
+    if args.only:  # a partial run: printed, the full report files left as they are
+        print(json.dumps(report, indent=2))
+        return 0
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"console-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -191,6 +191,31 @@ class AdminConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return out
 
 
+class ConsoleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The operator console's sign-in sessions (docs/console.md#signing-in)."""
+
+    # A session ends after this many minutes without a request ...
+    idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 30
+    # ... and this many hours after sign-in in any case, however busy.
+    lifetime_hours: Annotated[int, msgspec.Meta(ge=1, le=30 * 24)] = 12
+
+    def __post_init__(self) -> None:
+        if self.idle_minutes > self.lifetime_hours * 60:
+            raise ValueError(
+                f"idle_minutes ({self.idle_minutes}) is longer than lifetime_hours "
+                f"({self.lifetime_hours} h = {self.lifetime_hours * 60} min): a session "
+                "could never sit idle that long; lower idle_minutes or raise lifetime_hours"
+            )
+
+    @property
+    def idle_seconds(self) -> int:
+        return self.idle_minutes * 60
+
+    @property
+    def lifetime_seconds(self) -> int:
+        return self.lifetime_hours * 3600
+
+
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Structured logs to stderr."""
 
@@ -589,6 +614,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     authorization: AuthorizationConfig = msgspec.field(default_factory=AuthorizationConfig)
     sources: list[SourceConfig] = []

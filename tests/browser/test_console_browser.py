@@ -11,12 +11,17 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hookgate.ids import new_id
+from hookgate.timeutil import iso
+from support.contract import zaptec_token
 from support.e2e import Server, migrate, query, run_cli, serving, write_config
 from support.gateway import ADMIN_TOKEN
 from support.polling import until
@@ -98,6 +103,46 @@ def _plate(db: str) -> str:
     walk(parsed)
     assert found, parsed
     return found[0]
+
+
+def _offline_zaptec_session(url: str) -> str:
+    """A Zaptec session end whose start hookgate never approved (offline charging): its
+    session id."""
+    now = datetime.now(UTC)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        bearer = {"Authorization": f"Bearer {zaptec_token(client)}"}
+        end = client.post(
+            "/hooks/zaptec/session-end",
+            json={
+                "SessionId": "OFFLINE-1",
+                "ChargerId": "CH-OFFLINE",
+                "TokenId": "VAN-7",
+                "StartDateTime": f"{now - timedelta(minutes=10):%Y-%m-%dT%H:%M:%SZ}",
+                "EndDateTime": f"{now - timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}",
+                "Energy": 12.5,
+            },
+            headers=bearer,
+        )
+        assert end.status_code == 200, end.text
+    return "OFFLINE-1"
+
+
+def _lost_ocpi_authorization(db: str) -> str:
+    """An OCPI real-time authorization whose session never arrived, as the engine records
+    it (the roaming handshake is covered by tests/e2e/test_ocpi_e2e.py): its reference."""
+    reference = "AUTH-REF-LOST-1"
+    conn = sqlite3.connect(db.removeprefix("sqlite:///"))
+    try:
+        conn.execute(
+            "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, "
+            "user_id, installation_id, result, reasons, session_id, fallback, latency_us) "
+            "VALUES (?, ?, 'ocpi', NULL, 'LOC-1', 'VAN-7', NULL, NULL, 'ALLOWED', '[]', ?, 0, 40)",
+            (new_id(), iso(datetime.now(UTC) - timedelta(minutes=3)), reference),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    return reference
 
 
 def _sign_in(page: object, url: str, token: str) -> None:
@@ -270,6 +315,40 @@ def _walk_through(
     page.locator("main table").last.locator("a").first.click()
     expect(page.get_by_role("heading", name="Meter values")).to_be_visible()
     shots.take(page, "session")
+    # The month's reconciliation of the traffic sent above, plus a Zaptec end no start
+    # approved and an OCPI authorization whose session never came: parking and charging
+    # together, the flagged sessions apart, and the two that do not match up each linked
+    # to its page.
+    offline = _offline_zaptec_session(url)
+    lost = _lost_ocpi_authorization(db)
+    page.get_by_role("link", name="Reconciliation").click()
+    expect(page.get_by_role("heading", name="Monthly reconciliation")).to_be_visible()
+    month = page.get_by_label("Month").input_value()
+    booked = page.locator("table.recon-lines")
+    expect(booked).to_contain_text(plate)
+    expect(booked).to_contain_text("parking")
+    expect(booked).to_contain_text("charging")
+    expect(page.locator("table.recon-flagged")).to_contain_text("VAN-7")
+    expect(page.locator("table.recon-flagged")).to_contain_text("unmatched")
+    expect(page.locator("table.recon-unauthorized")).to_contain_text(offline)
+    expect(page.locator("table.recon-without-session")).to_contain_text(lost)
+    expect(page.locator(".cards")).to_contain_text("SEK")
+    page.get_by_label("Totals per").select_option("legal_entity")
+    page.get_by_role("button", name="Show").click()
+    assert f"month={month}" in page.url and "group=legal_entity" in page.url
+    expect(page.get_by_role("heading", name="Totals per legal entity")).to_be_visible()
+    shots.take(page, "reconciliation")
+    recon = page.request.get(page.url + "&format=json").json()
+    assert recon["group"] == "legal_entity" and recon["currencies"]
+    assert [p["session_id"] for p in recon["without_session"]] == [lost]
+    download = page.request.get(url + recon["downloads"]["exceptions"])
+    assert download.ok and lost in download.text() and offline in download.text()
+    page.locator("table.recon-unauthorized a").first.click()
+    expect(page.get_by_role("heading", name=f"Charging session {offline}")).to_be_visible()
+    page.go_back()
+    page.locator("table.recon-without-session a").first.click()
+    expect(page.get_by_role("heading", name="Authorization decision")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("No session has been reported under this id")
     twin = page.request.get(url + "/console/events?format=json")
     assert twin.ok and any(item["source"] == "easypark" for item in twin.json()["items"])
 

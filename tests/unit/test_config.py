@@ -485,3 +485,15 @@ def test_patterns_of_the_rules_are_explained_in_words() -> None:
     message = error_of(doc)
     assert message.startswith('authorization.budgets["b1"].currency:')
     assert "three-letter ISO 4217 currency code" in message and "regex" not in message
+
+
+def test_console_session_limits_are_settings_checked_with_clear_errors() -> None:
+    assert parse_config(data(), env={}).console.idle_seconds == 30 * 60
+    assert parse_config(data(), env={}).console.lifetime_seconds == 12 * 3600
+    chosen = parse_config(data(console={"idle_minutes": 10, "lifetime_hours": 2}), env={})
+    assert (chosen.console.idle_seconds, chosen.console.lifetime_seconds) == (600, 7200)
+    assert "console.idle_minutes" in error_of(data(console={"idle_minutes": 0}))
+    assert "console.lifetime_hours" in error_of(data(console={"lifetime_hours": "12h"}))
+    longer = error_of(data(console={"idle_minutes": 90, "lifetime_hours": 1}))
+    assert "idle_minutes (90) is longer than lifetime_hours (1 h = 60 min)" in longer
+    assert "idle_seconds" in error_of(data(console={"idle_seconds": 60}))

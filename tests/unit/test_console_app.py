@@ -38,6 +38,8 @@ PAGES = [
     "/console/charging",
     "/console/parking",
     "/console/costs?month=2026-01",
+    "/console/reconciliation",
+    "/console/reconciliation?month=2026-01&group=cost_centre",
     "/console/audit",
 ]
 
@@ -344,3 +346,303 @@ def test_a_rejection_spike_raises_the_attention_state(console: Running) -> None:
         attention = client.get("/console/?format=json").json()["attention"]
     assert [a["title"] for a in attention] == ["Rejection spike: ampeco"]
     assert attention[0]["link"] == "/console/rejections?source=ampeco&window=hour"
+
+
+class Clock:
+    """Seconds since the epoch that stand still until the test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_idle_past_the_configured_limit_is_sent_to_sign_in(
+    backend: str, tmp_path: Path
+) -> None:
+    with fresh_storage(backend, tmp_path) as url:
+        data = base_config(
+            tmp_path / "hookgate.db", url, console={"idle_minutes": 5, "lifetime_hours": 1}
+        )
+        for running in serve(parse_config(data, env={})):
+            sessions = running.app.console.sessions
+            assert (sessions.idle, sessions.lifetime) == (300, 3600)
+            clock = Clock()
+            sessions.clock = clock
+            with signed_in(running) as client:
+                clock.now += 299  # used just within the limit: the deadline slides
+                page = client.get("/console/events")
+                assert page.status_code == 200
+                assert "set-cookie" in page.headers  # re-signed with the later deadline
+                clock.now += 299
+                assert client.get("/console/events").status_code == 200
+                clock.now += 301  # idle past the configured 5 minutes
+                gone = client.get("/console/events?status=failed")
+                assert gone.status_code == 303
+                assert gone.headers["location"].startswith("/console/login?next=")
+                assert client.get("/console/events?format=json").status_code == 401
+            with signed_in(running) as client:  # and a busy session ends after 1 hour
+                for _ in range(12):
+                    clock.now += 280
+                    assert client.get("/console/audit").status_code == 200
+                clock.now += 280  # 3640 s after sign-in
+                assert client.get("/console/audit").status_code == 303
+
+
+RECON_AUTHORIZATION = {
+    "timezone": "Europe/Stockholm",
+    "tokens": [
+        {
+            "uid": "tag-1",
+            "driver": "Anna Berg",
+            "vehicle": "ABC123",
+            "cost_centre": "CC-1",
+            "legal_entity": "Fleet AB",
+        },
+        {"uid": "tag-2", "driver": "Per Lind", "vehicle": "XYZ789", "legal_entity": "Fleet AB"},
+    ],
+}
+
+
+def _decision(url: str, session_id: str, token: str, at: datetime) -> str:
+    """An approving Zaptec decision, as the engine records one."""
+    import sqlite3
+
+    from hookgate.store.dialect import DIALECTS
+
+    decision_id = new_id()
+    postgres = url.startswith("postgresql://")
+    d = DIALECTS["postgresql" if postgres else "sqlite"]
+    sql = d.sql(
+        "INSERT INTO decisions (id, decided_at, source, event_id, charger_id, token, user_id, "
+        "installation_id, result, reasons, session_id, fallback, latency_us) VALUES "
+        f"(?, ?, 'zaptec', NULL, 'CH-1', ?, NULL, NULL, 'ALLOWED', {d.json_mark}, ?, ?, 10)"
+    )
+    params = (decision_id, d.instant(at), token, "[]", session_id, d.flag(False))
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute(sql, params)
+    else:
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+        finally:
+            conn.close()
+    return decision_id
+
+
+def test_the_reconciliation_page_sets_lines_apart_and_links_what_does_not_match(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgspec
+
+    from hookgate.emulate.ampeco_api import sample_cdr
+    from support.views import T0, seed
+
+    with fresh_storage(backend, tmp_path) as url:
+        data = base_config(tmp_path / "hookgate.db", url, authorization=RECON_AUTHORIZATION)
+        for running in serve(parse_config(data, env={})):
+            db = running.config.storage.url
+            common = {"source": "ampeco", "provider": "ampeco", "currency": "SEK"}
+            seed(db, "parking_transactions", parking_id="p1", license_number="ABC123")
+            booked = seed(
+                db,
+                "charging_sessions",
+                **common,
+                session_key="7001",
+                token="TAG-1",
+                started_at=T0,
+                ended_at=T0 + timedelta(hours=1),
+                cost="50",
+                cost_excl_vat="40",
+            )
+            flagged = seed(
+                db,
+                "charging_sessions",
+                **common,
+                session_key="7002",
+                token="TAG-2",
+                started_at=T0 + timedelta(days=1),
+                ended_at=T0 + timedelta(days=1, hours=1),
+                cost="900",
+                cost_excl_vat="720",
+                flags=["energy_above_max"],
+            )
+            offline = seed(
+                db,
+                "charging_sessions",
+                source="zaptec",
+                provider="zaptec",
+                session_key="Z-9",
+                token="TAG-2",
+                started_at=T0 + timedelta(days=2),
+                ended_at=T0 + timedelta(days=2, hours=1),
+                flags=["unmatched"],
+            )
+            credit = sample_cdr(
+                905,
+                "7001",
+                credit=True,
+                total_cost=-12.5,
+                currency="SEK",
+                end="2025-12-05T10:00:00Z",
+            )
+            seed(
+                db,
+                "reference_fetches",
+                source="ampeco",
+                kind="cdr",
+                ref_id="DE-AMP-0000000905",
+                event_id=new_id(),
+                status="done",
+                attempts=1,
+                next_at=T0,
+                fetched_at=T0,
+                document=msgspec.to_builtins(credit),
+                updated_at=T0,
+            )
+            lost = _decision(db, "Z-LOST", "TAG-1", T0 + timedelta(hours=1))
+            _decision(db, "7001", "TAG-1", T0)  # its session arrived
+
+            with signed_in(running) as client:
+                page = client.get("/console/reconciliation?month=2025-12&group=legal_entity")
+                assert page.status_code == 200, page.text[:500]
+                html = page.text
+                assert 'href="/console/reconciliation" aria-current="page"' in html
+                assert f'href="/console/charging/sessions/{booked["id"]}"' in html
+                assert f'href="/console/charging/sessions/{offline["id"]}"' in html
+                assert f'href="/console/decisions/{lost}"' in html
+                assert "energy_above_max" in html and "Fleet AB" in html
+                assert 'href="/console/reconciliation/download?month=2025-12&amp;as=json"' in html
+
+                twin = client.get(
+                    "/console/reconciliation?month=2025-12&group=legal_entity&format=json"
+                ).json()
+                assert twin["group"] == "legal_entity"
+                assert [(t["key"], t["total"]) for t in twin["totals"]] == [("Fleet AB", "137.50")]
+                # Parking 100 + charging 50 - the credit 12.50; the flagged lines left out.
+                assert twin["currencies"] == [
+                    {
+                        "currency": "SEK",
+                        "lines": 3,
+                        "incomplete": 1,
+                        "amount_excl_vat": "120.00",
+                        "vat": "30.00",
+                        "total": "137.50",
+                    }
+                ]
+                assert {line["kind"] for line in twin["lines"]} == {"parking", "charging"}
+                assert {line["id"] for line in twin["flagged"]} == {flagged["id"], offline["id"]}
+                (credit_line,) = twin["credits"]
+                assert credit_line["references"] == booked["id"]
+                assert credit_line["original_found"] is True
+                assert [p["id"] for p in twin["unauthorized"]] == [offline["id"]]
+                assert [(p["id"], p["session_id"]) for p in twin["without_session"]] == [
+                    (lost, "Z-LOST")
+                ]
+                by_vehicle = client.get("/console/reconciliation?month=2025-12&format=json")
+                assert {t["key"] for t in by_vehicle.json()["totals"]} == {"ABC123"}
+
+                # The downloads are the files `hookgate reconcile` writes.
+                whole = client.get("/console/reconciliation/download?month=2025-12&as=json")
+                assert whole.headers["content-type"] == "application/json"
+                assert (
+                    'filename="reconciliation-2025-12.json"' in whole.headers["content-disposition"]
+                )
+                assert len(whole.json()["lines"]) == 5
+                problems = client.get(
+                    "/console/reconciliation/download?month=2025-12&as=exceptions"
+                )
+                assert problems.headers["content-type"].startswith("text/csv")
+                assert (
+                    "reconciliation-2025-12-exceptions.csv"
+                    in problems.headers["content-disposition"]
+                )
+                assert "decision_without_session" in problems.text and "Z-LOST" in problems.text
+
+                # The decision with no session: its page says so.
+                decision = client.get(f"/console/decisions/{lost}")
+                assert decision.status_code == 200
+                assert "Z-LOST" in decision.text
+                assert "No session has been reported under this id" in decision.text
+                matched = client.get("/console/charging?format=json").json()["decisions"]
+                kept = next(d for d in matched if d["session_id"] == "7001")
+                found = client.get(f"/console/decisions/{kept['id']}?format=json").json()
+                assert [s["id"] for s in found["sessions"]] == [booked["id"]]
+                assert found["decision"]["reasons"] == []
+
+                for bad, words in [
+                    ("/console/reconciliation?month=2025-13", "month"),
+                    ("/console/reconciliation?month=2025-12&group=planet", "group is one of"),
+                    ("/console/reconciliation/download?month=2025-12&as=pdf", "as is one of"),
+                ]:
+                    refused = client.get(bad + "&format=json")
+                    assert refused.status_code == 400, bad
+                    assert refused.headers["content-type"] == "application/problem+json"
+                    assert words in refused.json()["detail"], refused.json()
+                missing = client.get("/console/decisions/nope?format=json")
+                assert missing.status_code == 404
+
+                # A long month: each list is cut, and says where the rest is.
+                monkeypatch.setattr("hookgate.console.web.RECONCILIATION_SHOWN", 1)
+                cut = client.get("/console/reconciliation?month=2025-12&format=json").json()
+                assert len(cut["flagged"]) == 1 and cut["counts"]["flagged"] == 2
+                assert len(cut["lines"]) == 1 and cut["counts"]["lines"] == 2
+                html = client.get("/console/reconciliation?month=2025-12").text
+                assert "The first 1 of 2: every line is in the" in html
+
+
+def test_a_signed_out_session_is_refused_by_every_instance(backend: str, tmp_path: Path) -> None:
+    from hookgate.console.auth import COOKIE
+    from hookgate.store import console as console_queries
+
+    with fresh_storage(backend, tmp_path) as url:
+        config = parse_config(base_config(tmp_path / "hookgate.db", url), env={})
+        first, second = serve(config), serve(config)
+        one, other = next(first), next(second)  # two instances on one database
+        try:
+            with signed_in(one) as client:
+                cookie = client.cookies[COOKIE]
+                with httpx.Client(
+                    base_url=other.url, cookies={COOKIE: cookie}, timeout=10
+                ) as elsewhere:
+                    assert elsewhere.get("/console/events?format=json").status_code == 200
+                    out = client.post("/console/logout", data={"csrf": csrf_of(client)})
+                    assert out.status_code == 303
+                    assert out.headers["location"] == "/console/login"
+                    # The other instance refuses the old cookie at once: pages and changes.
+                    assert elsewhere.get("/console/events?format=json").status_code == 401
+                    page = elsewhere.get("/console/events")
+                    assert page.status_code == 303
+                    assert page.headers["location"].startswith("/console/login")
+                    changed = elsewhere.post("/console/destinations/erp/pause", data={})
+                    assert changed.status_code == 401
+            with httpx.Client(base_url=one.url, cookies={COOKIE: cookie}, timeout=10) as again:
+                assert again.get("/console/events?format=json").status_code == 401
+            with signed_in(other) as fresh:  # a new sign-in is not affected
+                assert fresh.get("/console/events?format=json").status_code == 200
+        finally:
+            first.close()
+            second.close()
+
+        async def prune() -> tuple[dict[str, int], dict[str, int], bool]:
+            store = make_store(config.storage)
+            await store.open()
+            try:
+                past = datetime.now(UTC) - timedelta(minutes=1)
+                await store.sql_write(lambda conn: console_queries.revoke(conn, "long-over", past))
+                counted = await store.prune(datetime.now(UTC), dry_run=True)
+                done = await store.prune(datetime.now(UTC))
+                gone = await store.sql_read(lambda conn: console_queries.revoked(conn, "long-over"))
+                return counted, done, gone
+            finally:
+                await store.close()
+
+        counted, done, gone = asyncio.run(prune())
+        # The expired sign-out goes; the one signed out above lasts as long as its session.
+        assert counted["console_revocations"] == done["console_revocations"] == 1
+        assert gone is False

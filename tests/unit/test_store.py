@@ -531,6 +531,7 @@ async def test_prune_clears_old_bodies_and_rejections(store: Store) -> None:
         "delivery_attempts": 0,
         "deliveries": 0,
         "auth_changes": 0,
+        "console_revocations": 0,
     }
     assert (await store.prune(cut))["inbox_bodies"] == 1
     kept = await store.get_event(old.event_id)

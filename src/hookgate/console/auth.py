@@ -1,11 +1,13 @@
 """Console sign-in: an admin token once, then a signed session cookie.
 
 The cookie carries the token's name, a random nonce, when the session began and when it
-was last used, signed with a key derived from that admin token. Nothing is kept on the
-server, so every instance behind a load balancer accepts it, and removing or rotating the
-token in the configuration ends its sessions everywhere. Sign-out also revokes the nonce
-in this process. A session ends after `idle` without a request, and after `lifetime` in
-any case; each answer slides the idle deadline forward.
+was last used, signed with a key derived from that admin token. Nothing about a live
+session is kept on the server, so every instance behind a load balancer accepts it, and
+removing or rotating the token in the configuration ends its sessions everywhere.
+Sign-out revokes the nonce in this process, and the console records it in the database
+(`console_revocations`) so that every instance refuses the cookie. A session ends after
+`idle` without a request, and after `lifetime` in any case (`[console] idle_minutes` and
+`lifetime_hours`); each answer slides the idle deadline forward.
 
 The CSRF token is derived from the same key and nonce: a page embeds it in every form, and
 a change without it (or with another session's) is refused with 403.
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from hookgate.config import AdminToken
+from hookgate.config import AdminToken, ConsoleConfig
 
 COOKIE = "hookgate_console"
-IDLE_SECONDS = 30 * 60
-LIFETIME_SECONDS = 12 * 60 * 60
+# The defaults of `[console] idle_minutes` and `lifetime_hours`.
+IDLE_SECONDS = ConsoleConfig().idle_seconds
+LIFETIME_SECONDS = ConsoleConfig().lifetime_seconds
 # A cookie is re-signed (its idle deadline moved) at most this often.
 SLIDE_SECONDS = 60
 
@@ -76,7 +79,7 @@ class Sessions:
         self._tokens = [t for t in tokens if t.token]
         self.idle = idle
         self.lifetime = lifetime
-        self._clock = clock
+        self.clock = clock
         self._revoked: dict[str, int] = {}  # nonce -> when it would have ended anyway
 
     @property
@@ -110,7 +113,7 @@ class Sessions:
 
     def begin(self, actor: AdminToken) -> tuple[Session, str]:
         """A new session for `actor` and its cookie value."""
-        now = int(self._clock())
+        now = int(self.clock())
         claims = _Claims(actor.name, secrets.token_urlsafe(18), now, now)
         return self._session(actor, claims), self.cookie(actor, claims)
 
@@ -132,7 +135,7 @@ class Sessions:
         actor = next((t for t in self._tokens if t.name == claims.name), None)
         if actor is None or not hmac.compare_digest(signature, self._sign(actor, payload)):
             return None
-        now = int(self._clock())
+        now = int(self.clock())
         if claims.nonce in self._revoked:
             return None
         if now - claims.seen > self.idle or now - claims.began > self.lifetime:
@@ -141,17 +144,21 @@ class Sessions:
 
     def refreshed(self, session: Session) -> str | None:
         """A new cookie value with the idle deadline moved forward, when it is due."""
-        now = int(self._clock())
+        now = int(self.clock())
         if now - session.seen < SLIDE_SECONDS:
             return None
         claims = _Claims(session.actor.name, session.nonce, session.began, now)
         return self.cookie(session.actor, claims)
 
-    def end(self, session: Session) -> None:
-        """Revoke a session in this process (the browser's cookie is cleared as well)."""
-        now = int(self._clock())
+    def end(self, session: Session) -> int:
+        """Revoke a session in this process (the browser's cookie is cleared as well, and
+        the console records the sign-out for every instance); when it would have ended
+        anyway, in seconds since the epoch."""
+        now = int(self.clock())
         self._revoked = {n: t for n, t in self._revoked.items() if t > now}
-        self._revoked[session.nonce] = session.began + self.lifetime
+        until = session.began + self.lifetime
+        self._revoked[session.nonce] = until
+        return until
 
     @staticmethod
     def csrf_ok(session: Session, given: str | None) -> bool:

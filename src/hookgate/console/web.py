@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,15 @@ from hookgate.domain.queries import DecisionFilter, EventFilter, ReplayFilter, V
 from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ids import new_id
 from hookgate.metrics import Metrics
-from hookgate.ops.details import delivery_detail, payment_detail, session_detail
+from hookgate.ops.details import delivery_detail, payment_detail, session_detail, view_row
 from hookgate.ops.replay import BadReplay, destination_names, public_destination
+from hookgate.reconcile import (
+    DIMENSIONS,
+    GroupTotal,
+    Reconciliation,
+    reconciliation_csv,
+    reconciliation_json,
+)
 from hookgate.services.operations import Operations
 from hookgate.services.rerun import Reruns
 from hookgate.services.rules import BUDGETS, GROUPS, TOKENS, RulesService
@@ -56,6 +63,10 @@ PAGE = 50
 STATUSES = ("received", "processed", "failed", "quarantined")
 DELIVERY_STATUSES = ("pending", "failed", "delivered", "dead")
 DECISION_RESULTS = ("ALLOWED", "BLOCKED", "EXPIRED", "NO_CREDIT", "NOT_ALLOWED", "UNKNOWN")
+GROUPINGS = dict(zip(DIMENSIONS, ("Vehicle", "Driver", "Cost centre", "Legal entity"), strict=True))
+RECONCILIATION_PARTS = ("lines", "totals", "exceptions", "json")
+# Lines of each list a reconciliation page shows; the downloads hold every line.
+RECONCILIATION_SHOWN = 200
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -163,6 +174,29 @@ def _delivery_chart(stats: list[Any], now: datetime) -> Any:
     }
 
 
+def _per_currency(totals: list[GroupTotal]) -> list[dict[str, Any]]:
+    """The totals of one grouping summed per currency (every line is in one key)."""
+    sums: dict[str, dict[str, Any]] = {}
+    for total in totals:
+        entry = sums.setdefault(
+            total.currency,
+            {"currency": total.currency, "lines": 0, "incomplete": 0, "amounts": [None] * 3},
+        )
+        entry["lines"] += total.lines
+        entry["incomplete"] += total.incomplete
+        values = (total.amount_excl_vat, total.vat, total.total)
+        for index, value in enumerate(values):
+            if value is not None:
+                entry["amounts"][index] = (entry["amounts"][index] or Decimal(0)) + Decimal(value)
+    out = []
+    for currency, entry in sorted(sums.items()):
+        excl, vat, incl = (None if v is None else str(v) for v in entry.pop("amounts"))
+        out.append(
+            {**entry, "currency": currency, "amount_excl_vat": excl, "vat": vat, "total": incl}
+        )
+    return out
+
+
 class Console:
     """The console over one store, configuration and the services the graph built."""
 
@@ -185,7 +219,11 @@ class Console:
         self.operations = operations
         self.breakers = breakers
         self.metrics = metrics
-        self.sessions = sessions or Sessions(config.admin.named())
+        self.sessions = sessions or Sessions(
+            config.admin.named(),
+            idle=config.console.idle_seconds,
+            lifetime=config.console.lifetime_seconds,
+        )
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -231,6 +269,13 @@ class Console:
                     Route("/payments/{id}", page(self.payment), methods=["GET"]),
                     Route("/costs", page(self.costs), methods=["GET"]),
                     Route("/costs/download", page(self.costs_download), methods=["GET"]),
+                    Route("/reconciliation", page(self.reconciliation), methods=["GET"]),
+                    Route(
+                        "/reconciliation/download",
+                        page(self.reconciliation_download),
+                        methods=["GET"],
+                    ),
+                    Route("/decisions/{id}", page(self.decision), methods=["GET"]),
                     Route("/audit", page(self.audit), methods=["GET"]),
                     Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
                 ],
@@ -240,8 +285,20 @@ class Console:
     async def root(self, _: Request) -> Response:
         return RedirectResponse("/console/", 307)
 
-    def _session(self, request: Request) -> Session | None:
-        return self.sessions.check(request.cookies.get(COOKIE))
+    async def _session(self, request: Request) -> Session | None:
+        """The signed-in operator: a valid cookie whose session no instance signed out.
+        When the sign-outs cannot be read, the cookie is refused (it may be one)."""
+        session = self.sessions.check(request.cookies.get(COOKIE))
+        if session is None:
+            return None
+        try:
+            ended = await self.store.sql_read(
+                functools.partial(console_queries.revoked, nonce=session.nonce)
+            )
+        except StoreError as exc:
+            log.error("console sign-outs unreadable: session refused", error=str(exc))
+            return None
+        return None if ended else session
 
     @staticmethod
     def _secure(request: Request) -> bool:
@@ -292,7 +349,7 @@ class Console:
 
         async def run(request: Request) -> Response:
             wants_json = request.query_params.get("format") == "json"
-            session = self._session(request)
+            session = await self._session(request)
             if session is None:
                 if wants_json:
                     return self._problem(401, "sign in to the console first")
@@ -356,7 +413,7 @@ class Console:
         the handler's (where to go back, what to tell) as a redirect, audited."""
 
         async def run(request: Request) -> Response:
-            session = self._session(request)
+            session = await self._session(request)
             if session is None:
                 return self._problem(401, "sign in to the console first")
             try:
@@ -458,12 +515,23 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is not None:
             form = await self._form(request)
             if not self.sessions.csrf_ok(session, form.get("csrf")):
                 return self._problem(403, "the form's CSRF token is missing or wrong: reload it")
-            self.sessions.end(session)
+            until = self.sessions.end(session)
+            try:
+                await self.store.sql_write(
+                    functools.partial(
+                        console_queries.revoke,
+                        nonce=session.nonce,
+                        expires_at=datetime.fromtimestamp(until, UTC),
+                    )
+                )
+            except StoreError as exc:  # this instance and the browser still forget it
+                log.error("console sign-out not recorded", actor=session.actor.name, error=str(exc))
+            log.info("console sign-out", actor=session.actor.name)
         response = RedirectResponse("/console/login", 303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -899,6 +967,102 @@ class Console:
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+    # -- monthly reconciliation ----------------------------------------------------------
+
+    async def _reconcile(self, request: Request) -> tuple[str, Reconciliation]:
+        month = self._month(request)
+        try:
+            return month, await self.operations.reconcile(month)
+        except BadReplay as exc:
+            raise Refused(400, exc.detail) from None
+
+    async def reconciliation(
+        self, request: Request, session: Session
+    ) -> tuple[str, dict[str, Any]]:
+        """The month's lines, flagged lines and credits apart, totals per key of one
+        grouping and per currency, and the two lists that do not match up."""
+        group = request.query_params.get("group") or DIMENSIONS[0]
+        if group not in GROUPINGS:
+            raise Refused(400, f"group is one of {', '.join(GROUPINGS)}, not {group!r}")
+        month, result = await self._reconcile(request)
+        sections: dict[str, list[Any]] = {"booked": [], "flagged": [], "credit": []}
+        for line in result.lines:
+            sections[line.section].append(line)
+        credits = []
+        for line in sections["credit"][:RECONCILIATION_SHOWN]:
+            original = line.references and await view_row(
+                self.store, "charging_sessions", line.references
+            )
+            credits.append({**asdict(line), "original_found": bool(original)})
+        totals = [t for t in result.totals if t.dimension == group]
+        unauthorized = [p for p in result.exceptions if p.problem == "unauthorized_session"]
+        without_session = [p for p in result.exceptions if p.problem == "decision_without_session"]
+        data = {
+            "month": month,
+            "timezone": result.timezone,
+            "group": group,
+            "groupings": GROUPINGS,
+            "currencies": _per_currency(totals),
+            "totals": totals,
+            # Each list is cut at RECONCILIATION_SHOWN lines (the downloads hold them all);
+            # `counts` says how many there are.
+            "counts": {
+                "lines": len(sections["booked"]),
+                "flagged": len(sections["flagged"]),
+                "credits": len(sections["credit"]),
+                "unauthorized": len(unauthorized),
+                "without_session": len(without_session),
+            },
+            "shown": RECONCILIATION_SHOWN,
+            "lines": sections["booked"][:RECONCILIATION_SHOWN],
+            "flagged": sections["flagged"][:RECONCILIATION_SHOWN],
+            "credits": credits,
+            "unauthorized": unauthorized[:RECONCILIATION_SHOWN],
+            "without_session": without_session[:RECONCILIATION_SHOWN],
+            "downloads": {
+                part: "/console/reconciliation/download"
+                + _query_string({"month": month, "as": part})
+                for part in RECONCILIATION_PARTS
+            },
+        }
+        return "reconciliation.html", data
+
+    async def reconciliation_download(self, request: Request, session: Session) -> Response:
+        """The files `hookgate reconcile` and `GET /api/v1/reconciliation` answer."""
+        part = request.query_params.get("as", "lines")
+        if part not in RECONCILIATION_PARTS:
+            raise Refused(400, f"as is one of {', '.join(RECONCILIATION_PARTS)}, not {part!r}")
+        month, result = await self._reconcile(request)
+        if part == "json":
+            name = f"reconciliation-{month}.json"
+            body: str | bytes = reconciliation_json(result)
+            media = "application/json"
+        else:
+            name = f"reconciliation-{month}-{part}.csv"
+            body = reconciliation_csv(result, part)
+            media = "text/csv; charset=utf-8"
+        return Response(
+            body,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    async def decision(self, request: Request, session: Session) -> tuple[str, dict[str, Any]]:
+        """One authorization decision and the sessions reported under its session id (a
+        Zaptec sessionId, an OCPI authorization_reference)."""
+        decision_id = str(request.path_params["id"])
+        item = await self.store.sql_read(
+            functools.partial(console_queries.decision, decision_id=decision_id)
+        )
+        if item is None:
+            raise Refused(404, f"no decision with id {decision_id}")
+        sessions = []
+        if item.session_id:
+            sessions = await self.store.view_rows(
+                "charging_sessions", ViewFilter(equal={"session_key": item.session_id})
+            )
+        return "decision.html", {"decision": item, "sessions": sessions}
 
     # -- audit ---------------------------------------------------------------------------
 

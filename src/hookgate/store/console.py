@@ -1,6 +1,7 @@
 """What the operator console reads that no other caller needs: why processing of an event
-failed, and when it was processed. Written once for both backends over a DB-API
-connection, run through `Store.sql_read`."""
+failed, and when it was processed; one authorization decision by its id; the signed-out
+sessions every instance refuses (migration 0015). Written once for both backends over a
+DB-API connection, run through `Store.sql_read` and `Store.sql_write`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hookgate.store.alerting import dialect_of
+import msgspec
+
+from hookgate.domain.decisions import DecisionRecord
+from hookgate.store.alerting import dialect_of, transaction
 from hookgate.store.dialect import DIALECTS
-from hookgate.timeutil import parse_iso
+from hookgate.timeutil import iso, parse_iso
 
 
 def processing_outcome(conn: Any, event_id: str) -> dict[str, Any] | None:
@@ -30,3 +34,61 @@ def processing_outcome(conn: Any, event_id: str) -> dict[str, Any] | None:
     elif isinstance(processed_at, datetime):
         processed_at = processed_at.astimezone(UTC)
     return {"error": error, "processed_at": processed_at}
+
+
+def decision(conn: Any, decision_id: str) -> DecisionRecord | None:
+    """The authorization decision with this id (None for an unknown id)."""
+    cursor = conn.cursor()
+    cursor.execute(
+        DIALECTS[dialect_of(conn)].sql(
+            "SELECT id, decided_at, source, event_id, charger_id, token, user_id, "
+            "installation_id, result, reasons, session_id, fallback, latency_us "
+            "FROM decisions WHERE id = ?"
+        ),
+        (decision_id,),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    if not isinstance(row, Mapping):
+        row = dict(zip([d[0] for d in cursor.description], row, strict=True))
+    reasons = row["reasons"]
+    decided_at = row["decided_at"]
+    return DecisionRecord(
+        id=row["id"],
+        decided_at=decided_at if isinstance(decided_at, str) else iso(decided_at),
+        source=row["source"],
+        event_id=row["event_id"],
+        charger_id=row["charger_id"],
+        token=row["token"],
+        user_id=row["user_id"],
+        installation_id=row["installation_id"],
+        result=row["result"],
+        reasons=msgspec.json.decode(reasons) if isinstance(reasons, str | bytes) else reasons,
+        session_id=row["session_id"],
+        fallback=bool(row["fallback"]),
+        latency_us=row["latency_us"],
+    )
+
+
+def revoke(conn: Any, nonce: str, expires_at: datetime) -> None:
+    """Refuse the session with this nonce everywhere until `expires_at`."""
+    d = DIALECTS[dialect_of(conn)]
+    with transaction(conn):
+        conn.execute(
+            d.sql(
+                "INSERT INTO console_revocations (nonce, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (nonce) DO NOTHING"
+            ),
+            (nonce, d.instant(expires_at)),
+        )
+
+
+def revoked(conn: Any, nonce: str) -> bool:
+    """Whether the session with this nonce was signed out (on any instance)."""
+    cursor = conn.cursor()
+    cursor.execute(
+        DIALECTS[dialect_of(conn)].sql("SELECT 1 FROM console_revocations WHERE nonce = ?"),
+        (nonce,),
+    )
+    return cursor.fetchone() is not None

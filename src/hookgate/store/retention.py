@@ -3,8 +3,10 @@ against `Tx`.
 
 Raw bodies of processed inbox rows go (the row, its document and body hash stay; failed
 and quarantined events keep theirs for a re-run), and older rejections, rejection counts,
-finished deliveries with their attempts, and change-log entries (all but the newest, so
-its sequence never restarts). Decisions, sessions, consumption and views are kept.
+finished deliveries with their attempts, change-log entries (all but the newest, so
+its sequence never restarts), and console sign-outs past the end their session would
+have had anyway (whatever the cutoff). Decisions, sessions, consumption and views are
+kept.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from hookgate.ids import floor_id
 from hookgate.store.dialect import Dialect
 from hookgate.store.tx import Tx
+from hookgate.timeutil import utcnow
 
 # Rows changed per transaction: ingest keeps flowing between them.
 STEP = 5000
@@ -68,6 +71,13 @@ def _steps(d: Dialect, older_than: datetime) -> list[tuple[str, str, str, tuple[
             "DELETE FROM auth_changes WHERE seq IN (SELECT seq FROM auth_changes "
             f"WHERE {_OLD_CHANGES} LIMIT {STEP})",
             instant,
+        ),
+        (
+            "console_revocations",
+            "SELECT count(*) AS n FROM console_revocations WHERE expires_at < ?",
+            "DELETE FROM console_revocations WHERE nonce IN (SELECT nonce FROM "
+            f"console_revocations WHERE expires_at < ? LIMIT {STEP})",
+            (d.instant(utcnow()),),
         ),
     ]
 
