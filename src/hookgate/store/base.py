@@ -80,6 +80,9 @@ class ViewTx(Protocol):
     ) -> list[dict[str, Any]]:
         """Rows matching every `column = value` of `where`."""
 
+    def token_vehicle(self, uid: str) -> str | None:
+        """The `vehicle` of the stored charge token `uid` (normalised), or None."""
+
 
 # The processing step for one event: project it and return the destinations to deliver it to.
 Handler = Callable[[ViewTx, StoredEvent], list[str]]

@@ -191,6 +191,17 @@ class SqlViewTx:
         params.append(int(limit))
         return [decode_row(table, row) for row in self._rows(sql, params)]
 
+    def token_vehicle(self, uid: str) -> str | None:
+        """One primary-key read of the token entity (its document is JSON)."""
+        rows = self._rows("SELECT doc FROM auth_entities WHERE kind = 'token' AND key = ?", [uid])
+        if not rows:
+            return None
+        doc = rows[0]["doc"]
+        if isinstance(doc, str | bytes):
+            doc = msgspec.json.decode(doc)
+        vehicle = doc.get("vehicle") if isinstance(doc, dict) else None
+        return str(vehicle) if vehicle else None
+
 
 # -- listings -------------------------------------------------------------------------
 
