@@ -26,7 +26,9 @@ DRIFT = "start_far_from_approved"
 UNAUTHORIZED = "unmatched"  # an end no approved start matched (offline charging)
 # On a parking transaction and a charging session of one vehicle whose times overlap.
 PARKED = "parked_while_charging"
-ANOMALIES = frozenset({FUTURE, TOO_OLD, ENERGY, OVERLAP, PARTS, DRIFT, UNAUTHORIZED, PARKED})
+# In the order docs/views.md lists them (the API's `flag` filter takes these).
+FLAGS = (FUTURE, TOO_OLD, ENERGY, OVERLAP, UNAUTHORIZED, PARTS, DRIFT, PARKED)
+ANOMALIES = frozenset(FLAGS)
 _PLATE_NOISE = re.compile(r"[\s-]")
 _CENT = Decimal("0.01")
 Kwh = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?$")]

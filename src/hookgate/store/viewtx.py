@@ -218,6 +218,11 @@ def _filter(
             if bound is not None:
                 clauses.append(f"{column} {operator} ?")
                 params.append(_encode(shape, column, bound, dialect))
+    if where.flag is not None:
+        if "flags" not in shape.json:
+            raise KeyError("this view has no flags to filter on")
+        clauses.append(dialect.array_has("flags"))
+        params.append(where.flag)
     return clauses, params
 
 
