@@ -272,6 +272,24 @@ def test_parked_while_charging_found_when_the_session_arrives_second(
     assert vehicles.raised == ["parked_while_charging"]
 
 
+def test_a_late_session_finds_its_parking_behind_many_later_ones(db: tuple[Any, Dialect]) -> None:
+    """The lookup reads only rows that started before the session ended, so a long later
+    history of the vehicle does not hide the parking that overlaps it."""
+    conn, dialect = db
+    put_token(conn, dialect, "TAG-1", "AB123")
+    vehicles = Vehicles(conn, dialect)
+    day = timedelta(days=1)
+    vehicles.park("first", "AB123", start=40 * day, end=40 * day - 2 * H)
+    for n in range(30):
+        vehicles.park(f"later{n}", "AB123", start=(30 - n) * day, end=(30 - n) * day - H)
+    vehicles.charge("late", "TAG-1", start=40 * day - H, end=40 * day - 3 * H)
+    assert vehicles.flags("charging_sessions", "late") == ["parked_while_charging"]
+    assert vehicles.flags("parking_transactions", "first") == [
+        "legacy_feed",
+        "parked_while_charging",
+    ]
+
+
 async def test_the_export_shows_the_stored_flags_of_both_kinds(tmp_path: Path) -> None:
     db = SqliteStore(str(tmp_path / "export.db"), auto_migrate=True)
     await db.open()

@@ -86,8 +86,10 @@ _UNMATCHED = "unmatched"
 _HISTORY_LIMIT = 10_000
 # Sessions of one token looked at for overlaps (a token's recent history).
 _OVERLAP_SCAN = 500
-# Rows of one vehicle (the other kind) looked at for parked-while-charging, newest first.
-_PARKED_SCAN = 500
+# Rows of one vehicle (the other kind) looked at for parked-while-charging: the latest
+# that started before the row ended. A vehicle's parkings (or sessions) follow each other,
+# so the ones that overlap a row come first.
+_PARKED_SCAN = 20
 
 
 def project(
@@ -279,13 +281,17 @@ def _session_plate(tx: ViewTx, old: dict[str, Any] | None, row: dict[str, Any]) 
 
 
 def _parked(tx: ViewTx, row: dict[str, Any], other_table: str) -> bool:
-    """Whether `row` (a session or a parking transaction) overlaps a row of the other kind
-    of the same vehicle: one lookup on the other table's plate index. The other rows found
-    are flagged too (a flag is never taken off another row here)."""
+    """Whether `row` (an ended session or a parking transaction) overlaps a row of the
+    other kind of the same vehicle: one range read of the other table's plate index. The
+    other rows found are flagged too (a flag is never taken off another row here)."""
     parking = other_table == "parking_transactions"
     found = False
     others = tx.select(
-        other_table, {"plate": row["plate"]}, order_by="started_at desc", limit=_PARKED_SCAN
+        other_table,
+        {"plate": row["plate"]},
+        order_by="started_at desc",
+        limit=_PARKED_SCAN,
+        below={"started_at": row["ended_at"]},
     )
     for other in others:
         if not (

@@ -172,11 +172,20 @@ class SqlViewTx:
         return bool(self._run(sql + "NOTHING", params).rowcount == 1)
 
     def select(
-        self, table: str, where: Mapping[str, Any], order_by: str | None = None, limit: int = 1000
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        order_by: str | None = None,
+        limit: int = 1000,
+        below: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """`order_by` is a column name, optionally followed by `asc` or `desc`."""
         shape = view(table)
         clauses, params = _equal(shape, where, self.dialect)
+        for column, value in (below or {}).items():
+            check_columns(shape, [column])
+            clauses.append(f"{column} < ?")
+            params.append(_encode(shape, column, value, self.dialect))
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
