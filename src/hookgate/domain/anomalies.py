@@ -139,7 +139,11 @@ def parked_while_charging(parking: dict[str, Any], session: dict[str, Any]) -> b
     misused token). A session without both times is not compared."""
     p0, p1 = parking.get("started_at"), parking.get("ended_at")
     s0, s1 = session.get("started_at"), session.get("ended_at")
-    moments = (p0, p1, s0, s1)
-    if not all(isinstance(moment, datetime) for moment in moments):
+    if not (
+        isinstance(p0, datetime)
+        and isinstance(p1, datetime)
+        and isinstance(s0, datetime)
+        and isinstance(s1, datetime)
+    ):
         return False
-    return bool(p0 < s1 and s0 < p1)  # type: ignore[operator]
+    return p0 < s1 and s0 < p1
