@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from hookgate.domain.anomalies import ANOMALIES, PARKED
+from hookgate.domain.anomalies import ANOMALIES, plate
 from hookgate.domain.money import amount_problem
 from hookgate.domain.queries import ViewFilter
 from hookgate.domain.rules import normalise_uid
@@ -89,8 +89,8 @@ class ExportLine(msgspec.Struct, kw_only=True):
     # `tariff:<name>` or `reimbursement:<name>` when hookgate priced a session that no
     # provider priced ([[tariffs]], [[reimbursements]]); None for a provider's amount.
     priced_by: str | None = None
-    # Anomaly flags of the session (docs/views.md#anomaly-flags), and
-    # `parked_while_charging` on a parking and a charging line of one vehicle that overlap.
+    # Anomaly flags processing stored on the session or parking transaction
+    # (docs/views.md#anomaly-flags).
     flags: list[str] = []
 
 
@@ -167,11 +167,6 @@ def _instant(value: Any) -> datetime:
     return value.astimezone(UTC) if isinstance(value, datetime) else parse_iso(str(value))
 
 
-def _plate(text: str) -> str:
-    """Licence plates compare without case, spaces or dashes (`ab-123` is `AB123`)."""
-    return re.sub(r"[\s-]", "", text).upper()
-
-
 class _Tokens:
     """Token entities by uid and by the plate of their vehicle."""
 
@@ -181,9 +176,9 @@ class _Tokens:
         for doc in docs:
             uid = str(doc.get("uid", ""))
             self.by_uid[uid] = doc
-            vehicle = doc.get("vehicle")
+            vehicle = plate(str(doc.get("vehicle") or ""))
             if vehicle:
-                self.by_plate.setdefault(_plate(str(vehicle)), doc)
+                self.by_plate.setdefault(vehicle, doc)
 
 
 async def _token_docs(store: Store) -> list[dict[str, Any]]:
@@ -209,14 +204,15 @@ def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> Ex
             return base
         return None if extra is None else base + extra
 
-    plate = str(row.get("license_number") or "")
-    owner = tokens.by_plate.get(_plate(plate)) if plate else None
+    number = str(row.get("license_number") or "")
+    key = plate(number)
+    owner = tokens.by_plate.get(key) if key else None
     where = " / ".join(str(v) for v in (row.get("area_name"), row.get("operator_name")) if v)
     return ExportLine(
         kind="parking",
         id=str(row["id"]),
         date=_instant(row["ended_at"]).astimezone(zone).date().isoformat(),
-        vehicle=plate or None,
+        vehicle=number or None,
         token=str(owner["uid"]) if owner else None,
         driver=owner.get("driver") if owner else None,
         cost_centre=owner.get("cost_centre") if owner else None,
@@ -226,6 +222,7 @@ def _parking_line(row: Mapping[str, Any], tokens: _Tokens, zone: ZoneInfo) -> Ex
         total=_money(amount("price", "fee")),
         currency=row.get("currency") or None,
         note=read.note(),
+        flags=sorted(set(row.get("flags") or ()) & ANOMALIES),
     )
 
 
@@ -360,34 +357,9 @@ async def build_report(
         for row in charging
         if row.get("ended_at") is not None
     ]
-    _parked_while_charging(parking, charging, dated)
     dated.sort(key=lambda pair: (pair[0], pair[1].id))
     lines = [line for _, line in dated]
     return FleetReport(month=month, timezone=timezone, lines=lines, totals=_totals(lines))
-
-
-def _parked_while_charging(
-    parking: list[dict[str, Any]],
-    charging: list[dict[str, Any]],
-    dated: list[tuple[datetime, ExportLine]],
-) -> None:
-    """Flag a vehicle's parking and charging lines whose times overlap: a car cannot be
-    parked in one place while it charges in another (a shared or misused token)."""
-    lines = {line.id: line for _, line in dated}
-    parked: dict[str, list[dict[str, Any]]] = {}
-    for row in parking:
-        if row.get("license_number"):
-            parked.setdefault(_plate(str(row["license_number"])), []).append(row)
-    for row in charging:
-        line = lines.get(str(row["id"]))
-        if line is None or not line.vehicle or row.get("started_at") is None:
-            continue
-        start, end = _instant(row["started_at"]), _instant(row["ended_at"])
-        for stay in parked.get(_plate(line.vehicle), ()):
-            if _instant(stay["started_at"]) < end and start < _instant(stay["ended_at"]):
-                for hit in (line, lines.get(str(stay["id"]))):
-                    if hit is not None and PARKED not in hit.flags:
-                        hit.flags = sorted({*hit.flags, PARKED})
 
 
 def csv_cell(value: Any, numeric: bool = False) -> str:

@@ -150,8 +150,8 @@ class Metrics:
         )
         self.anomalies = Counter(
             "hookgate_anomalies_total",
-            "Anomaly flags raised on charging sessions by processing, by source and flag "
-            "(docs/views.md#anomaly-flags).",
+            "Anomaly flags raised on charging sessions and parking transactions by "
+            "processing, by source and flag (docs/views.md#anomaly-flags).",
             ["source", "flag"],
             registry=self.registry,
         )

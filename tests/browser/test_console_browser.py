@@ -183,6 +183,8 @@ def test_an_operator_works_through_the_console(browser: object, tmp_path: Path) 
                     "max_attempts": 1,
                 }
             ],
+            # So low that every session with energy is flagged `energy_above_max`.
+            anomalies={"max_energy_kwh": "0.001"},
         )
         migrate(config)
         db = f"sqlite:///{tmp_path / 'hookgate.db'}"
@@ -312,8 +314,14 @@ def _walk_through(
     expect(page.get_by_role("heading", name="State history")).to_be_visible()
     shots.take(page, "payment")
     page.goto(url + "/console/charging")
-    page.locator("main table").last.locator("a").first.click()
+    expect(page.locator("main table").last).to_contain_text("energy_above_max")
+    page.locator("main table").last.locator("tr", has_text="energy_above_max").locator(
+        "a"
+    ).first.click()
     expect(page.get_by_role("heading", name="Meter values")).to_be_visible()
+    expect(page.locator("dl.kv")).to_contain_text(
+        "energy_above_max More energy than the configured maximum"
+    )
     shots.take(page, "session")
     # The month's reconciliation of the traffic sent above, plus a Zaptec end no start
     # approved and an OCPI authorization whose session never came: parking and charging

@@ -115,6 +115,34 @@ def test_view_listings_and_details(config: Path) -> None:
     assert [e["evse_id"] for e in evses] == ["341"]
 
 
+def test_listings_show_and_filter_anomaly_flags(config: Path) -> None:
+    db = db_path(config.parent)
+    flagged = seed(
+        db,
+        "charging_sessions",
+        session_key="s1",
+        started_at=T0,
+        flags=["energy_above_max", "parked_while_charging"],
+    )
+    seed(db, "charging_sessions", session_key="s2", started_at=T0 + timedelta(hours=1))
+    stay = seed(db, "parking_transactions", parking_id="p1", flags=["parked_while_charging"])
+    plain = seed(db, "parking_transactions", parking_id="p2")
+
+    table = cli(config, "sessions", "list").splitlines()
+    assert "FLAGS" in table[0]
+    [row] = [line for line in table if flagged["id"] in line]
+    assert row.rstrip().endswith("energy_above_max,parked_while_charging")
+    only = cli(config, "sessions", "list", "--flag", "energy_above_max", "--json")
+    assert [i["id"] for i in json.loads(only)["items"]] == [flagged["id"]]
+    shown = json.loads(cli(config, "sessions", "show", flagged["id"]))
+    assert shown["flags"] == ["energy_above_max", "parked_while_charging"]
+    parked = cli(config, "parking", "list", "--flag", "parked_while_charging")
+    assert stay["id"] in parked and "parked_while_charging" in parked
+    assert plain["id"] not in parked
+    bad = run_cli("sessions", "list", "--flag", "huge", "--config", str(config), check=False)
+    assert bad.returncode == 2 and "energy_above_max" in bad.stderr  # the choices are named
+
+
 def test_deliveries_destinations_and_replay(config: Path) -> None:
     async def processed(store: SqliteStore) -> str:
         event = InboundEvent(

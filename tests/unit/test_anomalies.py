@@ -1,7 +1,9 @@
-"""Anomaly flags raised by processing on charging sessions: times in the future or
-implausibly old, energy above the limits, overlapping sessions of one token, amounts
-whose parts do not add up, an end reporting a start far from the approved one; provider
-flags kept; a flag cleared when a newer report removes its cause."""
+"""Anomaly flags raised by processing on charging sessions and parking transactions:
+times in the future or implausibly old, energy above the limits, overlapping sessions of
+one token, amounts whose parts do not add up, an end reporting a start far from the
+approved one, a vehicle parked while it charges (whichever arrives first, on both
+backends); provider flags kept; a flag cleared when a newer report removes its cause;
+the export shows the stored flags."""
 
 from __future__ import annotations
 
@@ -15,18 +17,25 @@ from typing import Any
 import msgspec
 import pytest
 
+from hookgate.config import EasyParkSource
+from hookgate.delivery.router import Router
 from hookgate.domain.anomalies import AnomalyRules
 from hookgate.domain.events import StoredEvent
-from hookgate.domain.facts import ChargingSessionFact
+from hookgate.domain.facts import ChargingSessionFact, Fact, ParkingFact
 from hookgate.domain.rules import AuthEntity
 from hookgate.export import build_report, lines_csv
 from hookgate.ids import floor_id
+from hookgate.metrics import Metrics
 from hookgate.processing import project
+from hookgate.processing.worker import Processor
+from hookgate.providers.base import Call
+from hookgate.providers.easypark import EasyPark
 from hookgate.store.sqlite import SqliteStore
-from hookgate.store.viewtx import SqlViewTx
-from support.viewdb import sqlite_db, transaction
+from hookgate.store.viewtx import Dialect, SqlViewTx
+from support.viewdb import database, sqlite_db, transaction
 from support.views import seed
 
+FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures"
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 RULES = AnomalyRules(
     max_energy_kwh="80", charger_max_energy_kwh={"HOME-1": "22"}, start_drift_seconds=600
@@ -134,7 +143,154 @@ def test_an_end_reporting_a_start_far_from_the_approved_one(conn: Any) -> None:
     assert feed.flags("far") == ["start_far_from_approved"]
 
 
-async def test_the_export_shows_flags_and_a_vehicle_parked_while_charging(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Dialect]]:
+    with database(request.param, tmp_path) as conn:
+        yield conn, request.param
+
+
+def put_token(conn: Any, dialect: Dialect, uid: str, vehicle: str) -> None:
+    """A stored token entity, as `hookgate tokens add --vehicle` writes it."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    doc = msgspec.json.encode({"uid": uid, "vehicle": vehicle}).decode()
+    with transaction(conn, dialect):
+        conn.execute(
+            "INSERT INTO auth_entities (kind, key, doc, managed_by, updated_at) "
+            f"VALUES ('token', {mark}, {mark}, 'api', {mark})",
+            [uid, doc, NOW.isoformat() if dialect == "sqlite" else NOW],
+        )
+
+
+class Vehicles:
+    """Zaptec sessions and EasyPark transactions projected as processing does."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn, self.dialect = conn, dialect
+        self.clock = NOW
+        self.raised: list[str] = []
+
+    def _project(self, source: str, fact: Fact) -> None:
+        self.clock += timedelta(milliseconds=5)
+        event = StoredEvent(
+            id=floor_id(self.clock),
+            source=source,
+            provider=source,
+            event_type=source,
+            received_at=self.clock,
+            subject=None,
+            status="received",
+            flags=[],
+            document={},
+        )
+        with transaction(self.conn, self.dialect):
+            tx = SqlViewTx(self.conn, self.dialect)
+            self.raised += project(tx, event, [fact], RULES)
+
+    def charge(self, key: str, token: str, start: timedelta, end: timedelta | None) -> None:
+        """A session from NOW - start until NOW - end (running without an end)."""
+        self._project(
+            "zaptec",
+            ChargingSessionFact(
+                occurred_at=self.clock,
+                keys=(key,),
+                token=token,
+                started_at=NOW - start,
+                ended_at=None if end is None else NOW - end,
+                status="active" if end is None else "ended",
+            ),
+        )
+
+    def park(self, parking_id: str, plate: str, start: timedelta, end: timedelta) -> None:
+        self._project(
+            "easypark",
+            ParkingFact(
+                parking_id=parking_id,
+                license_number=plate,
+                started_at=NOW - start,
+                ended_at=NOW - end,
+                currency="SEK",
+                price="10.00",
+                price_vat="2.00",
+                price_excl_vat="8.00",
+                flags=("legacy_feed",),
+            ),
+        )
+
+    def flags(self, table: str, key: str) -> list[str]:
+        tx = SqlViewTx(self.conn, self.dialect)
+        name = "session_key" if table == "charging_sessions" else "parking_id"
+        row = tx.get(table, {"source": table_source(table), name: key})
+        assert row is not None
+        return list(row["flags"])
+
+
+def table_source(table: str) -> str:
+    return "zaptec" if table == "charging_sessions" else "easypark"
+
+
+H = timedelta(hours=1)
+
+
+def test_parked_while_charging_found_when_the_parking_arrives_second(
+    db: tuple[Any, Dialect],
+) -> None:
+    conn, dialect = db
+    put_token(conn, dialect, "TAG-1", "ab-123")
+    vehicles = Vehicles(conn, dialect)
+    vehicles.charge("s1", "tag-1", start=3 * H, end=2 * H)
+    vehicles.charge("running", "TAG-1", start=H / 2, end=None)
+    assert vehicles.flags("charging_sessions", "s1") == []
+    vehicles.park("p1", "AB 123", start=150 * timedelta(minutes=1), end=H)  # overlaps s1
+    vehicles.park("p2", "AB123", start=110 * timedelta(minutes=1), end=H)  # after s1 ended
+    vehicles.park("p3", "CD456", start=3 * H, end=H)  # another vehicle
+    assert vehicles.flags("parking_transactions", "p1") == ["legacy_feed", "parked_while_charging"]
+    assert vehicles.flags("charging_sessions", "s1") == ["parked_while_charging"]
+    assert vehicles.flags("parking_transactions", "p2") == ["legacy_feed"]
+    assert vehicles.flags("parking_transactions", "p3") == ["legacy_feed"]
+    # A running session is not compared until it ends.
+    assert vehicles.flags("charging_sessions", "running") == []
+    assert vehicles.raised == ["parked_while_charging"]
+
+
+def test_parked_while_charging_found_when_the_session_arrives_second(
+    db: tuple[Any, Dialect],
+) -> None:
+    conn, dialect = db
+    put_token(conn, dialect, "TAG-1", "AB-123")
+    vehicles = Vehicles(conn, dialect)
+    vehicles.park("p1", "ab 123", start=3 * H, end=H)
+    vehicles.charge("s1", "TAG-1", start=2 * H, end=None)
+    assert vehicles.flags("parking_transactions", "p1") == ["legacy_feed"]
+    vehicles.charge("s1", "TAG-1", start=2 * H, end=90 * timedelta(minutes=1))
+    vehicles.charge("other", "TAG-2", start=2 * H, end=90 * timedelta(minutes=1))
+    assert vehicles.flags("charging_sessions", "s1") == ["parked_while_charging"]
+    assert vehicles.flags("parking_transactions", "p1") == ["legacy_feed", "parked_while_charging"]
+    assert vehicles.flags("charging_sessions", "other") == []
+    # Processing the same end again neither adds nor counts anything.
+    vehicles.charge("s1", "TAG-1", start=2 * H, end=90 * timedelta(minutes=1))
+    assert vehicles.flags("charging_sessions", "s1") == ["parked_while_charging"]
+    assert vehicles.raised == ["parked_while_charging"]
+
+
+def test_a_late_session_finds_its_parking_behind_many_later_ones(db: tuple[Any, Dialect]) -> None:
+    """The lookup reads only rows that started before the session ended, so a long later
+    history of the vehicle does not hide the parking that overlaps it."""
+    conn, dialect = db
+    put_token(conn, dialect, "TAG-1", "AB123")
+    vehicles = Vehicles(conn, dialect)
+    day = timedelta(days=1)
+    vehicles.park("first", "AB123", start=40 * day, end=40 * day - 2 * H)
+    for n in range(30):
+        vehicles.park(f"later{n}", "AB123", start=(30 - n) * day, end=(30 - n) * day - H)
+    vehicles.charge("late", "TAG-1", start=40 * day - H, end=40 * day - 3 * H)
+    assert vehicles.flags("charging_sessions", "late") == ["parked_while_charging"]
+    assert vehicles.flags("parking_transactions", "first") == [
+        "legacy_feed",
+        "parked_while_charging",
+    ]
+
+
+async def test_the_export_shows_the_stored_flags_of_both_kinds(tmp_path: Path) -> None:
     db = SqliteStore(str(tmp_path / "export.db"), auto_migrate=True)
     await db.open()
     try:
@@ -159,7 +315,7 @@ async def test_the_export_shows_flags_and_a_vehicle_parked_while_charging(tmp_pa
             started_at=NOW - timedelta(hours=2),
             ended_at=NOW - timedelta(hours=1),
             energy_kwh="10",
-            flags=["energy_above_max", "session_failed"],
+            flags=["energy_above_max", "parked_while_charging", "session_failed"],
         )
         parked = seed(
             path,
@@ -168,13 +324,15 @@ async def test_the_export_shows_flags_and_a_vehicle_parked_while_charging(tmp_pa
             license_number="ab 123",
             started_at=NOW - timedelta(hours=3),
             ended_at=NOW - timedelta(minutes=90),
+            flags=["legacy_feed", "parked_while_charging"],
         )
+        # Overlapping, but processing flagged nothing: the export computes no flag itself.
         apart = seed(
             path,
             "parking_transactions",
             parking_id="p2",
             license_number="AB123",
-            started_at=NOW - timedelta(minutes=50),
+            started_at=NOW - timedelta(minutes=100),
             ended_at=NOW - timedelta(minutes=10),
         )
         report = await build_report(db, "2026-11", "UTC")
@@ -188,3 +346,37 @@ async def test_the_export_shows_flags_and_a_vehicle_parked_while_charging(tmp_pa
     assert {row["id"]: row["flags"] for row in table}[charging["id"]] == (
         "energy_above_max parked_while_charging"
     )
+    assert {row["id"]: row["flags"] for row in table}[parked["id"]] == "parked_while_charging"
+
+
+def test_processing_counts_a_parked_vehicle_in_the_metrics(tmp_path: Path) -> None:
+    """An EasyPark delivery through the real provider and the processing step: the flag
+    it raises is counted under the parking source."""
+    provider, source = EasyPark(), EasyParkSource(name="easypark", username="u", password="p")
+    raw = (FIXTURES / "easypark" / "current.json").read_bytes()  # ABC123, 12:02 to 13:12
+    parsed = provider.parse(source, Call("", {}, raw))
+    metrics = Metrics()
+    processor = Processor({"easypark": provider}, Router([], {}), RULES, metrics)
+    with sqlite_db(tmp_path / "views.db") as conn:
+        put_token(conn, "sqlite", "TAG-1", "abc-123")
+        vehicles = Vehicles(conn, "sqlite")
+        noon = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
+        vehicles.charge("s1", "TAG-1", start=NOW - noon, end=NOW - noon - H)
+        event = StoredEvent(
+            id=floor_id(NOW),
+            source="easypark",
+            provider="easypark",
+            event_type=parsed.event_type,
+            received_at=NOW,
+            subject=parsed.subject,
+            status=parsed.status,
+            flags=list(parsed.flags),
+            document=msgspec.json.decode(msgspec.json.encode(parsed.document)),
+        )
+        with transaction(conn, "sqlite"):
+            processor(SqlViewTx(conn, "sqlite"), event)
+        assert vehicles.flags("charging_sessions", "s1") == ["parked_while_charging"]
+    counted = metrics.registry.get_sample_value(
+        "hookgate_anomalies_total", {"source": "easypark", "flag": "parked_while_charging"}
+    )
+    assert counted == 1

@@ -23,6 +23,7 @@ from support.e2e import run_cli
 from support.gateway import ADMIN_TOKEN, AMPECO_NEW, AMPECO_OLD, Running, base_config, serve
 from support.polling import until
 from support.storage import fresh_storage
+from support.views import seed
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -646,3 +647,38 @@ def test_a_signed_out_session_is_refused_by_every_instance(backend: str, tmp_pat
         # The expired sign-out goes; the one signed out above lasts as long as its session.
         assert counted["console_revocations"] == done["console_revocations"] == 1
         assert gone is False
+
+
+def test_flagged_sessions_and_parking_show_their_flags(console: Running) -> None:
+    flagged = seed(
+        console.storage_url,
+        "charging_sessions",
+        source="zaptec",
+        provider="zaptec",
+        session_key="big",
+        started_at=datetime.now(UTC) - timedelta(hours=2),
+        ended_at=datetime.now(UTC) - timedelta(hours=1),
+        token="VAN-7",
+        plate="AB123",
+        flags=["energy_above_max", "parked_while_charging"],
+    )
+    seed(
+        console.storage_url,
+        "parking_transactions",
+        parking_id="p-flagged",
+        license_number="AB 123",
+        flags=["parked_while_charging"],
+    )
+    with signed_in(console) as client:
+        listing = client.get("/console/charging").text
+        row = listing[listing.index(f"/console/charging/sessions/{flagged['id']}") :]
+        row = row[: row.index("</tr>")]
+        assert '<span class="flag">energy_above_max</span>' in row
+        assert '<span class="flag">parked_while_charging</span>' in row
+        detail = client.get(f"/console/charging/sessions/{flagged['id']}").text
+        assert "More energy than the configured maximum for this charger or token." in detail
+        assert "The vehicle was parked (EasyPark) while this session charged it" in detail
+        assert "AB123" in detail
+        parking = client.get("/console/parking").text
+        row = parking[parking.index("AB 123") :]
+        assert "parked_while_charging" in row[: row.index("</tr>")]

@@ -183,6 +183,7 @@ ZAPTEC_ENDED = {
     "flags": [],
     "last_occurred_at": at("2025-12-04T14:10:09Z"),  # when the end was received
     "cost_components": None,
+    "plate": None,
 }
 
 
@@ -277,6 +278,7 @@ AMPECO_ENDED = {
     "flags": [],
     "last_occurred_at": at("2025-12-04T13:00:00Z"),
     "cost_components": None,
+    "plate": None,
 }
 
 
@@ -583,6 +585,7 @@ def test_parking_transactions_keep_decimals_and_the_consistency_flag(
             "consistent": False,
             "flags": ["price_inconsistent"],
             "received_at": bad.received_at,
+            "plate": "XYZ789",
         },
         "2790114207": {
             "source": "easypark",
@@ -606,6 +609,7 @@ def test_parking_transactions_keep_decimals_and_the_consistency_flag(
             "consistent": True,
             "flags": ["legacy_feed"],
             "received_at": legacy.received_at,
+            "plate": "KLM45P",
         },
     }
 

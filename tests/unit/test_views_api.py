@@ -187,6 +187,41 @@ def test_charging_sessions_filter_page_and_show_meter_values(api: Api) -> None:
         problem(c.get("/api/v1/charging-sessions?cursor=%%%"), 400)
 
 
+def test_sessions_and_parking_filter_on_an_anomaly_flag(api: Api) -> None:
+    big = seed(
+        api.db,
+        "charging_sessions",
+        session_key="big",
+        flags=["energy_above_max", "session_failed"],
+        started_at=T0,
+    )
+    seed(api.db, "charging_sessions", session_key="parked", flags=["parked_while_charging"])
+    seed(api.db, "charging_sessions", session_key="plain", started_at=T0)
+    stay = seed(api.db, "parking_transactions", parking_id="p1", flags=["parked_while_charging"])
+    seed(api.db, "parking_transactions", parking_id="p2", flags=["legacy_feed"])
+    with api.client() as c:
+        found = c.get("/api/v1/charging-sessions", params={"flag": "energy_above_max"}).json()
+        assert [i["id"] for i in found["items"]] == [big["id"]]
+        assert found["items"][0]["flags"] == ["energy_above_max", "session_failed"]
+        both = c.get(
+            "/api/v1/charging-sessions",
+            params={"flag": "energy_above_max", "since": "2025-12-04T11:00:00Z"},
+        )
+        assert [i["session_key"] for i in both.json()["items"]] == ["big"]
+        shown = c.get(f"/api/v1/charging-sessions/{big['id']}").json()
+        assert shown["flags"] == ["energy_above_max", "session_failed"]
+        parked = c.get("/api/v1/parking-transactions", params={"flag": "parked_while_charging"})
+        assert [i["id"] for i in parked.json()["items"]] == [stay["id"]]
+        assert c.get(f"/api/v1/parking-transactions/{stay['id']}").json()["flags"] == [
+            "parked_while_charging"
+        ]
+        # Only anomaly flags are accepted: a provider's flag or a typo is a 400 naming it.
+        for bad in ("session_failed", "energy"):
+            answer = problem(c.get("/api/v1/charging-sessions", params={"flag": bad}), 400)
+            assert "flag" in answer["detail"]
+        problem(c.get("/api/v1/parking-transactions", params={"flag": "nope"}), 400)
+
+
 def test_parking_payments_and_charge_points(api: Api) -> None:
     parking = seed(api.db, "parking_transactions", parking_id="p1", license_number="XYZ789")
     seed(api.db, "parking_transactions", parking_id="p2")

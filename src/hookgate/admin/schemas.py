@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from hookgate.authorization.outcome import RESULTS
+from hookgate.domain.anomalies import FLAGS
 from hookgate.domain.decisions import DecisionRecord
 from hookgate.domain.events import Event, EventStatus, IsoInstant
 from hookgate.domain.outbox import Delivery, DeliveryAttempt, DeliveryDetail, DeliveryStatus
@@ -52,6 +53,7 @@ Cursor = Annotated[
 ]
 
 DecisionResult = Literal[RESULTS]  # type: ignore[valid-type]
+AnomalyFlag = Literal[FLAGS]  # type: ignore[valid-type]
 Scope = Literal["read", "write"]
 
 
@@ -164,6 +166,8 @@ class SessionsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     status: str | None = None
     charger_id: str | None = None
     token: str | None = None
+    # Sessions carrying this anomaly flag (docs/views.md#anomaly-flags).
+    flag: AnomalyFlag | None = None
     since: Instant | None = None
     until: Instant | None = None
 
@@ -206,6 +210,9 @@ class ChargingSession(msgspec.Struct, kw_only=True):
     updated_at: datetime
     # What a fetched CDR says the cost is made of (type, amount, quantity, unit).
     cost_components: list[dict[str, Any]] | None = None
+    # The token's vehicle as plates compare (upper case, no spaces or dashes), by which
+    # parked_while_charging is found; None without a token vehicle.
+    plate: str | None = None
 
 
 class ChargingSessionDetail(ChargingSession, kw_only=True):
@@ -218,6 +225,8 @@ class ChargingSessionDetail(ChargingSession, kw_only=True):
 class ParkingQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     source: str | None = None
     license_number: str | None = None
+    # Transactions carrying this anomaly flag (parked_while_charging is the one they get).
+    flag: AnomalyFlag | None = None
     since: Instant | None = None
     until: Instant | None = None
 
@@ -245,6 +254,8 @@ class ParkingTransaction(msgspec.Struct, kw_only=True):
     consistent: bool
     flags: list[str]
     received_at: datetime
+    # `license_number` as plates compare (upper case, no spaces or dashes).
+    plate: str | None = None
 
 
 class PaymentsQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):

@@ -105,6 +105,7 @@ class ViewsApi:
             time_column=time_column,
             since=_instant(q.since, "since"),
             until=_instant(q.until, "until"),
+            flag=getattr(q, "flag", None),
         )
         page = await self._store.list_view(table, where, q.cursor, q.limit)
         return AdminApi._page(page)

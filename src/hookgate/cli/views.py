@@ -25,6 +25,7 @@ from hookgate.cli.common import (
 )
 from hookgate.cli.inbox import events, rejections
 from hookgate.config import Config
+from hookgate.domain.anomalies import FLAGS
 from hookgate.domain.queries import Page, ReplayFilter, ViewFilter
 from hookgate.export import lines_csv, report_json, totals_csv
 from hookgate.ops.details import (
@@ -67,6 +68,11 @@ def _time(value: Any) -> str:
     return "-" if not value else str(value)[:19]
 
 
+def _flags(item: dict[str, Any]) -> str:
+    """A row's flags (anomalies and the provider's own), comma-separated."""
+    return ",".join(item.get("flags") or ()) or "-"
+
+
 def _print_page(
     page: Page[Any],
     as_json: bool,
@@ -94,12 +100,14 @@ def _view_list(
     until: str | None,
     cursor: str | None,
     limit: int,
+    flag: str | None = None,
 ) -> Page[dict[str, Any]]:
     where = ViewFilter(
         equal={column: value for column, value in equal.items() if value},
         time_column=time_column,
         since=_instant(since, "--since"),
         until=_instant(until, "--until"),
+        flag=flag,
     )
     return _store_run(_config(config_path), lambda s: s.list_view(table, where, cursor, limit))
 
@@ -178,6 +186,12 @@ def sessions() -> None:
 @click.option("--status", type=click.Choice(["active", "ended"]), default=None)
 @click.option("--charger", "charger_id", default=None)
 @click.option("--token", default=None)
+@click.option(
+    "--flag",
+    type=click.Choice(FLAGS),
+    default=None,
+    help="Only sessions with this anomaly flag (docs/views.md#anomaly-flags).",
+)
 def sessions_list(
     config_path: str | None,
     since: str | None,
@@ -189,11 +203,12 @@ def sessions_list(
     status: str | None,
     charger_id: str | None,
     token: str | None,
+    flag: str | None,
 ) -> None:
     """Newest sessions first; --since/--until select on the start time."""
     equal = {"source": source, "status": status, "charger_id": charger_id, "token": token}
     page = _view_list(
-        config_path, "charging_sessions", equal, "started_at", since, until, cursor, limit
+        config_path, "charging_sessions", equal, "started_at", since, until, cursor, limit, flag
     )
     _print_page(
         page,
@@ -209,6 +224,7 @@ def sessions_list(
             ("TOKEN", lambda i: _text(i["token"])),
             ("KWH", lambda i: _text(i["energy_kwh"])),
             ("COST", lambda i: f"{_text(i['cost'])} {i['currency'] or ''}".rstrip()),
+            ("FLAGS", _flags),
         ],
     )
 
@@ -242,6 +258,12 @@ def parking() -> None:
 @_listing
 @click.option("--source", default=None)
 @click.option("--plate", "license_number", default=None, help="Licence plate.")
+@click.option(
+    "--flag",
+    type=click.Choice(FLAGS),
+    default=None,
+    help="Only transactions with this anomaly flag (parked_while_charging).",
+)
 def parking_list(
     config_path: str | None,
     since: str | None,
@@ -251,11 +273,12 @@ def parking_list(
     as_json: bool,
     source: str | None,
     license_number: str | None,
+    flag: str | None,
 ) -> None:
     """Newest transactions first; --since/--until select on the end time."""
     equal = {"source": source, "license_number": license_number}
     page = _view_list(
-        config_path, "parking_transactions", equal, "ended_at", since, until, cursor, limit
+        config_path, "parking_transactions", equal, "ended_at", since, until, cursor, limit, flag
     )
     _print_page(
         page,
@@ -269,6 +292,7 @@ def parking_list(
             ("ENDED", lambda i: _time(i["ended_at"])),
             ("PRICE", lambda i: f"{i['price']} {i['currency']}"),
             ("AREA", lambda i: _text(i["area_name"])),
+            ("FLAGS", _flags),
         ],
     )
 

@@ -1,13 +1,15 @@
-"""Anomaly flags on charging sessions: what a fleet manager should look at twice.
+"""Anomaly flags on charging sessions and parking transactions: what a fleet manager
+should look at twice.
 
-Computed by processing when a session row changes (processing/projections.py), kept in
-the row's `flags` beside the provider's own, shown wherever the row is (views, API,
-export) and counted in `hookgate_anomalies_total`. The checks here read one session row;
-checks that need other rows (overlaps) are in the projection.
+Computed by processing when a session or parking row changes (processing/projections.py),
+kept in the row's `flags` beside the provider's own, shown wherever the row is (views,
+API, CLI, console, export) and counted in `hookgate_anomalies_total`. The checks here read
+one or two rows; the projection finds the other rows (overlaps, a parked vehicle).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -22,9 +24,12 @@ OVERLAP = "overlapping_session"
 PARTS = "amounts_do_not_add_up"
 DRIFT = "start_far_from_approved"
 UNAUTHORIZED = "unmatched"  # an end no approved start matched (offline charging)
-# Found by the export, which joins parking and charging by vehicle (not in a row's flags).
+# On a parking transaction and a charging session of one vehicle whose times overlap.
 PARKED = "parked_while_charging"
-ANOMALIES = frozenset({FUTURE, TOO_OLD, ENERGY, OVERLAP, PARTS, DRIFT, UNAUTHORIZED})
+# In the order docs/views.md lists them (the API's `flag` filter takes these).
+FLAGS = (FUTURE, TOO_OLD, ENERGY, OVERLAP, UNAUTHORIZED, PARTS, DRIFT, PARKED)
+ANOMALIES = frozenset(FLAGS)
+_PLATE_NOISE = re.compile(r"[\s-]")
 _CENT = Decimal("0.01")
 Kwh = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?$")]
 
@@ -118,3 +123,27 @@ def overlaps(first: dict[str, Any], second: dict[str, Any]) -> bool:
     a_end = a1 if isinstance(a1, datetime) else datetime.max.replace(tzinfo=a0.tzinfo)
     b_end = b1 if isinstance(b1, datetime) else datetime.max.replace(tzinfo=b0.tzinfo)
     return a0 < b_end and b0 < a_end
+
+
+def plate(text: str | None) -> str | None:
+    """A licence plate as plates compare: without case, spaces or dashes (`ab-123` is
+    `AB123`); None for no plate."""
+    if not text:
+        return None
+    return _PLATE_NOISE.sub("", text).upper() or None
+
+
+def parked_while_charging(parking: dict[str, Any], session: dict[str, Any]) -> bool:
+    """A parking transaction and an ended charging session (of one vehicle) whose times
+    overlap: a car cannot be parked in one place while it charges in another (a shared or
+    misused token). A session without both times is not compared."""
+    p0, p1 = parking.get("started_at"), parking.get("ended_at")
+    s0, s1 = session.get("started_at"), session.get("ended_at")
+    if not (
+        isinstance(p0, datetime)
+        and isinstance(p1, datetime)
+        and isinstance(s0, datetime)
+        and isinstance(s1, datetime)
+    ):
+        return False
+    return p0 < s1 and s0 < p1

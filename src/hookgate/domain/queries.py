@@ -31,12 +31,14 @@ class DecisionFilter(msgspec.Struct, kw_only=True):
 
 
 class ViewFilter(msgspec.Struct, kw_only=True):
-    """A listing of a view: equality filters on columns, a time range on `time_column`."""
+    """A listing of a view: equality filters on columns, a time range on `time_column`,
+    and rows whose `flags` hold `flag`."""
 
     equal: dict[str, Any] = {}
     time_column: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    flag: str | None = None
 
 
 class ReplayFilter(msgspec.Struct, kw_only=True):

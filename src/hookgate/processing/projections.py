@@ -24,9 +24,12 @@ from typing import Any
 from hookgate.domain.anomalies import (
     ANOMALIES,
     OVERLAP,
+    PARKED,
     UNAUTHORIZED,
     AnomalyRules,
     overlaps,
+    parked_while_charging,
+    plate,
     row_anomalies,
 )
 from hookgate.domain.events import StoredEvent
@@ -40,6 +43,7 @@ from hookgate.domain.facts import (
     ParkingFact,
     ReferenceFact,
 )
+from hookgate.domain.rules import normalise_uid
 from hookgate.ids import new_id
 from hookgate.store.base import ViewTx
 from hookgate.store.views import view
@@ -83,14 +87,18 @@ _UNMATCHED = "unmatched"
 _HISTORY_LIMIT = 10_000
 # Sessions of one token looked at for overlaps (a token's recent history).
 _OVERLAP_SCAN = 500
+# Rows of one vehicle (the other kind) looked at for parked-while-charging: the latest
+# that started before the row ended. A vehicle's parkings (or sessions) follow each other,
+# so the ones that overlap a row come first.
+_PARKED_SCAN = 20
 
 
 def project(
     tx: ViewTx, event: StoredEvent, facts: list[Fact], rules: AnomalyRules | None = None
 ) -> list[str]:
     """Fold one event's facts into the views (idempotent, order-tolerant). With `rules`,
-    charging sessions are checked for anomalies; returns the anomaly flags this event
-    newly raised (for the metrics)."""
+    charging sessions and parking transactions are checked for anomalies; returns the
+    anomaly flags this event newly raised on its own rows (for the metrics)."""
     raised: list[str] = []
     for fact in facts:
         if isinstance(fact, ChargingSessionFact):
@@ -102,7 +110,7 @@ def project(
         elif isinstance(fact, EvseFact):
             _evse(tx, event, fact, fact.occurred_at or event.received_at, None)
         elif isinstance(fact, ParkingFact):
-            _parking(tx, event, fact)
+            raised += _parking(tx, event, fact, rules)
         elif isinstance(fact, ObjectStateFact):
             _object_state(tx, event, fact)
         elif isinstance(fact, ReferenceFact):
@@ -214,6 +222,7 @@ def _session(
     raised: list[str] = []
     if rules is not None:
         before = set(old["flags"]) if old else set()
+        row["plate"] = _session_plate(tx, old, row)
         row["flags"] = _anomalies(tx, event, row, rules)
         raised = sorted(set(row["flags"]) - before & ANOMALIES)
     _save(tx, "charging_sessions", old, row)
@@ -255,8 +264,46 @@ def _anomalies(
                             "flags": sorted({*other["flags"], OVERLAP}),
                         },
                     )
+    # Only an ended session is compared (`parked_while_charging`): no lookup before then.
+    if row["plate"] and row["ended_at"] and _parked(tx, row, "parking_transactions"):
+        found.add(PARKED)
     kept = {flag for flag in row["flags"] if flag not in ANOMALIES or flag == UNAUTHORIZED}
     return sorted(kept | found)
+
+
+def _session_plate(tx: ViewTx, old: dict[str, Any] | None, row: dict[str, Any]) -> str | None:
+    """The plate of the session's vehicle: its token's `vehicle`, read once per token
+    (a primary-key read), kept while the token stays the same."""
+    if not row["token"]:
+        return None
+    if old is not None and old["token"] == row["token"] and old["plate"]:
+        return str(old["plate"])
+    return plate(tx.token_vehicle(normalise_uid(str(row["token"]))))
+
+
+def _parked(tx: ViewTx, row: dict[str, Any], other_table: str) -> bool:
+    """Whether `row` (an ended session or a parking transaction) overlaps a row of the
+    other kind of the same vehicle: one range read of the other table's plate index. The
+    other rows found are flagged too (a flag is never taken off another row here)."""
+    parking = other_table == "parking_transactions"
+    found = False
+    others = tx.select(
+        other_table,
+        {"plate": row["plate"]},
+        order_by="started_at desc",
+        limit=_PARKED_SCAN,
+        below={"started_at": row["ended_at"]},
+    )
+    for other in others:
+        if not (
+            parked_while_charging(other, row) if parking else parked_while_charging(row, other)
+        ):
+            continue
+        found = True
+        if PARKED not in other["flags"]:
+            key = {column: other[column] for column in view(other_table).key}
+            tx.upsert(other_table, {**key, "flags": sorted({*other["flags"], PARKED})})
+    return found
 
 
 def _meter_value(tx: ViewTx, event: StoredEvent, sample: MeterSample) -> None:
@@ -325,13 +372,15 @@ def _evse(
 # -- parking --------------------------------------------------------------------------
 
 
-def _parking(tx: ViewTx, event: StoredEvent, fact: ParkingFact) -> None:
+def _parking(
+    tx: ViewTx, event: StoredEvent, fact: ParkingFact, rules: AnomalyRules | None
+) -> list[str]:
     key = {"source": event.source, "parking_id": fact.parking_id}
     old = tx.get("parking_transactions", key)
     # One event per parking id (the inbox deduplicates); should two ever meet, the later
     # arrival wins.
     if old is not None and event.id < old["event_id"]:
-        return
+        return []
     row = {
         **key,
         "id": old["id"] if old else new_id(),
@@ -354,8 +403,15 @@ def _parking(tx: ViewTx, event: StoredEvent, fact: ParkingFact) -> None:
         "consistent": fact.consistent,
         "flags": sorted(set(fact.flags)),
         "received_at": event.received_at,
+        "plate": plate(fact.license_number),
     }
+    raised: list[str] = []
+    if rules is not None and row["plate"] and _parked(tx, row, "charging_sessions"):
+        row["flags"] = sorted({*fact.flags, PARKED})
+        if old is None or PARKED not in old["flags"]:
+            raised.append(PARKED)
     _save(tx, "parking_transactions", old, row)
+    return raised
 
 
 # -- payment and approval objects -----------------------------------------------------

@@ -77,9 +77,18 @@ class ViewTx(Protocol):
         """Insert `row`; False (and nothing written) when its primary key exists."""
 
     def select(
-        self, table: str, where: Mapping[str, Any], order_by: str | None = None, limit: int = 1000
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        order_by: str | None = None,
+        limit: int = 1000,
+        below: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows matching every `column = value` of `where`."""
+        """Rows matching every `column = value` of `where` and `column < value` of
+        `below`."""
+
+    def token_vehicle(self, uid: str) -> str | None:
+        """The `vehicle` of the stored charge token `uid` (normalised), or None."""
 
 
 # The processing step for one event: project it and return the destinations to deliver it to.

@@ -83,6 +83,12 @@ class Dialect:
             return dict(row)
         return {k: iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
+    def array_has(self, column: str) -> str:
+        """`column` (a JSON array of text) holds the `?` parameter."""
+        if self.name == "sqlite":
+            return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = ?)"
+        return f"EXISTS (SELECT 1 FROM json_array_elements_text({column}) AS e(v) WHERE e.v = ?)"
+
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """`column` is one of `values` (at most a few hundred: callers chunk)."""
         if self.name == "sqlite":

@@ -48,7 +48,7 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "session_key"),
         "source session_key id provider status charger_id evse_id connector_id token user_id "
         "external_id started_at ended_at energy_kwh cost cost_excl_vat currency flags event_ids "
-        "versions last_occurred_at updated_at cost_components installation_id",
+        "versions last_occurred_at updated_at cost_components installation_id plate",
         instants="started_at ended_at last_occurred_at updated_at",
         json="flags event_ids versions cost_components",
     ),
@@ -79,7 +79,7 @@ VIEWS: dict[str, ViewTable] = {
         ("source", "parking_id"),
         "source parking_id id event_id license_number parking_user_id started_at ended_at "
         "area_id area_name operator_id operator_name currency price price_vat price_excl_vat "
-        "fee fee_vat fee_excl_vat consistent flags received_at",
+        "fee fee_vat fee_excl_vat consistent flags received_at plate",
         instants="started_at ended_at received_at",
         json="flags",
         booleans="consistent",

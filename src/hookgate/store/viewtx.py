@@ -172,11 +172,20 @@ class SqlViewTx:
         return bool(self._run(sql + "NOTHING", params).rowcount == 1)
 
     def select(
-        self, table: str, where: Mapping[str, Any], order_by: str | None = None, limit: int = 1000
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        order_by: str | None = None,
+        limit: int = 1000,
+        below: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """`order_by` is a column name, optionally followed by `asc` or `desc`."""
         shape = view(table)
         clauses, params = _equal(shape, where, self.dialect)
+        for column, value in (below or {}).items():
+            check_columns(shape, [column])
+            clauses.append(f"{column} < ?")
+            params.append(_encode(shape, column, value, self.dialect))
         sql = f"SELECT * FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -190,6 +199,17 @@ class SqlViewTx:
         sql += " LIMIT ?"
         params.append(int(limit))
         return [decode_row(table, row) for row in self._rows(sql, params)]
+
+    def token_vehicle(self, uid: str) -> str | None:
+        """One primary-key read of the token entity (its document is JSON)."""
+        rows = self._rows("SELECT doc FROM auth_entities WHERE kind = 'token' AND key = ?", [uid])
+        if not rows:
+            return None
+        doc = rows[0]["doc"]
+        if isinstance(doc, str | bytes):
+            doc = msgspec.json.decode(doc)
+        vehicle = doc.get("vehicle") if isinstance(doc, dict) else None
+        return str(vehicle) if vehicle else None
 
 
 # -- listings -------------------------------------------------------------------------
@@ -207,6 +227,11 @@ def _filter(
             if bound is not None:
                 clauses.append(f"{column} {operator} ?")
                 params.append(_encode(shape, column, bound, dialect))
+    if where.flag is not None:
+        if "flags" not in shape.json:
+            raise KeyError("this view has no flags to filter on")
+        clauses.append(dialect.array_has("flags"))
+        params.append(where.flag)
     return clauses, params
 
 
