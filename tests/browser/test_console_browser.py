@@ -335,7 +335,9 @@ def _walk_through(
     booked = page.locator("table.recon-lines")
     expect(booked).to_contain_text(plate)
     expect(booked).to_contain_text("parking")
-    expect(booked).to_contain_text("charging")
+    # The Zaptec sessions above are flagged (energy over the configured maximum): apart.
+    expect(page.locator("table.recon-flagged")).to_contain_text("charging")
+    expect(page.locator("table.recon-flagged")).to_contain_text("energy_above_max")
     expect(page.locator("table.recon-flagged")).to_contain_text("VAN-7")
     expect(page.locator("table.recon-flagged")).to_contain_text("unmatched")
     expect(page.locator("table.recon-unauthorized")).to_contain_text(offline)
