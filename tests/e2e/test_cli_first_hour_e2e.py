@@ -228,4 +228,4 @@ def test_show_takes_the_providers_own_id(tmp_path: Path) -> None:
     shown = run_cli("sessions", "show", session_id, "--config", str(config))
     assert json.loads(shown.stdout)["session_key"] == session_id
     header = run_cli("parking", "list", "--config", str(config)).stdout.splitlines()[0]
-    assert header.split() == ["ID", "SOURCE", "PARKING", "PLATE", "ENDED", "PRICE", "AREA"]
+    assert header.split() == ["ID", "SOURCE", "PARKING", "PLATE", "ENDED", "PRICE", "AREA", "FLAGS"]
