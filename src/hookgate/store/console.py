@@ -13,6 +13,7 @@ import msgspec
 
 from hookgate.domain.decisions import DecisionRecord
 from hookgate.store.alerting import dialect_of, transaction
+from hookgate.store.authz import decision_row
 from hookgate.store.dialect import DIALECTS
 from hookgate.timeutil import iso, parse_iso
 
@@ -52,22 +53,16 @@ def decision(conn: Any, decision_id: str) -> DecisionRecord | None:
         return None
     if not isinstance(row, Mapping):
         row = dict(zip([d[0] for d in cursor.description], row, strict=True))
-    reasons = row["reasons"]
-    decided_at = row["decided_at"]
-    return DecisionRecord(
-        id=row["id"],
-        decided_at=decided_at if isinstance(decided_at, str) else iso(decided_at),
-        source=row["source"],
-        event_id=row["event_id"],
-        charger_id=row["charger_id"],
-        token=row["token"],
-        user_id=row["user_id"],
-        installation_id=row["installation_id"],
-        result=row["result"],
-        reasons=msgspec.json.decode(reasons) if isinstance(reasons, str | bytes) else reasons,
-        session_id=row["session_id"],
-        fallback=bool(row["fallback"]),
-        latency_us=row["latency_us"],
+    reasons, decided_at = row["reasons"], row["decided_at"]
+    # The one decision record authz makes, from this connection's own column types.
+    return decision_row(
+        {
+            **row,
+            "decided_at": decided_at if isinstance(decided_at, str) else iso(decided_at),
+            "reasons": reasons
+            if isinstance(reasons, str | bytes)
+            else msgspec.json.encode(reasons),
+        }
     )
 
 
